@@ -1,0 +1,1 @@
+"""Typed settings, Celery and logging configuration for regsync (imports nothing of ours)."""

@@ -1,0 +1,76 @@
+"""All of regsync's settings, read from the environment (``REGSYNC_*``) in one place.
+
+Every default is documented with its unit. Parsing is strict: a malformed value is an error at start-up,
+not a surprise at 2 a.m.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """regsync settings. Each field is read from ``REGSYNC_<NAME>`` (or ``REGSYNC_<NAME>_FILE`` for secrets)."""
+
+    model_config = SettingsConfigDict(env_prefix="REGSYNC_", extra="ignore", strict=False)
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{Path.cwd() / 'regsync.sqlite3'}",
+        description="SQLAlchemy URL of the job ledger (default: SQLite file in the working directory).",
+    )
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Celery broker URL (Redis); 'memory://' runs the embedded in-process worker.",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis URL for the cluster-wide rate limiter and locks.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys that encrypt stored secrets; the first encrypts, all decrypt.",
+    )
+    log_format: Literal["json", "console"] = Field(default="console", description="Log line format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    actor: str | None = Field(default=None, description="Who performs admin commands (audit trail).")
+
+    chunk_lease_s: int = Field(default=300, ge=10, description="Seconds a claimed chunk may go without heartbeat.")
+    chunk_requeue_after_s: int = Field(
+        default=600, ge=10, description="Seconds a queued chunk may wait before the sweeper re-enqueues it."
+    )
+    visibility_timeout_s: int = Field(
+        default=3600, ge=60, description="Redis visibility timeout in seconds; above the longest chunk."
+    )
+    registry_timeout_s: float = Field(default=10.0, gt=0, description="Per-request registry timeout, seconds.")
+    registry_max_retries: int = Field(default=4, ge=0, description="Retries of a transient registry failure.")
+    registry_concurrency: int = Field(default=8, ge=1, le=64, description="Parallel registry requests per chunk.")
+    crm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request Salesforce timeout, seconds.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_blank_url(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("REGSYNC_DATABASE_URL is empty; give a SQLAlchemy URL or leave it unset")
+        return value
+
+    def secret_keys(self) -> list[str]:
+        """The configured Fernet keys, primary first (empty when none is set)."""
+        if self.secret_key is None:
+            return []
+        return [key.strip() for key in self.secret_key.get_secret_value().split(",") if key.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the demo change the environment)."""
+    get_settings.cache_clear()

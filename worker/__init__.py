@@ -1,0 +1,1 @@
+"""regsync's domain: ledger, registry and CRM clients, planning, sync, scheduling, alerting, security."""

@@ -1,0 +1,1 @@
+"""Connection files: their schema, loading, and applying them to the ledger."""

@@ -1,0 +1,1 @@
+"""CRM adapters (Salesforce on simple-salesforce) behind one port."""

@@ -1,0 +1,165 @@
+"""The one exception tree of regsync.
+
+Each class's docstring is its default message and tells the user what to do. Errors are *transient*
+(worth a retry: timeouts, 429, 5xx, lock contention) or *permanent* (don't retry: 401, 404, validation).
+Third-party errors are translated at one boundary with ``raise ... from exc``; messages never carry
+secrets, authorization headers or response bodies.
+"""
+
+from __future__ import annotations
+
+
+class RegsyncError(Exception):
+    """regsync failed; see the log (correlation ID) for details."""
+
+    transient: bool = False
+    code: str = "REGSYNC_ERROR"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or self.code).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class TransientError(RegsyncError):
+    """A temporary failure; it will be retried."""
+
+    transient = True
+
+
+# --- configuration -----------------------------------------------------------------------------------------
+
+
+class ConfigurationError(RegsyncError):
+    """regsync is misconfigured; fix the setting named in this message."""
+
+    code = "CONFIGURATION"
+
+
+class ConnectionNotFound(ConfigurationError):
+    """No such connection; list them with `regsync connection list` or apply one with `regsync connection apply`."""
+
+    code = "CONNECTION_NOT_FOUND"
+
+
+class SecretMissing(ConfigurationError):
+    """A secret this connection needs is not set; set it with `regsync secret set CONNECTION NAME`."""
+
+    code = "SECRET_MISSING"
+
+
+class SecretKeyError(ConfigurationError):
+    """Stored secrets cannot be decrypted; check REGSYNC_SECRET_KEY (the old key must stay listed while rotating)."""
+
+    code = "SECRET_KEY"
+
+
+class InsecureURL(ConfigurationError):
+    """Only https:// URLs are allowed for Salesforce and the registry."""
+
+    code = "INSECURE_URL"
+
+
+class MappingError(ConfigurationError):
+    """The field mapping does not fit the CRM object; fix the mapping named in this message."""
+
+    code = "MAPPING"
+
+
+# --- CRM ---------------------------------------------------------------------------------------------------
+
+
+class CrmError(RegsyncError):
+    """Salesforce answered with an error."""
+
+    code = "CRM_ERROR"
+
+
+class CrmAuthError(CrmError):
+    """Salesforce rejected our credentials (invalid_grant); check the connected app and `regsync secret set`."""
+
+    code = "CRM_AUTH"
+
+
+class CrmSessionExpired(CrmError):
+    """The Salesforce session expired (INVALID_SESSION_ID); regsync re-authenticates once."""
+
+    transient = True
+    code = "INVALID_SESSION_ID"
+
+
+class CrmTransientError(CrmError):
+    """Salesforce is busy or unreachable (timeout, 5xx, UNABLE_TO_LOCK_ROW); the chunk will be retried."""
+
+    transient = True
+    code = "CRM_TRANSIENT"
+
+
+class CrmLimitExceeded(CrmError):
+    """The Salesforce org's daily API limit is exhausted; the run resumes when the allowance allows."""
+
+    code = "REQUEST_LIMIT_EXCEEDED"
+
+
+# --- registry ----------------------------------------------------------------------------------------------
+
+
+class RegistryError(RegsyncError):
+    """The business registry answered with an error."""
+
+    code = "REGISTRY_ERROR"
+
+
+class RegistryAuthError(RegistryError):
+    """registry token rejected: set a valid token with `regsync secret set CONNECTION registry_token`."""
+
+    code = "REGISTRY_AUTH"
+
+
+class RegistryTransientError(RegistryError):
+    """The registry is busy or unreachable (429, 5xx, timeout); the request will be retried."""
+
+    transient = True
+    code = "REGISTRY_TRANSIENT"
+
+    def __init__(self, message: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RegistryMalformed(RegistryError):
+    """The registry's answer did not have the expected shape; nothing was written for this record."""
+
+    code = "REGISTRY_MALFORMED"
+
+
+# --- data --------------------------------------------------------------------------------------------------
+
+
+class InvalidOrgNumber(RegsyncError):
+    """The organisation number fails its country's checksum; fix it in the CRM record."""
+
+    code = "ORGNR_INVALID"
+
+
+# --- ledger ------------------------------------------------------------------------------------------------
+
+
+class LedgerError(RegsyncError):
+    """The job ledger could not be read or written; check REGSYNC_DATABASE_URL and run `alembic upgrade head`."""
+
+    code = "LEDGER"
+
+
+class RunNotFound(LedgerError):
+    """No such run; list runs with `regsync runs list`."""
+
+    code = "RUN_NOT_FOUND"
+
+
+class StateConflict(LedgerError):
+    """Another process changed this row first; nothing was changed."""
+
+    code = "STATE_CONFLICT"

@@ -1,0 +1,1 @@
+"""The job ledger: connections, runs, chunks, failures, record write state, secrets and audit events."""
