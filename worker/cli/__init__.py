@@ -1,0 +1,1 @@
+"""The `regsync` command line (typer + rich)."""

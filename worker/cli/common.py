@@ -1,0 +1,60 @@
+"""What every CLI command shares: error handling and exit codes, the console, the actor."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from config.settings import get_settings
+from worker.errors import ConfigurationError, RegsyncError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn regsync errors into a one-line message and an exit code (2 for configuration, 1 otherwise)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ConfigurationError as exc:
+            fail(exc.message, EXIT_USAGE)
+        except RegsyncError as exc:
+            fail(exc.message, EXIT_FAILED)
+
+    return wrapper
+
+
+ACTOR_HELP = "Who performs this admin action, for the audit trail. [env var: REGSYNC_ACTOR]"
+
+
+def require_actor(actor: str | None) -> str:
+    """The acting admin: --actor, else REGSYNC_ACTOR; admin commands refuse to run without one."""
+    value = actor or get_settings().actor
+    if not value or not value.strip():
+        raise ConfigurationError("admin commands need an actor: pass --actor NAME or set REGSYNC_ACTOR")
+    return value.strip()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
