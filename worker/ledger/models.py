@@ -164,6 +164,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     planned_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    plan_cursor: Mapped[str | None] = mapped_column(String(18))
+    plan_lease_until: Mapped[dt.datetime | None]
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     planned: Mapped[int] = mapped_column(Integer, default=0)
@@ -229,10 +231,11 @@ class RecordFailure(Base):
 
 
 class RecordWrite(Base):
-    """What regsync last wrote (or is about to write) to one CRM field: a hash, never the value.
+    """What regsync last wrote to one CRM field: a hash, never the value.
 
-    Written as an *intent* before the PATCH and confirmed after it, so a chunk redelivered after a crash can
-    tell "already written by this run" from "unchanged", and ``protect_manual`` can tell a manual edit.
+    Before a PATCH the sync stores a *pending* hash for this run; after the PATCH it confirms it. A chunk
+    redelivered after a crash can so tell "already written by this run" from "unchanged", and
+    ``protect_manual`` compares the CRM's current value with the confirmed hash to spot manual edits.
     """
 
     __tablename__ = "record_writes"
@@ -242,10 +245,11 @@ class RecordWrite(Base):
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     record_id: Mapped[str] = mapped_column(String(18))
     field: Mapped[str] = mapped_column(String(100))
-    value_hash: Mapped[str] = mapped_column(String(64))
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
-    written_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    value_hash: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    pending_hash: Mapped[str | None] = mapped_column(String(64))
+    pending_run_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    written_at: Mapped[dt.datetime | None]
 
 
 class AuditEvent(Base):

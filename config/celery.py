@@ -1,0 +1,49 @@
+"""The Celery app's configuration, built from settings; one app per process (tasks register on it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from config.settings import Settings, get_settings
+
+_APP: Celery | None = None
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Reliable delivery: late acks, requeue on worker loss, one message prefetched, long visibility timeout."""
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "regsync",
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_send_task_events": False,
+        "beat_schedule": {
+            "regsync-sweep": {"task": "regsync.sweep", "schedule": 30.0},
+        },
+    }
+
+
+def get_app() -> Celery:
+    """The process-wide Celery app; the worker imports ``tasks.jobs`` to register the tasks."""
+    global _APP
+    if _APP is None:
+        _APP = Celery("regsync", include=["tasks.jobs"])
+        _APP.conf.update(celery_config(get_settings()))
+    return _APP
+
+
+def reset_app() -> None:
+    """Forget the app (the demo and tests change the broker URL)."""
+    global _APP
+    _APP = None

@@ -1,0 +1,118 @@
+"""Obtain a Salesforce access token: OAuth 2.0 client credentials or JWT bearer, against a configurable token URL.
+
+Error messages name the OAuth error code and Salesforce's description, never the client secret, the
+private key, the assertion or the token.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+
+from worker.connections.spec import SalesforceSpec, require_https
+from worker.errors import CrmAuthError, CrmError, CrmTransientError, InsecureURL
+
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: Salesforce rejects assertions that expire more than a few minutes ahead; three is its documented value.
+JWT_LIFETIME_S = 180
+_DESCRIPTION_MAX = 200
+
+
+def fetch_token(
+    spec: SalesforceSpec, secret: str, session: requests.Session, *, timeout_s: float = 30.0
+) -> tuple[str, str]:
+    """Authenticate against ``spec.token_url`` and return ``(access_token, instance_url)``.
+
+    Args:
+        spec: The connection's Salesforce section (flow, client id, username, audience, URLs).
+        secret: The client secret (client credentials) or the PEM private key (JWT bearer).
+        session: The TLS-configured session to post with (see ``worker.crm.http.build_session``).
+        timeout_s: Per-request timeout in seconds.
+
+    Raises:
+        InsecureURL: The token URL or the instance URL is not https.
+        CrmAuthError: Salesforce rejected the credentials (invalid_grant, invalid_client, ...).
+        CrmTransientError: The token endpoint was unreachable, timed out or answered 5xx / 429.
+    """
+    token_url = require_https(spec.token_url)
+    form = _grant_form(spec, secret, token_url)
+    response = _post(session, token_url, form, timeout_s)
+    body = _json_body(response)
+    if response.status_code != 200:
+        raise _rejection(response.status_code, body, secret)
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise CrmError("Salesforce's token response has no access_token")
+    return token, _instance_url(spec, body)
+
+
+def _grant_form(spec: SalesforceSpec, secret: str, token_url: str) -> dict[str, str]:
+    if spec.auth == "jwt_bearer":
+        return {"grant_type": JWT_BEARER_GRANT, "assertion": _assertion(spec, secret, token_url)}
+    return {"grant_type": "client_credentials", "client_id": spec.client_id, "client_secret": secret}
+
+
+def _assertion(spec: SalesforceSpec, private_key_pem: str, token_url: str) -> str:
+    """An RS256-signed JWT: iss = consumer key, sub = username, aud = audience or the token URL's origin."""
+    parts = urlsplit(token_url)
+    claims = {
+        "iss": spec.client_id,
+        "sub": spec.username,
+        "aud": spec.audience or f"{parts.scheme}://{parts.netloc}",
+        "exp": int(time.time()) + JWT_LIFETIME_S,
+    }
+    try:
+        return jwt.encode(claims, private_key_pem, algorithm="RS256")
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        # The library's message may quote the key material; say what is wrong instead.
+        raise CrmAuthError("salesforce_private_key is not a usable PEM RSA private key") from exc
+
+
+def _post(session: requests.Session, url: str, form: dict[str, str], timeout_s: float) -> requests.Response:
+    try:
+        return session.post(url, data=form, headers={"Accept": "application/json"}, timeout=timeout_s)
+    except requests.exceptions.SSLError as exc:
+        raise CrmError(
+            "TLS verification of the Salesforce token endpoint failed; check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
+        ) from exc
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        raise CrmTransientError(f"Salesforce token endpoint unreachable ({type(exc).__name__})") from exc
+    except requests.RequestException as exc:
+        raise CrmError(f"Salesforce token request failed ({type(exc).__name__})") from exc
+
+
+def _json_body(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    if response.status_code >= 500 or response.status_code == 429:
+        raise CrmTransientError(f"Salesforce token endpoint answered HTTP {response.status_code}")
+    raise CrmError(f"Salesforce token endpoint answered HTTP {response.status_code} without a JSON object")
+
+
+def _rejection(status: int, body: dict[str, Any], secret: str) -> CrmError:
+    if status >= 500 or status == 429:
+        return CrmTransientError(f"Salesforce token endpoint answered HTTP {status}")
+    code = str(body.get("error") or f"HTTP {status}")
+    description = str(body.get("error_description") or "")[:_DESCRIPTION_MAX]
+    if secret and secret in description:
+        description = description.replace(secret, "••••")
+    detail = f": {description}" if description else ""
+    return CrmAuthError(f"Salesforce refused the token request ({code}){detail}")
+
+
+def _instance_url(spec: SalesforceSpec, body: dict[str, Any]) -> str:
+    returned = body.get("instance_url")
+    url = spec.instance_url or (returned if isinstance(returned, str) else None)
+    if not url:
+        raise CrmError("Salesforce's token response has no instance_url and the connection sets none")
+    if not url.lower().startswith("https://"):
+        raise InsecureURL(f"Salesforce returned instance_url {url!r}; regsync only talks to Salesforce over https")
+    return url.rstrip("/")

@@ -1,0 +1,33 @@
+"""How the domain asks for background work without importing the task modules: tasks are sent by name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+PLAN_RUN = "regsync.plan_run"
+SYNC_CHUNK = "regsync.sync_chunk"
+SWEEP = "regsync.sweep"
+
+
+class Dispatcher(Protocol):
+    def plan(self, run_id: int) -> None: ...
+
+    def sync(self, chunk_ids: Sequence[int]) -> None: ...
+
+
+class CeleryDispatcher:
+    """Sends tasks through the process's Celery app (Redis in production, memory:// in the demo)."""
+
+    def plan(self, run_id: int) -> None:
+        from config.celery import get_app
+
+        get_app().send_task(PLAN_RUN, args=[run_id])
+
+    def sync(self, chunk_ids: Sequence[int]) -> None:
+        from config.celery import get_app
+
+        app = get_app()
+        with app.producer_or_acquire() as producer:
+            for chunk_id in chunk_ids:
+                app.send_task(SYNC_CHUNK, args=[chunk_id], producer=producer)

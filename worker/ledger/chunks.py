@@ -1,0 +1,129 @@
+"""Chunk lifecycle: insert while planning, claim with a lease, heartbeat, release, finish; compare-and-set."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
+
+
+def add_chunks(
+    session: Session, run: Run, batches: Sequence[Sequence[str]], now: dt.datetime
+) -> list[int]:
+    """Insert one queued chunk per batch of record Ids and count them on the run; returns the chunk ids."""
+    first_seq = run.chunks_total
+    ids: list[int] = []
+    for offset, record_ids in enumerate(batches):
+        chunk = Chunk(run_id=run.id, seq=first_seq + offset, record_ids=list(record_ids), enqueued_at=now)
+        session.add(chunk)
+        session.flush()
+        ids.append(chunk.id)
+    session.execute(update(Run).where(Run.id == run.id).values(chunks_total=Run.chunks_total + len(ids)))
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A chunk this process now owns for one attempt."""
+
+    chunk_id: int
+    run_id: int
+    attempt: int
+    record_ids: list[str]
+    connection_id: int
+    run_stopping: bool
+
+
+def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Claim | None:
+    """queued → running (or take over a running chunk whose lease expired); None when not claimable."""
+    claimable = (Chunk.status == ChunkStatus.QUEUED.value) | (
+        (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.lease_until < now)
+    )
+    result = session.execute(
+        update(Chunk)
+        .where(Chunk.id == chunk_id, claimable)
+        .values(
+            status=ChunkStatus.RUNNING.value,
+            attempt=Chunk.attempt + 1,
+            started_at=func.coalesce(Chunk.started_at, now),
+            lease_until=now + dt.timedelta(seconds=lease_s),
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    chunk, run = session.execute(
+        select(Chunk, Run).join(Run, Run.id == Chunk.run_id).where(Chunk.id == chunk_id)
+    ).one()
+    stopping = bool(run.error_code) or run.cancel_requested or run.status != RunStatus.RUNNING.value
+    return Claim(chunk.id, run.id, chunk.attempt, list(chunk.record_ids), run.connection_id, stopping)
+
+
+def heartbeat(session: Session, claim_: Claim, lease_s: int, now: dt.datetime) -> bool:
+    """Extend this attempt's lease; False if another attempt took the chunk over."""
+    result = session.execute(
+        update(Chunk)
+        .where(Chunk.id == claim_.chunk_id, Chunk.attempt == claim_.attempt, Chunk.status == "running")
+        .values(lease_until=now + dt.timedelta(seconds=lease_s))
+    )
+    session.execute(update(Run).where(Run.id == claim_.run_id).values(heartbeat_at=now))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release(session: Session, claim_: Claim, error: str) -> bool:
+    """Give a chunk back to the queue after a transient failure so that a retry can claim it."""
+    result = session.execute(
+        update(Chunk)
+        .where(Chunk.id == claim_.chunk_id, Chunk.attempt == claim_.attempt, Chunk.status == "running")
+        .values(status=ChunkStatus.QUEUED.value, lease_until=None, error=error)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def finish(
+    session: Session, claim_: Claim, status: ChunkStatus, now: dt.datetime, *, error: str | None = None, **counts: int
+) -> bool:
+    """running → done|failed|cancelled for this attempt only; False if another attempt finished it."""
+    result = session.execute(
+        update(Chunk)
+        .where(Chunk.id == claim_.chunk_id, Chunk.attempt == claim_.attempt, Chunk.status == "running")
+        .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One record that could not be synced; ``message`` is already sanitised (no values, no secrets)."""
+
+    record_id: str
+    org_number: str | None
+    error_code: str
+    message: str
+
+
+def add_failures(
+    session: Session, run_id: int, chunk_id: int | None, failures: Sequence[Failure], attempt: int = 1
+) -> None:
+    """Record per-record failures of a run (one row per record; the unique key refuses duplicates)."""
+    if not failures:
+        return
+    session.execute(
+        insert(RecordFailure),
+        [
+            {
+                "run_id": run_id,
+                "chunk_id": chunk_id,
+                "record_id": f.record_id,
+                "org_number": f.org_number,
+                "error_code": f.error_code,
+                "message": f.message[:500],
+                "attempt": attempt,
+            }
+            for f in failures
+        ],
+    )

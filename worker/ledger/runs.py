@@ -1,0 +1,153 @@
+"""Run lifecycle in the ledger: create, start, plan progress, abort, cancel and close, all compare-and-set."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from worker.errors import RunNotFound
+from worker.ledger.models import Run, RunKind, RunStatus, utcnow
+
+
+def create_run(
+    session: Session,
+    connection_id: int,
+    *,
+    kind: RunKind,
+    triggered_by: str,
+    scheduled_for: dt.datetime | None = None,
+    options: dict[str, Any] | None = None,
+) -> Run:
+    """Insert a queued run (the (connection, scheduled_for) unique constraint refuses a second one per slot)."""
+    run = Run(
+        connection_id=connection_id,
+        kind=kind.value,
+        status=RunStatus.QUEUED.value,
+        triggered_by=triggered_by,
+        scheduled_for=scheduled_for,
+        options=options or {},
+        queued_at=utcnow(),
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise RunNotFound(f"run {run_id} does not exist; list runs with `regsync runs list`")
+    return run
+
+
+def transition(session: Session, run_id: int, old: RunStatus, new: RunStatus, **values: Any) -> bool:
+    """Move a run from ``old`` to ``new`` only if it is still ``old``; True when exactly this call did it."""
+    result = session.execute(
+        update(Run).where(Run.id == run_id, Run.status == old.value).values(status=new.value, **values)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def claim_planning(session: Session, run_id: int, lease_s: int, now: dt.datetime) -> Run | None:
+    """Start (queued → running) or resume (running, plan lease expired) planning; None if someone else plans."""
+    lease = now + dt.timedelta(seconds=lease_s)
+    started = transition(
+        session, run_id, RunStatus.QUEUED, RunStatus.RUNNING, started_at=now, heartbeat_at=now, plan_lease_until=lease
+    )
+    if not started:
+        resumed = session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.status == RunStatus.RUNNING.value,
+                Run.planned_complete.is_(False),
+                (Run.plan_lease_until.is_(None)) | (Run.plan_lease_until < now),
+            )
+            .values(plan_lease_until=lease)
+        )
+        if resumed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+    return session.execute(select(Run).where(Run.id == run_id)).scalar_one()
+
+
+def abort_run(session: Session, run_id: int, code: str, message: str) -> None:
+    """Record why a run cannot go on; its remaining chunks are dropped and it closes as failed."""
+    session.execute(
+        update(Run).where(Run.id == run_id, Run.error_code.is_(None)).values(error_code=code, error=message)
+    )
+
+
+def request_cancel(session: Session, run_id: int) -> bool:
+    """Ask a queued or running run to stop: queued chunks are dropped, running chunks finish."""
+    run = get_run(session, run_id)
+    if RunStatus(run.status).final:
+        return False
+    session.execute(update(Run).where(Run.id == run_id).values(cancel_requested=True))
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Per-record outcome counts a chunk adds to its run."""
+
+    fetched: int = 0
+    unchanged: int = 0
+    updated: int = 0
+    failed: int = 0
+    registry_calls: int = 0
+    crm_calls: int = 0
+
+
+def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.datetime) -> None:
+    """Add one finished chunk's counts to its run with a SQL counter (no read-modify-write, no chord)."""
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(
+            chunks_done=Run.chunks_done + 1,
+            fetched=Run.fetched + counts.fetched,
+            unchanged=Run.unchanged + counts.unchanged,
+            updated=Run.updated + counts.updated,
+            failed=Run.failed + counts.failed,
+            registry_calls=Run.registry_calls + counts.registry_calls,
+            crm_calls=Run.crm_calls + counts.crm_calls,
+            heartbeat_at=now,
+        )
+    )
+
+
+def final_status(run: Run) -> RunStatus:
+    """The outcome of a run whose chunks are all final."""
+    if run.error_code:
+        return RunStatus.FAILED
+    if run.cancel_requested:
+        return RunStatus.CANCELLED
+    problems = run.failed + run.invalid
+    if problems == 0:
+        return RunStatus.SUCCEEDED
+    if problems >= run.planned:
+        return RunStatus.FAILED
+    return RunStatus.PARTIALLY_FAILED
+
+
+def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | None:
+    """Close the run if planning is complete and every chunk is final; the status it closed with, else None."""
+    run = session.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
+    if run.status != RunStatus.RUNNING.value or not run.planned_complete or run.chunks_done < run.chunks_total:
+        return None
+    status = final_status(run)
+    if not transition(session, run_id, RunStatus.RUNNING, status, finished_at=now, heartbeat_at=now):
+        return None
+    session.refresh(run)
+    return status
+
+
+def duration_s(run: Run) -> float | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at or utcnow()
+    return round((end - run.started_at).total_seconds(), 3)

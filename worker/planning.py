@@ -1,0 +1,143 @@
+"""plan_run: stream a connection's CRM records, validate org numbers, and cut the valid ones into chunks.
+
+Planning streams (constant memory at any size) ordered by Id and commits every few chunks together with a
+cursor (the last Id whose fate is stored), so a planner that dies resumes from the cursor without planning a
+record twice. Invalid org numbers are recorded as failures here and never reach the registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from config.settings import Settings, get_settings
+from worker.crm.port import CrmClient, CrmRecord
+from worker.dispatch import Dispatcher
+from worker.errors import InvalidOrgNumber, LedgerError
+from worker.ledger import chunks, runs
+from worker.ledger.chunks import Failure
+from worker.ledger.db import session_scope
+from worker.ledger.models import Run, utcnow
+from worker.orgnr import normalise
+from worker.runtime import ClientFactory, Runtime, open_clients
+
+log = logging.getLogger(__name__)
+
+#: Chunks stored per ledger transaction.
+CHUNKS_PER_COMMIT = 10
+_SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
+
+
+@dataclass(slots=True)
+class Page:
+    """Records planned since the last commit; every one of them is stored by the next commit."""
+
+    valid: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    planned: int = 0
+    cursor: str | None = None
+
+
+def plan_run(
+    run_id: int, dispatch: Dispatcher, *, settings: Settings | None = None, clients: ClientFactory = open_clients
+) -> str:
+    """Plan (or resume planning) one run; returns ``planned`` or ``not_claimed``."""
+    settings = settings or get_settings()
+    with session_scope() as session:
+        run = runs.claim_planning(session, run_id, settings.chunk_lease_s, utcnow())
+    if run is None:
+        return "not_claimed"
+    with clients(run.connection_id, settings) as (runtime, crm, _registry):
+        Planner(run, runtime, crm, dispatch, settings).run()
+    return "planned"
+
+
+class Planner:
+    def __init__(
+        self, run: Run, runtime: Runtime, crm: CrmClient, dispatch: Dispatcher, settings: Settings
+    ) -> None:
+        self.run_id = run.id
+        self.cursor = run.plan_cursor
+        self.spec = runtime.spec
+        self.crm = crm
+        self.dispatch = dispatch
+        self.settings = settings
+        self.chunk_size = runtime.spec.sync.chunk_size
+        self.calls_reported = 0
+
+    def run(self) -> None:
+        page = Page()
+        for record in self._records():
+            self._take(page, record)
+            if len(page.valid) >= CHUNKS_PER_COMMIT * self.chunk_size:
+                self._commit(page, final=False)
+                page = Page()
+        self._commit(page, final=True)
+
+    def _records(self) -> Iterator[CrmRecord]:
+        sf = self.spec.salesforce
+        fields = ["Id", sf.org_number_field] + ([sf.country_field] if sf.country_field else [])
+        where = None
+        if self.cursor:
+            if not _SALESFORCE_ID.match(self.cursor):
+                raise LedgerError(f"run {self.run_id} has a corrupt plan cursor; cancel it and start a new run")
+            where = f"Id > '{self.cursor}'"
+        return self.crm.stream_records(fields, where=where, order_by="Id")
+
+    def _take(self, page: Page, record: CrmRecord) -> None:
+        sf = self.spec.salesforce
+        record_id = str(record["Id"])
+        page.planned += 1
+        page.cursor = record_id
+        country = sf.country or record.get(sf.country_field or "")
+        raw = record.get(sf.org_number_field)
+        try:
+            normalise(None if country is None else str(country), None if raw is None else str(raw))
+        except InvalidOrgNumber as exc:
+            org = None if raw is None else str(raw)[:32]
+            page.failures.append(Failure(record_id, org, exc.code, exc.message))
+            return
+        page.valid.append(record_id)
+
+    def _commit(self, page: Page, *, final: bool) -> None:
+        """Store this page's chunks, failures, counts and cursor in one transaction, then enqueue the chunks."""
+        size = self.chunk_size
+        batches = [page.valid[i : i + size] for i in range(0, len(page.valid), size)]
+        now = utcnow()
+        with session_scope() as session:
+            run = runs.get_run(session, self.run_id)
+            chunk_ids = chunks.add_chunks(session, run, batches, now)
+            chunks.add_failures(session, self.run_id, None, page.failures)
+            self._count(session, page, final, now)
+            closed = runs.maybe_close(session, self.run_id, now) if final else None
+        if chunk_ids:
+            self.dispatch.sync(chunk_ids)
+        if closed is not None:
+            log.info("run finished", extra={"run_id": self.run_id, "status": closed.value})
+
+    def _count(self, session: Session, page: Page, final: bool, now: dt.datetime) -> None:
+        calls, self.calls_reported = self.crm.calls - self.calls_reported, self.crm.calls
+        values: dict[str, object] = {
+            "planned": Run.planned + page.planned,
+            "invalid": Run.invalid + len(page.failures),
+            "crm_calls": Run.crm_calls + calls,
+            "heartbeat_at": now,
+            "plan_lease_until": now + dt.timedelta(seconds=self.settings.chunk_lease_s),
+        }
+        if page.cursor:
+            values["plan_cursor"] = page.cursor
+        if final:
+            values["planned_complete"] = True
+        usage = self.crm.usage
+        if usage.used is not None:
+            values["api_limit"] = usage.limit
+            session.execute(
+                update(Run).where(Run.id == self.run_id, Run.api_used_before.is_(None)).values(api_used_before=usage.used)
+            )
+        session.execute(update(Run).where(Run.id == self.run_id).values(**values))

@@ -1,0 +1,87 @@
+"""Field policies: from a CRM record and a registry Company, which fields to write (and which to leave).
+
+Pure functions: no I/O. ``None`` from the registry never blanks a CRM value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.company import Company, canonical_value
+from worker.connections.spec import FieldMapping, Policy
+
+CrmValue = str | int | float | bool | None
+
+
+def to_crm(value: str | int | dt.date | None) -> CrmValue:
+    """A canonical value as Salesforce's JSON wants it (dates as ISO strings)."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def normalise(value: Any) -> Any:
+    """Comparable form of a CRM or registry value: trimmed strings, ints for whole floats, '' as None."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        return stripped or None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def value_hash(value: Any) -> str:
+    """A hash of a field value, stored instead of the value so the ledger holds no CRM data."""
+    encoded = json.dumps(normalise(value), sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(slots=True)
+class RecordPlan:
+    """What to do with one record: fields to change and fields left alone because someone edited them."""
+
+    changes: dict[str, CrmValue] = field(default_factory=dict)
+    protected: list[str] = field(default_factory=list)
+
+
+def plan_record(
+    record: Mapping[str, Any],
+    company: Company,
+    mapping: Mapping[str, FieldMapping],
+    confirmed_hashes: Mapping[str, str],
+) -> RecordPlan:
+    """Apply each mapped field's policy.
+
+    Args:
+        record: the record's fresh CRM values by field API name.
+        company: what the registry says.
+        mapping: canonical field → CRM field and policy.
+        confirmed_hashes: CRM field → hash of the value regsync last wrote there (for ``protect_manual``).
+    """
+    plan = RecordPlan()
+    for canonical, target in mapping.items():
+        wanted = to_crm(canonical_value(company, canonical))
+        if wanted is None:
+            continue
+        current = record.get(target.field)
+        if normalise(current) == normalise(wanted):
+            continue
+        if target.policy is Policy.FILL_BLANK and normalise(current) is not None:
+            continue
+        if target.policy is Policy.PROTECT_MANUAL and _edited_by_hand(current, confirmed_hashes.get(target.field)):
+            plan.protected.append(target.field)
+            continue
+        plan.changes[target.field] = wanted
+    return plan
+
+
+def _edited_by_hand(current: Any, last_written_hash: str | None) -> bool:
+    # Never written by us: a non-blank value was typed by someone, so protect it.
+    if last_written_hash is None:
+        return normalise(current) is not None
+    return value_hash(current) != last_written_hash

@@ -1,0 +1,258 @@
+"""The registry HTTP layer: a verifying httpx client and one GET-only request function with retries.
+
+Every registry call goes through :meth:`RegistryHttp.get`: it takes a rate-limiter token before each
+attempt, sends a fresh ``Correlation-ID``, retries 429/5xx/timeouts/connection errors with exponential
+backoff and full jitter, and logs one line per attempt (path, status, timing; never headers or bodies).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import random
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from config.settings import Settings
+from worker.errors import InsecureURL, RegistryAuthError, RegistryError, RegistryTransientError
+from worker.registry.port import RateLimiter
+from worker.tls import client_ssl_context
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "Correlation-ID"
+_USER_AGENT = "regsync/0.1 (+registry sync)"
+
+
+class _NotGetError(RegistryError):
+    """regsync only reads from registries; a non-GET request was refused before it left the process."""
+
+    code = "REGISTRY_NOT_GET"
+
+
+def _refuse_unsafe(request: httpx.Request) -> None:
+    # A client-level hook, so even a future code path that bypasses RegistryHttp.get cannot write or leak.
+    if request.method != "GET":
+        raise _NotGetError()
+    if request.url.scheme != "https":
+        raise InsecureURL()
+
+
+def make_client(settings: Settings) -> httpx.Client:
+    """An httpx client for one registry: verified TLS, the registry timeout, a pool sized for concurrency."""
+    pool = settings.registry_concurrency
+    return httpx.Client(
+        verify=client_ssl_context(),
+        timeout=settings.registry_timeout_s,
+        limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=30.0),
+        headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+        follow_redirects=False,
+        event_hooks={"request": [_refuse_unsafe]},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How transient failures are retried. Delays are seconds."""
+
+    max_retries: int = 4
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    #: A Retry-After longer than this is not slept through in-process: the chunk is retried later instead.
+    max_retry_after_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(max_retries=settings.registry_max_retries)
+
+    def backoff(self, attempt: int, jitter: float) -> float:
+        """Full-jitter exponential backoff before retry number ``attempt`` (1-based); ``jitter`` in [0, 1)."""
+        return jitter * min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or bad."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """An attempt that failed transiently: why, and how long to wait before the next one."""
+
+    reason: str
+    delay: float
+    retry_after: float | None = None
+
+
+def _is_cert_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class RegistryHttp:
+    """GET-only, retrying, rate-limited requests to one registry, shared by a provider's threads."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        limiter: RateLimiter,
+        *,
+        provider: str,
+        policy: RetryPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.client = client
+        self.provider = provider
+        self._limiter = limiter
+        self._policy = policy
+        self._sleep = sleep
+        self._jitter = jitter
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    @property
+    def calls(self) -> int:
+        """HTTP requests sent so far, retries included."""
+        return self._calls
+
+    @calls.setter
+    def calls(self, value: int) -> None:
+        with self._lock:
+            self._calls = value
+
+    def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """GET ``url``, retrying transient failures; returns any answer that is not 401/403/429/5xx.
+
+        Raises:
+            RegistryAuthError: the registry answered 401 or 403.
+            RegistryTransientError: still failing after the policy's retries, or Retry-After too long.
+            RegistryError: the registry's TLS certificate could not be verified (not retried).
+        """
+        last: _Retry | None = None
+        for attempt in range(1, self._policy.max_retries + 2):
+            self._limiter.acquire()
+            outcome = self._attempt(url, params, headers, attempt)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            last = outcome
+            if attempt <= self._policy.max_retries:
+                self._sleep(outcome.delay)
+        assert last is not None
+        raise RegistryTransientError(
+            f"registry {self.provider} still failing after {self._policy.max_retries + 1} attempts: {last.reason}",
+            retry_after=last.retry_after,
+        )
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        attempt: int,
+    ) -> httpx.Response | _Retry:
+        correlation_id = str(uuid.uuid4())
+        request_headers = {**(headers or {}), CORRELATION_HEADER: correlation_id}
+        started = time.perf_counter()
+        status: int | str = "error"
+        with self._lock:
+            self._calls += 1
+        try:
+            response = self.client.get(url, params=params, headers=request_headers)
+            status = response.status_code
+            return self._classify(response, attempt)
+        except httpx.TimeoutException:
+            status = "timeout"
+            return _Retry("timeout", self._backoff(attempt))
+        except httpx.TransportError as exc:
+            status = "connection-error"
+            if _is_cert_failure(exc):
+                raise RegistryError(
+                    f"registry {self.provider}: TLS certificate verification failed; "
+                    "check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
+                ) from exc
+            return _Retry(f"connection error ({type(exc).__name__})", self._backoff(attempt))
+        finally:
+            self._log(url, params, correlation_id, status, attempt, started)
+
+    def _classify(self, response: httpx.Response, attempt: int) -> httpx.Response | _Retry:
+        status = response.status_code
+        if status in (401, 403):
+            raise RegistryAuthError(
+                f"registry token rejected by {self.provider} (HTTP {status}); "
+                "set a valid token with `regsync secret set CONNECTION registry_token`"
+            )
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return self._retry_for(status, retry_after, attempt)
+        return response
+
+    def _retry_for(self, status: int, retry_after: float | None, attempt: int) -> _Retry:
+        if status == 429:
+            # Tell every process sharing this token to back off, not just this thread.
+            self._limiter.penalise(retry_after if retry_after is not None else self._policy.backoff_base_s)
+        if retry_after is not None and retry_after > self._policy.max_retry_after_s:
+            raise RegistryTransientError(
+                f"registry {self.provider} asked us to wait {retry_after:.0f} s (HTTP {status})",
+                retry_after=retry_after,
+            )
+        delay = retry_after if retry_after is not None else self._backoff(attempt)
+        return _Retry(f"HTTP {status}", delay, retry_after)
+
+    def _backoff(self, attempt: int) -> float:
+        return self._policy.backoff(attempt, self._jitter())
+
+    def _log(
+        self,
+        url: str,
+        params: Mapping[str, str] | None,
+        correlation_id: str,
+        status: int | str,
+        attempt: int,
+        started: float,
+    ) -> None:
+        # Only the path and query (org numbers, country): never headers (the token), never a body.
+        target = httpx.URL(url, params=params)
+        path = target.raw_path.decode("ascii", "replace")
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "registry GET %s -> %s",
+            path,
+            status,
+            extra={
+                "correlation_id": correlation_id,
+                "provider": self.provider,
+                "status": status,
+                "elapsed_ms": elapsed_ms,
+                "attempt": attempt,
+                "url_path": path,
+            },
+        )

@@ -1,0 +1,86 @@
+"""A connection at run time: its spec and decrypted secrets, and the CRM and registry clients built from them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from config.settings import Settings
+from worker.connections.spec import ConnectionSpec, parse_spec
+from worker.crm.port import CrmClient
+from worker.errors import ConnectionNotFound, SecretMissing
+from worker.ledger.db import session_scope
+from worker.ledger.models import Connection
+from worker.registry.port import RateLimiter, RegistryProvider
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a task needs to talk to one connection's CRM and registry. ``repr`` shows no secret."""
+
+    connection_id: int
+    name: str
+    spec: ConnectionSpec
+    crm_secret: str
+    registry_token: str | None
+
+    def __repr__(self) -> str:
+        return f"Runtime(connection_id={self.connection_id}, name={self.name!r})"
+
+
+def load_runtime(connection_id: int) -> Runtime:
+    """Read a connection and decrypt its secrets (registering them for log redaction)."""
+    from worker.secrets import get_secret
+
+    with session_scope() as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            raise ConnectionNotFound(f"connection {connection_id} no longer exists")
+        spec = parse_spec(connection.spec)
+        crm_name, registry_name = spec.secret_names()
+        crm_secret = get_secret(session, connection_id, crm_name)
+        try:
+            token: str | None = get_secret(session, connection_id, registry_name)
+        except SecretMissing:
+            if spec.registry.provider != "brreg":  # Brønnøysund is open data; Proff needs the customer's token
+                raise
+            token = None
+    return Runtime(connection_id, connection.name, spec, crm_secret, token)
+
+
+_LIMITERS: dict[tuple[int, float, int], RateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def limiter_for(runtime: Runtime, settings: Settings) -> RateLimiter:
+    """The rate limiter of this connection's registry token, shared by every chunk in this process."""
+    from worker.ratelimit import LocalRateLimiter
+
+    registry = runtime.spec.registry
+    key = (runtime.connection_id, registry.requests_per_second, registry.burst)
+    with _LIMITERS_LOCK:
+        if key not in _LIMITERS:
+            _LIMITERS[key] = LocalRateLimiter(registry.requests_per_second, registry.burst)
+        return _LIMITERS[key]
+
+
+Opened = tuple[Runtime, CrmClient, RegistryProvider]
+#: Builds the clients of one connection for the length of one task (swapped for fakes in unit tests).
+ClientFactory = Callable[[int, Settings], AbstractContextManager[Opened]]
+
+
+@contextmanager
+def open_clients(connection_id: int, settings: Settings) -> Iterator[Opened]:
+    """The real Salesforce and registry clients of a connection, closed afterwards."""
+    from worker.crm.salesforce import SalesforceClient
+    from worker.registry.factory import make_provider
+
+    runtime = load_runtime(connection_id)
+    crm = SalesforceClient(runtime.spec, runtime.crm_secret, timeout_s=settings.crm_timeout_s)
+    registry = make_provider(runtime.spec.registry, runtime.registry_token, limiter_for(runtime, settings), settings)
+    try:
+        yield runtime, crm, registry
+    finally:
+        registry.close()
+        crm.close()

@@ -1,0 +1,224 @@
+"""sync_chunk: re-sync up to 200 CRM records with the registry, exactly once per record even after a crash.
+
+Steps: claim the chunk (compare-and-set, with a lease) → re-read the records by Id → validate org numbers →
+look up each unique org number once → apply the field policies → remember pending write hashes → PATCH only
+changed fields → record counts and failures and finish the chunk in one transaction → close the run when it was
+the last chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from config.settings import Settings, get_settings
+from worker.company import CompanyKey, LookupResult
+from worker.crm.port import CrmClient, CrmRecord, WriteResult
+from worker.errors import CrmAuthError, CrmLimitExceeded, InvalidOrgNumber, RegistryAuthError, RegsyncError
+from worker.ledger import chunks, runs, writes
+from worker.ledger.chunks import Claim, Failure
+from worker.ledger.db import session_scope
+from worker.ledger.models import ChunkStatus, utcnow
+from worker.ledger.writes import FieldState
+from worker.orgnr import normalise
+from worker.policies import RecordPlan, plan_record, value_hash
+from worker.registry.port import RegistryProvider
+from worker.runtime import ClientFactory, Runtime, open_clients
+
+log = logging.getLogger(__name__)
+
+#: Errors that end the whole run: retrying another chunk cannot succeed either.
+RUN_FATAL = (RegistryAuthError, CrmAuthError, CrmLimitExceeded)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one attempt at a chunk found and did."""
+
+    unchanged: int = 0
+    updated: int = 0
+    fetched: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    written_ok: list[str] = field(default_factory=list)
+    written_failed: list[str] = field(default_factory=list)
+    registry_calls: int = 0
+    crm_calls: int = 0
+
+
+def sync_chunk(
+    chunk_id: int, *, settings: Settings | None = None, clients: ClientFactory = open_clients
+) -> str:
+    """Run one chunk; returns what happened (``done``, ``dropped``, ``not_claimed``, ``aborted``).
+
+    Raises:
+        RegsyncError: a transient failure; the chunk was released so that a retry can claim it.
+    """
+    settings = settings or get_settings()
+    with session_scope() as session:
+        claim = chunks.claim(session, chunk_id, settings.chunk_lease_s, utcnow())
+    if claim is None:
+        return "not_claimed"
+    if claim.run_stopping:
+        _finish(claim, ChunkStatus.CANCELLED, Outcome(), error="run stopped before this chunk started")
+        return "dropped"
+    try:
+        with clients(claim.connection_id, settings) as (runtime, crm, registry):
+            outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
+    except RUN_FATAL as exc:
+        _abort(claim, exc)
+        return "aborted"
+    except Exception as exc:
+        _release(claim, exc)
+        raise
+    _finish(claim, ChunkStatus.DONE, outcome)
+    return "done"
+
+
+class ChunkWork:
+    """One attempt at one chunk, step by step."""
+
+    def __init__(
+        self, claim: Claim, runtime: Runtime, crm: CrmClient, registry: RegistryProvider, settings: Settings
+    ) -> None:
+        self.claim = claim
+        self.runtime = runtime
+        self.spec = runtime.spec
+        self.crm = crm
+        self.registry = registry
+        self.settings = settings
+        self.outcome = Outcome()
+
+    def run(self) -> Outcome:
+        records = self._read_records()
+        keys = self._keys(records)
+        results = self.registry.lookup_many(sorted(set(keys.values()), key=lambda k: (k.country, k.org_number)))
+        self._heartbeat()
+        plans = self._plans(records, keys, results)
+        self._write(plans)
+        self.outcome.registry_calls = self.registry.calls
+        self.outcome.crm_calls = self.crm.calls
+        return self.outcome
+
+    def _read_records(self) -> dict[str, CrmRecord]:
+        fresh = self.crm.read_by_ids(self.claim.record_ids, self.spec.crm_fields())
+        found = {record["Id"]: record for record in fresh}
+        for record_id in self.claim.record_ids:
+            if record_id not in found:
+                self._fail(record_id, None, "RECORD_DELETED", "the record no longer exists in Salesforce")
+        self._heartbeat()
+        return found
+
+    def _keys(self, records: dict[str, CrmRecord]) -> dict[str, CompanyKey]:
+        sf = self.spec.salesforce
+        keys: dict[str, CompanyKey] = {}
+        for record_id, record in records.items():
+            country = sf.country or record.get(sf.country_field or "") or ""
+            raw = record.get(sf.org_number_field)
+            try:
+                keys[record_id] = CompanyKey(str(country).upper(), normalise(str(country), raw))
+            except InvalidOrgNumber as exc:
+                self._fail(record_id, None if raw is None else str(raw)[:32], exc.code, exc.message)
+        return keys
+
+    def _plans(
+        self, records: dict[str, CrmRecord], keys: dict[str, CompanyKey], results: dict[CompanyKey, LookupResult]
+    ) -> dict[str, RecordPlan]:
+        with session_scope() as session:
+            state = writes.load(session, self.runtime.connection_id, list(keys))
+        plans: dict[str, RecordPlan] = {}
+        for record_id, key in keys.items():
+            result = results.get(key)
+            if result is None or result.company is None:
+                code = result.error_code if result and result.error_code else "REGISTRY_NO_ANSWER"
+                message = result.error_message if result and result.error_message else "no registry answer"
+                self._fail(record_id, key.org_number, code, message)
+                continue
+            self.outcome.fetched += 1
+            fields = state.get(record_id, {})
+            confirmed = {name: s.confirmed_hash for name, s in fields.items() if s.confirmed_hash}
+            plan = plan_record(records[record_id], result.company, self.spec.mapping, confirmed)
+            if plan.changes:
+                plans[record_id] = plan
+            elif self._written_by_this_run(records[record_id], fields):
+                self.outcome.updated += 1
+                self.outcome.written_ok.append(record_id)
+            else:
+                self.outcome.unchanged += 1
+        return plans
+
+    def _written_by_this_run(self, record: CrmRecord, fields: dict[str, FieldState]) -> bool:
+        """An earlier attempt of this run wrote this record and then died before recording it."""
+        pending = {name: s for name, s in fields.items() if s.pending_run_id == self.claim.run_id}
+        return bool(pending) and all(value_hash(record.get(name)) == s.pending_hash for name, s in pending.items())
+
+    def _write(self, plans: dict[str, RecordPlan]) -> None:
+        if not plans:
+            return
+        with session_scope() as session:
+            writes.mark_pending(
+                session, self.runtime.connection_id, self.claim.run_id, {rid: p.changes for rid, p in plans.items()}
+            )
+        payload = [{"Id": record_id, **plan.changes} for record_id, plan in plans.items()]
+        self._apply_results(self.crm.update(payload), plans)
+
+    def _apply_results(self, results: Iterable[WriteResult], plans: dict[str, RecordPlan]) -> None:
+        for result in results:
+            if result.success:
+                self.outcome.updated += 1
+                self.outcome.written_ok.append(result.record_id)
+            else:
+                self.outcome.written_failed.append(result.record_id)
+                self._fail(result.record_id, None, result.error_code or "CRM_WRITE_FAILED", result.message or "")
+
+    def _fail(self, record_id: str, org_number: str | None, code: str, message: str) -> None:
+        self.outcome.failures.append(Failure(record_id, org_number, code, message))
+
+    def _heartbeat(self) -> None:
+        with session_scope() as session:
+            chunks.heartbeat(session, self.claim, self.settings.chunk_lease_s, utcnow())
+
+
+def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str | None = None) -> None:
+    """Record the chunk's outcome and add it to the run, atomically, if this attempt still owns the chunk."""
+    now = utcnow()
+    counts = runs.Counts(
+        fetched=outcome.fetched,
+        unchanged=outcome.unchanged,
+        updated=outcome.updated,
+        failed=len(outcome.failures),
+        registry_calls=outcome.registry_calls,
+        crm_calls=outcome.crm_calls,
+    )
+    with session_scope() as session:
+        if not chunks.finish(
+            session, claim, status, now, error=error,
+            fetched=counts.fetched, unchanged=counts.unchanged, updated=counts.updated, failed=counts.failed,
+            registry_calls=counts.registry_calls, crm_calls=counts.crm_calls,
+        ):
+            log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
+            return
+        chunks.add_failures(session, claim.run_id, claim.chunk_id, outcome.failures, claim.attempt)
+        writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
+        writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
+        runs.add_chunk_result(session, claim.run_id, counts, now)
+        closed = runs.maybe_close(session, claim.run_id, now)
+    if closed is not None:
+        log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})
+
+
+def _abort(claim: Claim, exc: RegsyncError) -> None:
+    log.error("run aborted: %s", exc.message, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
+    with session_scope() as session:
+        runs.abort_run(session, claim.run_id, exc.code, exc.message)
+    _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message)
+
+
+def _release(claim: Claim, exc: Exception) -> None:
+    message = exc.message if isinstance(exc, RegsyncError) else f"unexpected {type(exc).__name__}"
+    log.warning("chunk released for retry: %s", message, extra={"chunk_id": claim.chunk_id})
+    with session_scope() as session:
+        chunks.release(session, claim, message)
+
+
+ChunkRunner = Callable[[int], str]
