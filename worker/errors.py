@@ -83,14 +83,14 @@ class CrmAuthError(CrmError):
     code = "CRM_AUTH"
 
 
-class CrmSessionExpired(CrmError):
+class CrmSessionExpired(CrmError, TransientError):
     """The Salesforce session expired (INVALID_SESSION_ID); regsync re-authenticates once."""
 
     transient = True
     code = "INVALID_SESSION_ID"
 
 
-class CrmTransientError(CrmError):
+class CrmTransientError(CrmError, TransientError):
     """Salesforce is busy or unreachable (timeout, 5xx, UNABLE_TO_LOCK_ROW); the chunk will be retried."""
 
     transient = True
@@ -118,7 +118,7 @@ class RegistryAuthError(RegistryError):
     code = "REGISTRY_AUTH"
 
 
-class RegistryTransientError(RegistryError):
+class RegistryTransientError(RegistryError, TransientError):
     """The registry is busy or unreachable (429, 5xx, timeout); the request will be retried."""
 
     transient = True

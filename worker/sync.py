@@ -44,12 +44,20 @@ class Outcome:
     written_failed: list[str] = field(default_factory=list)
     registry_calls: int = 0
     crm_calls: int = 0
+    api_used: int | None = None
 
 
 def sync_chunk(
-    chunk_id: int, *, settings: Settings | None = None, clients: ClientFactory = open_clients
+    chunk_id: int,
+    *,
+    settings: Settings | None = None,
+    clients: ClientFactory = open_clients,
+    last_attempt: bool = False,
 ) -> str:
-    """Run one chunk; returns what happened (``done``, ``dropped``, ``not_claimed``, ``aborted``).
+    """Run one chunk; returns what happened (``done``, ``dropped``, ``not_claimed``, ``aborted``, ``gave_up``).
+
+    Args:
+        last_attempt: no retry follows; a transient failure now fails the chunk's records instead.
 
     Raises:
         RegsyncError: a transient failure; the chunk was released so that a retry can claim it.
@@ -69,6 +77,9 @@ def sync_chunk(
         _abort(claim, exc)
         return "aborted"
     except Exception as exc:
+        if last_attempt:
+            _give_up(claim, exc)
+            return "gave_up"
         _release(claim, exc)
         raise
     _finish(claim, ChunkStatus.DONE, outcome)
@@ -98,6 +109,7 @@ class ChunkWork:
         self._write(plans)
         self.outcome.registry_calls = self.registry.calls
         self.outcome.crm_calls = self.crm.calls
+        self.outcome.api_used = self.crm.usage.used
         return self.outcome
 
     def _read_records(self) -> dict[str, CrmRecord]:
@@ -189,6 +201,7 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
         failed=len(outcome.failures),
         registry_calls=outcome.registry_calls,
         crm_calls=outcome.crm_calls,
+        api_used=outcome.api_used,
     )
     with session_scope() as session:
         if not chunks.finish(
@@ -212,6 +225,15 @@ def _abort(claim: Claim, exc: RegsyncError) -> None:
     with session_scope() as session:
         runs.abort_run(session, claim.run_id, exc.code, exc.message)
     _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message)
+
+
+def _give_up(claim: Claim, exc: Exception) -> None:
+    """Retries are exhausted: every record of the chunk fails with the reason, and the run goes on."""
+    message = exc.message if isinstance(exc, RegsyncError) else f"unexpected {type(exc).__name__}"
+    code = exc.code if isinstance(exc, RegsyncError) else "INTERNAL"
+    log.error("chunk gave up after retries: %s", message, extra={"chunk_id": claim.chunk_id})
+    failures = [Failure(record_id, None, code, f"gave up after retries: {message}") for record_id in claim.record_ids]
+    _finish(claim, ChunkStatus.FAILED, Outcome(failures=failures), error=message)
 
 
 def _release(claim: Claim, exc: Exception) -> None:

@@ -100,6 +100,7 @@ class Counts:
     failed: int = 0
     registry_calls: int = 0
     crm_calls: int = 0
+    api_used: int | None = None
 
 
 def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.datetime) -> None:
@@ -118,6 +119,10 @@ def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.date
             heartbeat_at=now,
         )
     )
+    if counts.api_used is not None:
+        used = counts.api_used
+        newer = Run.api_used_after.is_(None) | (Run.api_used_after < used)
+        session.execute(update(Run).where(Run.id == run_id, newer).values(api_used_after=used))
 
 
 def final_status(run: Run) -> RunStatus:

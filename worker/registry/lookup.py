@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from worker.company import CompanyKey, LookupResult
+from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
 from worker.errors import InvalidOrgNumber, RegistryError, RegistryMalformed
 from worker.orgnr import normalise
 
@@ -37,6 +37,11 @@ def checked_org_number(key: CompanyKey, countries: frozenset[str]) -> str | Look
         return normalise(key.country, key.org_number)
     except InvalidOrgNumber as exc:
         return LookupResult(key, error_code=exc.code, error_message=exc.message)
+
+
+def status_only(key: CompanyKey, status: CompanyStatus) -> LookupResult:
+    """A result that only says the company does not exist (not_found) or no longer exists (deleted)."""
+    return LookupResult(key, Company(org_number=key.org_number, country=key.country, status=status))
 
 
 def malformed(key: CompanyKey, reason: str) -> LookupResult:

@@ -1,0 +1,39 @@
+"""Task entry points. Transient errors retry with backoff; everything else is recorded by worker/."""
+
+from __future__ import annotations
+
+from celery import Task
+
+from tasks.app import app
+from worker.dispatch import PLAN_RUN, SWEEP, SYNC_CHUNK, CeleryDispatcher
+from worker.errors import TransientError
+from worker.ledger.db import session_scope  # noqa: F401 - imported so a broken ledger fails at worker start
+
+RETRY = {
+    "autoretry_for": (TransientError, ConnectionError, TimeoutError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@app.task(name=PLAN_RUN, bind=True, acks_late=True, **RETRY)
+def plan_run(self: Task, run_id: int) -> str:
+    from worker.planning import plan_run as plan
+
+    return plan(int(run_id), CeleryDispatcher())  # a planner that gives up is resumed by the sweeper
+
+
+@app.task(name=SYNC_CHUNK, bind=True, acks_late=True, **RETRY)
+def sync_chunk(self: Task, chunk_id: int) -> str:
+    from worker.sync import sync_chunk as sync
+
+    return sync(int(chunk_id), last_attempt=self.request.retries >= (self.max_retries or 0))
+
+
+@app.task(name=SWEEP, acks_late=True)
+def sweep() -> dict[str, int]:
+    from worker.sweeper import sweep as run_sweep
+
+    return run_sweep(CeleryDispatcher()).as_dict()

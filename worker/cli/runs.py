@@ -1,0 +1,129 @@
+"""`regsync run` and `regsync runs …`: start a run, watch it, list runs, show one, list its failures."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker.cli.common import EXIT_FAILED, EXIT_OK, console, handles_errors, print_json
+from worker.dispatch import CeleryDispatcher
+from worker.ledger.db import session_scope
+from worker.ledger.models import RunStatus
+from worker.ledger.views import list_failures, list_runs, show_run
+from worker.runner import start_run, wait_for
+
+runs_app = typer.Typer(no_args_is_help=True, help="List runs, show one, list its failures.")
+
+
+def exit_code_for(status: str) -> int:
+    """0 succeeded, 1 failed / partially failed / cancelled; a run still going counts as success so far."""
+    return EXIT_OK if status in (RunStatus.SUCCEEDED.value, RunStatus.QUEUED.value, RunStatus.RUNNING.value) else EXIT_FAILED
+
+
+@handles_errors
+def run_command(
+    connection: str = typer.Argument(..., help="Connection name."),
+    wait: bool = typer.Option(False, "--wait", help="Show a progress bar until the run ends, then the summary."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
+    actor: str | None = typer.Option(None, "--actor", envvar="REGSYNC_ACTOR", help="Who starts the run."),
+) -> None:
+    """Start a manual run of CONNECTION now."""
+    run_id = start_run(connection, CeleryDispatcher(), triggered_by=actor or f"cli:{getpass.getuser()}")
+    if not wait:
+        with session_scope() as session:
+            view = show_run(session, run_id)
+        print_json(view) if as_json else console.print(f"run {run_id} queued for {connection}")
+        return
+    view = watch(run_id, quiet=as_json)
+    print_json(view) if as_json else print_summary(view)
+    raise typer.Exit(exit_code_for(view["status"]))
+
+
+def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
+    """Wait for a run with a rich progress bar over its records."""
+    columns = (TextColumn("[bold]run {task.fields[run]}[/] {task.fields[status]}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
+        task = progress.add_task("sync", total=None, run=run_id, status="queued")
+
+        def update(view: dict[str, Any]) -> None:
+            done = view["invalid"] + view["unchanged"] + view["updated"] + view["failed"]
+            total = view["planned"] or None
+            progress.update(task, completed=done, total=total, status=view["status"])
+
+        return wait_for(run_id, update)
+
+
+def print_summary(view: dict[str, Any]) -> None:
+    colour = {"succeeded": "green", "partially_failed": "yellow"}.get(view["status"], "red")
+    console.print(f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
+                  f"in {view['duration_s']} s")
+    table = Table(show_header=True, header_style="bold")
+    keys = ("planned", "invalid", "fetched", "unchanged", "updated", "failed", "not_processed",
+            "registry_calls", "crm_calls")
+    for key in keys:
+        table.add_column(key, justify="right")
+    table.add_row(*(str(view[key]) for key in keys))
+    console.print(table)
+    if view["api_used_after"] is not None:
+        console.print(f"Salesforce API usage: {view['api_used_before']} → {view['api_used_after']} "
+                      f"of {view['api_limit']} per day")
+    if view["error"]:
+        console.print(f"[red]{view['error_code']}:[/] {view['error']}", highlight=False)
+
+
+@runs_app.command("list")
+@handles_errors
+def list_command(
+    connection: str | None = typer.Option(None, "--connection", "-c", help="Only this connection's runs."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The newest runs first."""
+    with session_scope() as session:
+        views = list_runs(session, connection, limit)
+    if as_json:
+        print_json(views)
+        return
+    table = Table("id", "connection", "kind", "status", "queued", "duration s", "planned", "updated", "failed")
+    for v in views:
+        table.add_row(str(v["id"]), v["connection"], v["kind"], v["status"], str(v["queued_at"])[:19],
+                      str(v["duration_s"]), str(v["planned"]), str(v["updated"]), str(v["failed"] + v["invalid"]))
+    console.print(table)
+
+
+@runs_app.command("show")
+@handles_errors
+def show_command(
+    run_id: int = typer.Argument(..., metavar="RUN"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """One run: status, times and counts. Exit code 0 succeeded, 1 failed or partially failed."""
+    with session_scope() as session:
+        view = show_run(session, run_id)
+    print_json(view) if as_json else print_summary(view)
+    raise typer.Exit(exit_code_for(view["status"]))
+
+
+@runs_app.command("failures")
+@handles_errors
+def failures_command(
+    run_id: int = typer.Argument(..., metavar="RUN"),
+    limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+    offset: int = typer.Option(0, "--offset", min=0),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The records of a run that could not be synced, with the reason."""
+    with session_scope() as session:
+        rows = list_failures(session, run_id, limit, offset)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("record", "org number", "code", "message")
+    for row in rows:
+        table.add_row(row["record_id"], row["org_number"] or "", row["error_code"], row["message"])
+    console.print(table)

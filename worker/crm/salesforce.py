@@ -1,0 +1,248 @@
+"""The Salesforce CRM client: the CrmClient port on simple-salesforce, over our own TLS session.
+
+We authenticate ourselves (worker.crm.auth) and hand simple-salesforce a session id, the instance URL and
+our requests.Session. On INVALID_SESSION_ID we re-authenticate once and retry the call once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
+from functools import partial
+from types import TracebackType
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+
+from worker.connections.spec import ConnectionSpec
+from worker.crm.auth import fetch_token
+from worker.crm.http import build_session
+from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
+from worker.crm.translate import sanitize, translate
+from worker.errors import CrmAuthError, CrmError
+
+#: sObject Collections accept at most 200 records per call (update and, by our port's contract, retrieve).
+COLLECTION_MAX = 200
+_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
+_LIMIT_INFO = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
+_SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+T = TypeVar("T")
+
+
+def soql_quote(value: str) -> str:
+    """``value`` as a quoted SOQL string literal, with backslash escapes, so it can only match itself."""
+    return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in value) + "'"
+
+
+def build_soql(object_name: str, fields: Sequence[str], where: str | None = None) -> str:
+    """``SELECT <fields> FROM <object> [WHERE <where>]``; field names are checked, ``where`` is trusted SOQL."""
+    bad = [name for name in fields if not _FIELD.match(name)]
+    if not fields or bad:
+        raise ValueError(f"not Salesforce field API names: {bad or 'no fields'}")
+    soql = f"SELECT {', '.join(dict.fromkeys(fields))} FROM {object_name}"
+    return f"{soql} WHERE {where}" if where else soql
+
+
+class SalesforceClient:
+    """One connection's Salesforce session; implements ``worker.crm.port.CrmClient``.
+
+    ``calls`` counts every HTTP request made to the REST API (an expired-session attempt included);
+    token requests are not API calls and are not counted. ``usage`` follows ``Sforce-Limit-Info``.
+    """
+
+    def __init__(
+        self,
+        spec: ConnectionSpec,
+        secret: str,
+        *,
+        timeout_s: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.calls = 0
+        self.usage = ApiUsage()
+        self._spec = spec.salesforce
+        self._object = spec.salesforce.object
+        self._secret = secret
+        self._timeout_s = timeout_s
+        self.session = session or build_session()
+        # A response hook sees every answer, errors included, so usage stays current even on a 403.
+        self.session.hooks["response"].append(self._record_usage)
+        self._sf: Salesforce | None = None
+        self._token: str | None = None
+
+    # --- the port ------------------------------------------------------------------------------------------
+
+    def stream_records(self, fields: Sequence[str], where: str | None = None) -> Iterator[CrmRecord]:
+        """All records of the object, selecting only ``fields``, fetched one 2,000-record page at a time.
+
+        Args:
+            fields: Field API names to select (checked; duplicates dropped).
+            where: Optional trusted SOQL condition (quote literals with ``soql_quote``).
+
+        Raises:
+            CrmError: Or a subclass, translated from the failed call.
+        """
+        soql = build_soql(self._object, fields, where)
+        page = self._call(partial(_query, soql=soql, timeout=self._timeout_s))
+        while True:
+            yield from (_plain(record) for record in page.get("records", []))
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            page = self._call(partial(_query_more, url=page["nextRecordsUrl"], timeout=self._timeout_s))
+
+    def read_by_ids(self, ids: Sequence[str], fields: Sequence[str]) -> list[CrmRecord]:
+        """Fresh values of up to 200 records in one sObject Collections GET; deleted ones are left out."""
+        if not ids:
+            return []
+        _check_batch(ids)
+        wanted = list(dict.fromkeys(["Id", *fields]))
+        build_soql(self._object, wanted)  # validates the field names
+        params = {"ids": ",".join(ids), "fields": ",".join(wanted)}
+        path = f"composite/sobjects/{self._object}"
+        body = self._call(partial(_rest, path=path, method="GET", params=params, timeout=self._timeout_s))
+        if not isinstance(body, list):
+            raise CrmError("Salesforce's sObject Collections answer is not a list")
+        return [_plain(record) for record in body if record is not None]
+
+    def update(self, records: Sequence[CrmRecord]) -> list[WriteResult]:
+        """PATCH up to 200 records (Id + changed fields) with allOrNone=false; one WriteResult per record."""
+        if not records:
+            return []
+        _check_batch(records)
+        payload = json.dumps(
+            {"allOrNone": False, "records": [self._collection_item(record) for record in records]},
+            default=_json_value,
+        )
+        call = partial(_rest, path="composite/sobjects", method="PATCH", data=payload, timeout=self._timeout_s)
+        body = self._call(call)
+        if not isinstance(body, list) or len(body) != len(records):
+            raise CrmError("Salesforce's sObject Collections answer does not match the records sent")
+        return [_write_result(str(rec["Id"]), item) for rec, item in zip(records, body, strict=True)]
+
+    def describe(self) -> dict[str, FieldInfo]:
+        """The object's fields by API name (``GET sobjects/<object>/describe``)."""
+        path = f"sobjects/{self._object}/describe"
+        body = self._call(partial(_rest, path=path, method="GET", timeout=self._timeout_s))
+        if not isinstance(body, dict) or not isinstance(body.get("fields"), list):
+            raise CrmError("Salesforce's describe answer has no field list")
+        return {info.name: info for info in map(_field_info, body["fields"])}
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
+
+    def __enter__(self) -> SalesforceClient:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    # --- calls, auth and errors ----------------------------------------------------------------------------
+
+    def _call(self, operation: Callable[[Salesforce], T]) -> T:
+        """Run one API call; on an expired session re-authenticate once and retry once."""
+        sf = self._sf or self._connect()
+        try:
+            return self._attempt(sf, operation)
+        except SalesforceExpiredSession:
+            pass
+        try:
+            return self._attempt(self._connect(), operation)
+        except SalesforceExpiredSession as exc:
+            raise CrmAuthError("Salesforce rejected a freshly issued session (INVALID_SESSION_ID)") from exc
+
+    def _attempt(self, sf: Salesforce, operation: Callable[[Salesforce], T]) -> T:
+        self.calls += 1
+        try:
+            return operation(sf)
+        except SalesforceExpiredSession:
+            raise
+        except (SalesforceError, requests.RequestException, ValueError) as exc:
+            raise translate(exc, (self._secret, self._token)) from exc
+
+    def _connect(self) -> Salesforce:
+        token, instance_url = fetch_token(self._spec, self._secret, self.session, timeout_s=self._timeout_s)
+        self._token = token
+        self._sf = Salesforce(
+            instance_url=instance_url,
+            session_id=token,
+            session=self.session,
+            version=self._spec.api_version,
+            object_pairs_hook=dict,
+        )
+        return self._sf
+
+    def _record_usage(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self.usage.used, self.usage.limit = int(match.group(1)), int(match.group(2))
+
+    def _collection_item(self, record: CrmRecord) -> dict[str, Any]:
+        if not record.get("Id"):
+            raise ValueError("every record to update needs its Id")
+        changed = {name: value for name, value in record.items() if name not in ("Id", "attributes")}
+        return {"attributes": {"type": self._object}, "id": record["Id"], **changed}
+
+
+# --- helpers (module level so partial() can bind them without closures over loop variables) -----------------
+
+
+def _query(sf: Salesforce, *, soql: str, timeout: float) -> dict[str, Any]:
+    result: dict[str, Any] = sf.query(soql, timeout=timeout)
+    return result
+
+
+def _query_more(sf: Salesforce, *, url: str, timeout: float) -> dict[str, Any]:
+    result: dict[str, Any] = sf.query_more(url, identifier_is_url=True, timeout=timeout)
+    return result
+
+
+def _rest(sf: Salesforce, *, path: str, method: str, timeout: float, **kwargs: Any) -> Any:
+    # restful() turns an empty JSON answer into None; callers treat that as an empty list.
+    return sf.restful(path, method=method, timeout=timeout, **kwargs) or []
+
+
+def _plain(record: dict[str, Any]) -> CrmRecord:
+    return {name: value for name, value in record.items() if name != "attributes"}
+
+
+def _check_batch(items: Sequence[Any]) -> None:
+    if len(items) > COLLECTION_MAX:
+        raise ValueError(f"sObject Collections take at most {COLLECTION_MAX} records per call, got {len(items)}")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot send a {type(value).__name__} to Salesforce")
+
+
+def _write_result(record_id: str, item: Any) -> WriteResult:
+    if not isinstance(item, dict):
+        return WriteResult(record_id, False, "UNKNOWN", "Salesforce returned no result for this record")
+    if item.get("success"):
+        return WriteResult(record_id, True)
+    errors = item.get("errors") or [{}]
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    code = str(first.get("statusCode") or "UNKNOWN")
+    return WriteResult(record_id, False, code, sanitize(str(first.get("message") or "")))
+
+
+def _field_info(raw: dict[str, Any]) -> FieldInfo:
+    extra = {key: raw[key] for key in ("label", "custom", "picklistValues") if key in raw}
+    return FieldInfo(
+        name=str(raw["name"]),
+        type=str(raw.get("type", "string")),
+        updateable=bool(raw.get("updateable", False)),
+        length=raw.get("length"),
+        nillable=bool(raw.get("nillable", True)),
+        extra=extra,
+    )

@@ -1,0 +1,93 @@
+"""Read models of the ledger for the CLI and API: stable JSON keys, no secrets, no CRM field values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.errors import ConnectionNotFound
+from worker.ledger.models import Connection, RecordFailure, Run
+from worker.ledger.runs import duration_s, get_run
+
+COUNT_KEYS = (
+    "planned",
+    "invalid",
+    "fetched",
+    "unchanged",
+    "updated",
+    "failed",
+    "registry_calls",
+    "crm_calls",
+    "api_used_before",
+    "api_used_after",
+    "api_limit",
+    "chunks_total",
+    "chunks_done",
+)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_view(run: Run, connection_name: str) -> dict[str, Any]:
+    """One run as the stable JSON shape of `runs list/show --json`."""
+    view: dict[str, Any] = {
+        "id": run.id,
+        "connection": connection_name,
+        "kind": run.kind,
+        "status": run.status,
+        "triggered_by": run.triggered_by,
+        "scheduled_for": _iso(run.scheduled_for),
+        "queued_at": _iso(run.queued_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_s": duration_s(run),
+    }
+    view.update({key: getattr(run, key) for key in COUNT_KEYS})
+    view["not_processed"] = max(0, run.planned - run.invalid - run.unchanged - run.updated - run.failed)
+    view["error_code"] = run.error_code
+    view["error"] = run.error
+    return view
+
+
+def list_runs(session: Session, connection: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest runs first, optionally of one connection."""
+    query = select(Run, Connection.name).join(Connection, Connection.id == Run.connection_id)
+    if connection is not None:
+        if session.execute(select(Connection.id).where(Connection.name == connection)).first() is None:
+            raise ConnectionNotFound(f"no connection named {connection!r}")
+        query = query.where(Connection.name == connection)
+    rows = session.execute(query.order_by(Run.queued_at.desc(), Run.id.desc()).limit(limit)).all()
+    return [run_view(run, name) for run, name in rows]
+
+
+def show_run(session: Session, run_id: int) -> dict[str, Any]:
+    run = get_run(session, run_id)
+    name = session.execute(select(Connection.name).where(Connection.id == run.connection_id)).scalar_one()
+    return run_view(run, name)
+
+
+def failure_view(failure: RecordFailure) -> dict[str, Any]:
+    return {
+        "record_id": failure.record_id,
+        "org_number": failure.org_number,
+        "error_code": failure.error_code,
+        "message": failure.message,
+        "attempt": failure.attempt,
+        "at": _iso(failure.created_at),
+    }
+
+
+def list_failures(session: Session, run_id: int, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    get_run(session, run_id)
+    query = (
+        select(RecordFailure)
+        .where(RecordFailure.run_id == run_id)
+        .order_by(RecordFailure.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [failure_view(f) for f in session.execute(query).scalars()]

@@ -1,0 +1,102 @@
+"""The sweeper: finds work that was lost (a killed worker, a restarted Redis) and sends it again.
+
+Safe to run anywhere, any time: every resend is claimed by compare-and-set, so a duplicate is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from config.settings import Settings, get_settings
+from worker.dispatch import Dispatcher
+from worker.ledger import runs
+from worker.ledger.db import session_scope
+from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SweepReport:
+    expired_chunks: int = 0
+    stalled_chunks: int = 0
+    plans_resent: int = 0
+    runs_closed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def sweep(dispatch: Dispatcher, *, settings: Settings | None = None, now: dt.datetime | None = None) -> SweepReport:
+    """Resend chunks whose lease expired or whose run stalled, resume dead planners, close finished runs."""
+    settings = settings or get_settings()
+    now = now or utcnow()
+    report = SweepReport()
+    with session_scope() as session:
+        expired = _expired_chunks(session, now)
+        stalled = _stalled_chunks(session, now, settings)
+        plans = _lost_plans(session, now, settings)
+        report.runs_closed = _close_finished(session, now)
+    report.expired_chunks, report.stalled_chunks, report.plans_resent = len(expired), len(stalled), len(plans)
+    if expired or stalled:
+        dispatch.sync(expired + stalled)
+    for run_id in plans:
+        dispatch.plan(run_id)
+    if any(report.as_dict().values()):
+        log.info("sweep resent lost work", extra=report.as_dict())
+    return report
+
+
+def _expired_chunks(session: Session, now: dt.datetime) -> list[int]:
+    """Running chunks whose worker stopped heart-beating (killed, or lost its connection)."""
+    query = select(Chunk.id).where(Chunk.status == ChunkStatus.RUNNING.value, Chunk.lease_until < now)
+    return list(session.execute(query).scalars())
+
+
+def _stalled_chunks(session: Session, now: dt.datetime, settings: Settings) -> list[int]:
+    """Queued chunks of runs that made no progress for a while: their messages were probably lost."""
+    cutoff = now - dt.timedelta(seconds=settings.chunk_requeue_after_s)
+    query = (
+        select(Chunk.id)
+        .join(Run, Run.id == Chunk.run_id)
+        .where(
+            Chunk.status == ChunkStatus.QUEUED.value,
+            Chunk.enqueued_at < cutoff,
+            Run.status == RunStatus.RUNNING.value,
+            Run.heartbeat_at < cutoff,
+        )
+    )
+    ids = list(session.execute(query).scalars())
+    if ids:
+        session.execute(update(Chunk).where(Chunk.id.in_(ids)).values(enqueued_at=now))
+    return ids
+
+
+def _lost_plans(session: Session, now: dt.datetime, settings: Settings) -> list[int]:
+    """Runs queued too long (plan message lost) or whose planner died mid-way (plan lease expired)."""
+    cutoff = now - dt.timedelta(seconds=settings.chunk_requeue_after_s)
+    never_started = (Run.status == RunStatus.QUEUED.value) & (Run.queued_at < cutoff) & (
+        Run.plan_lease_until.is_(None) | (Run.plan_lease_until < cutoff)
+    )
+    planner_died = (
+        (Run.status == RunStatus.RUNNING.value)
+        & Run.planned_complete.is_(False)
+        & (Run.plan_lease_until < now)
+    )
+    ids = list(session.execute(select(Run.id).where(never_started | planner_died)).scalars())
+    if ids:
+        # Remember the resend so that a still-queued run is not resent on every tick.
+        session.execute(update(Run).where(Run.id.in_(ids), Run.status == "queued").values(plan_lease_until=now))
+    return ids
+
+
+def _close_finished(session: Session, now: dt.datetime) -> int:
+    query = select(Run.id).where(
+        Run.status == RunStatus.RUNNING.value, Run.planned_complete.is_(True), Run.chunks_done >= Run.chunks_total
+    )
+    return sum(1 for run_id in session.execute(query).scalars() if runs.maybe_close(session, run_id, now))
