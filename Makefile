@@ -1,0 +1,30 @@
+# The commands people and CI share. `make demo` and `make test` install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench services
+
+$(BIN)/regsync: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/regsync
+
+install: $(BIN)/regsync
+
+demo: install
+	$(BIN)/regsync demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install services lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: install services
+	$(BIN)/python -m bench
+
+services:
+	scripts/services
