@@ -51,8 +51,7 @@ class LocalRateLimiter:
         """Stop everyone for ``retry_after_s`` seconds from now, then refill from empty."""
         with self._lock:
             until = self._clock() + max(0.0, retry_after_s)
-            if until > self._blocked_until:
-                self._blocked_until = until
+            self._blocked_until = max(self._blocked_until, until)
             self._tokens = 0.0
             # Tokens only start accruing again once the penalty is over, so nobody bursts right after it.
             self._refilled_at = max(self._refilled_at, self._blocked_until)

@@ -74,7 +74,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, jitter: float) -> float:
         """Full-jitter exponential backoff before retry number ``attempt`` (1-based); ``jitter`` in [0, 1)."""
-        return jitter * min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return jitter * min(self.backoff_cap_s, self.backoff_base_s * 2.0 ** (attempt - 1))
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -167,8 +167,9 @@ class RegistryHttp:
             if attempt <= self._policy.max_retries:
                 self._sleep(outcome.delay)
         assert last is not None
+        attempts = self._policy.max_retries + 1
         raise RegistryTransientError(
-            f"registry {self.provider} still failing after {self._policy.max_retries + 1} attempts: {last.reason}",
+            f"registry {self.provider} still failing after {attempts} attempts: {last.reason}",
             retry_after=last.retry_after,
         )
 
@@ -179,6 +180,7 @@ class RegistryHttp:
         headers: Mapping[str, str] | None,
         attempt: int,
     ) -> httpx.Response | _Retry:
+        target = httpx.URL(url, params=params)
         correlation_id = str(uuid.uuid4())
         request_headers = {**(headers or {}), CORRELATION_HEADER: correlation_id}
         started = time.perf_counter()
@@ -186,7 +188,7 @@ class RegistryHttp:
         with self._lock:
             self._calls += 1
         try:
-            response = self.client.get(url, params=params, headers=request_headers)
+            response = self.client.get(target, headers=request_headers)
             status = response.status_code
             return self._classify(response, attempt)
         except httpx.TimeoutException:
@@ -201,7 +203,7 @@ class RegistryHttp:
                 ) from exc
             return _Retry(f"connection error ({type(exc).__name__})", self._backoff(attempt))
         finally:
-            self._log(url, params, correlation_id, status, attempt, started)
+            self._log(target, correlation_id, status, attempt, started)
 
     def _classify(self, response: httpx.Response, attempt: int) -> httpx.Response | _Retry:
         status = response.status_code
@@ -231,16 +233,9 @@ class RegistryHttp:
         return self._policy.backoff(attempt, self._jitter())
 
     def _log(
-        self,
-        url: str,
-        params: Mapping[str, str] | None,
-        correlation_id: str,
-        status: int | str,
-        attempt: int,
-        started: float,
+        self, target: httpx.URL, correlation_id: str, status: int | str, attempt: int, started: float
     ) -> None:
         # Only the path and query (org numbers, country): never headers (the token), never a body.
-        target = httpx.URL(url, params=params)
         path = target.raw_path.decode("ascii", "replace")
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         log.info(

@@ -31,7 +31,9 @@ def checked_org_number(key: CompanyKey, countries: frozenset[str]) -> str | Look
     number ever reaches a registry URL.
     """
     if key.country not in countries:
-        message = f"this registry does not cover country {key.country!r} (only {', '.join(sorted(countries))})"
+        message = (
+            f"this registry does not cover country {key.country!r} (only {', '.join(sorted(countries))})"
+        )
         return LookupResult(key, error_code=UNSUPPORTED_COUNTRY, error_message=message)
     try:
         return normalise(key.country, key.org_number)

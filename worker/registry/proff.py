@@ -13,7 +13,8 @@ Proff's register listing is JSON in camelCase. The fields regsync reads (everyth
       "naceCategories": ["62.010 Programmeringstjenester"],   # "code text"; the first is the main one
       "revenue": "12345",                       # thousands of local currency, kept as Proff reports it
       "homePage": "www.nordlys.no",
-      "visitorAddress": {"addressLine": "...", "boxAddressLine": null, "zipCode": "0150", "postPlace": "Oslo"},
+      "visitorAddress": {"addressLine": "...", "boxAddressLine": null,
+                         "zipCode": "0150", "postPlace": "Oslo"},
       "postalAddress": {... same shape ...},
       "lastUpdatedDate": "31.01.2024"
     }
