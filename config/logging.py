@@ -40,11 +40,36 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(\btoken\s+)(?=[A-Za-z0-9\-._~+/]*\d)[A-Za-z0-9\-._~+/]{8,}=*"), rf"\1{REDACTED}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._\-]{16,}"), REDACTED),
+    # user:password@ in URLs (database and broker URLs in error messages).
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s/]+@"), rf"\1{REDACTED}@"),
 )
 
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-_secrets_pattern: re.Pattern[str] | None = None
+_SENSITIVE_KEY = re.compile(rf"(?i)(?:{_KEY_NAMES}|authorization|secret|token)")
+
+
+class _SecretRegistry:
+    """The process-wide set of secret values, with one compiled pattern that matches any of them."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, forms: set[str]) -> None:
+        with self._lock:
+            if forms <= self._values:
+                return
+            self._values.update(forms)
+            ordered = sorted(self._values, key=len, reverse=True)
+            self.pattern = re.compile("|".join(re.escape(form) for form in ordered))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self.pattern = None
+
+
+_registry = _SecretRegistry()
 
 
 def _derived_forms(value: str) -> set[str]:
@@ -66,24 +91,13 @@ def register_secret(value: str | None) -> None:
     Args:
         value: A credential this process now holds. Values shorter than ``MIN_SECRET_LENGTH`` are ignored.
     """
-    global _secrets_pattern
-    if not value or len(value.strip()) < MIN_SECRET_LENGTH:
-        return
-    forms = _derived_forms(value)
-    with _secrets_lock:
-        if forms <= _secrets:
-            return
-        _secrets.update(forms)
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _secrets_pattern = re.compile("|".join(re.escape(form) for form in ordered))
+    if value and len(value.strip()) >= MIN_SECRET_LENGTH:
+        _registry.add(_derived_forms(value))
 
 
 def forget_secrets() -> None:
     """Forget every registered secret (tests only)."""
-    global _secrets_pattern
-    with _secrets_lock:
-        _secrets.clear()
-        _secrets_pattern = None
+    _registry.clear()
 
 
 def redact(text: str) -> str:
@@ -95,7 +109,7 @@ def redact(text: str) -> str:
     Returns:
         The scrubbed text.
     """
-    pattern = _secrets_pattern
+    pattern = _registry.pattern
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
     for regex, replacement in _PATTERNS:
@@ -117,6 +131,19 @@ def _message_of(record: logging.LogRecord) -> str:
         return f"{record.msg} {record.args!r}"
 
 
+def _redact_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if _SENSITIVE_KEY.fullmatch(str(key)) else _redact_value(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact_value(item) for item in value]
+    return redact(str(value))
+
+
 class RedactingFilter(logging.Filter):
     """Scrubs the formatted message, its args, extra fields, exception and stack text of every record."""
 
@@ -130,8 +157,7 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         for key, value in _extras(record).items():
-            if isinstance(value, str):
-                setattr(record, key, redact(value))
+            setattr(record, key, _redact_value(value))
         return True
 
 
@@ -171,7 +197,9 @@ class ConsoleFormatter(logging.Formatter):
 _FORMATTERS: dict[str, type[logging.Formatter]] = {"json": JsonFormatter, "console": ConsoleFormatter}
 
 
-def configure_logging(fmt: LogFormat = "console", level: str | int = "INFO", stream: IO[str] | None = None) -> None:
+def configure_logging(
+    fmt: LogFormat = "console", level: str | int = "INFO", stream: IO[str] | None = None
+) -> None:
     """Send all logging to one stderr handler in ``fmt``, with the redacting filter installed.
 
     Calling it again replaces the handler it installed before; other handlers are left alone.

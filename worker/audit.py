@@ -117,7 +117,12 @@ def append_event(
     _serialise_appenders(session)
     last = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
     event = AuditEvent(
-        at=utcnow(), actor=actor, action=action, target=target, before=_jsonable(before), after=_jsonable(after)
+        at=utcnow(),
+        actor=actor,
+        action=action,
+        target=target,
+        before=_jsonable(before),
+        after=_jsonable(after),
     )
     event.prev_hash = last or GENESIS_HASH
     event.hash = _hash_of(event)

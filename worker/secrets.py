@@ -28,8 +28,8 @@ MIN_LENGTH_TO_SHOW_TAIL = 12
 class SecretName(StrEnum):
     """The secrets a connection can have."""
 
-    REGISTRY_TOKEN = "registry_token"
-    SALESFORCE_CLIENT_SECRET = "salesforce_client_secret"
+    REGISTRY_TOKEN = "registry_token"  # noqa: S105 (a name, not a value)
+    SALESFORCE_CLIENT_SECRET = "salesforce_client_secret"  # noqa: S105
     SALESFORCE_PRIVATE_KEY = "salesforce_private_key"
 
 
@@ -62,8 +62,8 @@ def _cipher() -> MultiFernet:
             fernets.append(Fernet(key))
         except (ValueError, binascii.Error):
             raise SecretKeyError(
-                f"key #{position} in REGSYNC_SECRET_KEY is not a Fernet key (32 url-safe base64-encoded bytes); "
-                "generate one with `regsync secret keygen`"
+                f"key #{position} in REGSYNC_SECRET_KEY is not a Fernet key "
+                "(32 url-safe base64-encoded bytes); generate one with `regsync secret keygen`"
             ) from None
     return MultiFernet(fernets)
 
@@ -194,5 +194,7 @@ def rotate(session: Session, actor: str) -> int:
                 f"secret {row.name} of connection #{row.connection_id} cannot be decrypted with any key in "
                 "REGSYNC_SECRET_KEY; add the key it was stored with, then rotate again"
             ) from None
-    append_event(session, actor=actor, action="secret.rotate", target="secrets", after={"reencrypted": len(rows)})
+    append_event(
+        session, actor=actor, action="secret.rotate", target="secrets", after={"reencrypted": len(rows)}
+    )
     return len(rows)

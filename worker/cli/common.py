@@ -10,7 +10,9 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from config.logging import redact
 from config.settings import get_settings
 from worker.errors import ConfigurationError, RegsyncError
 
@@ -26,7 +28,8 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Redacted (no credential reaches a terminal or CI log) and escaped (brackets are rich markup).
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,1 @@
+"""Ledger schema revisions (a package so that installed copies ship them)."""

@@ -1,0 +1,56 @@
+"""The ``regsync`` command: the root app, logging set-up, and the sub-command groups."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from config.logging import configure_logging
+from config.settings import get_settings
+from worker.cli.admin import audit_app, connection_app, secret_app
+from worker.cli.common import EXIT_USAGE, fail
+
+app = typer.Typer(no_args_is_help=True)
+app.add_typer(connection_app, name="connection")
+app.add_typer(secret_app, name="secret")
+app.add_typer(audit_app, name="audit")
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+@app.callback()
+def main(
+    log_level: Annotated[
+        LogLevel | None, typer.Option("--log-level", envvar="REGSYNC_LOG_LEVEL", case_sensitive=False)
+    ] = None,
+    log_format: Annotated[LogFormat | None, typer.Option("--log-format", envvar="REGSYNC_LOG_FORMAT")] = None,
+) -> None:
+    """regsync: keeps CRM records in sync with business-registry data."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"REGSYNC_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid settings: {problems}", EXIT_USAGE)
+    configure_logging(
+        fmt=log_format.value if log_format else settings.log_format,
+        level=log_level.value if log_level else settings.log_level,
+    )
+
+
+if __name__ == "__main__":
+    app(prog_name="regsync")
