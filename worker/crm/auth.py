@@ -1,4 +1,4 @@
-"""Obtain a Salesforce access token: OAuth 2.0 client credentials or JWT bearer, against a configurable token URL.
+"""Obtain a Salesforce access token (OAuth 2.0 client credentials or JWT bearer) from the token URL.
 
 Error messages name the OAuth error code and Salesforce's description, never the client secret, the
 private key, the assertion or the token.
@@ -77,7 +77,8 @@ def _post(session: requests.Session, url: str, form: dict[str, str], timeout_s: 
         return session.post(url, data=form, headers={"Accept": "application/json"}, timeout=timeout_s)
     except requests.exceptions.SSLError as exc:
         raise CrmError(
-            "TLS verification of the Salesforce token endpoint failed; check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
+            "TLS verification of the Salesforce token endpoint failed; "
+            "check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
         ) from exc
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise CrmTransientError(f"Salesforce token endpoint unreachable ({type(exc).__name__})") from exc
@@ -114,5 +115,7 @@ def _instance_url(spec: SalesforceSpec, body: dict[str, Any]) -> str:
     if not url:
         raise CrmError("Salesforce's token response has no instance_url and the connection sets none")
     if not url.lower().startswith("https://"):
-        raise InsecureURL(f"Salesforce returned instance_url {url!r}; regsync only talks to Salesforce over https")
+        raise InsecureURL(
+            f"Salesforce returned instance_url {url!r}; regsync only talks to Salesforce over https"
+        )
     return url.rstrip("/")

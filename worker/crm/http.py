@@ -1,4 +1,4 @@
-"""The requests.Session every Salesforce call goes through: our CA bundle, TLS >= 1.2, no environment overrides."""
+"""The requests.Session every Salesforce call goes through: our CA bundle, TLS >= 1.2, no env overrides."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ class _TLSAdapter(HTTPAdapter):
         self._context = context
         super().__init__()
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
         pool_kwargs["ssl_context"] = self._context
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
 

@@ -1,0 +1,253 @@
+"""The sandbox org's Account records: query cursors, sObject Collections retrieve/update, write faults.
+
+Thread-safe: every read of shared state and every write happens under one lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import secrets
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from worker.sandbox.salesforce_schema import ACCOUNT_BY_LOWER, ACCOUNT_BY_NAME, SandboxField, value_error
+from worker.sandbox.soql import Query
+
+PAGE_SIZE = 2000
+COLLECTION_MAX = 200
+RETRIEVE_MAX = 2000
+_MAX_CURSORS = 100
+_LOCK_MESSAGE = "unable to obtain exclusive access to this record or 1 records: {id}"
+_ROLLED_BACK = (
+    "Record rolled back because not all records were valid and the request was using AllOrNone header"
+)
+
+Error = tuple[str, str, list[str]]  # (statusCode, message, fields)
+
+
+class ApiError(Exception):
+    """A whole-request error: HTTP ``status`` with Salesforce's ``[{"message", "errorCode"}]`` body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One successful write: which fields it changed, ``{field: (old, new)}`` (empty if nothing changed)."""
+
+    record_id: str
+    changed: dict[str, tuple[Any, Any]]
+    at: float
+
+
+@dataclass(slots=True)
+class _Cursor:
+    fields: tuple[str, ...]
+    records: list[Mapping[str, Any]]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def field_named(name: str) -> SandboxField:
+    """The schema field for a (case-insensitive) API name, or a 400 INVALID_FIELD."""
+    field = ACCOUNT_BY_LOWER.get(name.strip().lower())
+    if field is None:
+        raise ApiError(400, "INVALID_FIELD", f"No such column '{name.strip()}' on sObject of type Account")
+    return field
+
+
+class AccountStore:
+    def __init__(self, accounts: Iterable[Mapping[str, Any]]) -> None:
+        self._lock = threading.RLock()
+        self._records: dict[str, dict[str, Any]] = {}
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._validation: dict[str, str] = {}
+        self._locked: set[str] = set()
+        self._created = _now()
+        self.writes: Counter[str] = Counter()
+        self.changes: list[FieldChange] = []
+        for account in accounts:
+            self.add(account)
+
+    # --- records -------------------------------------------------------------------------------------------
+
+    def add(self, account: Mapping[str, Any]) -> str:
+        """Add one Account (an Id is generated when missing); unknown field names are a ValueError."""
+        unknown = sorted(name for name in account if name not in ACCOUNT_BY_NAME)
+        if unknown:
+            raise ValueError(f"the sandbox Account has no field(s) {unknown}; see salesforce_schema.py")
+        record = dict(account)
+        with self._lock:
+            record.setdefault("Id", f"001{len(self._records) + 1:012d}AAA")
+            record.setdefault("CreatedDate", self._created)
+            record.setdefault("LastModifiedDate", self._created)
+            record.setdefault("Registry_Sync_Opt_Out__c", False)
+            self._records[record["Id"]] = record
+        return str(record["Id"])
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """A deep copy of every record, Id → fields."""
+        with self._lock:
+            return copy.deepcopy(self._records)
+
+    def edit(self, record_id: str, **values: Any) -> None:
+        """A person edits a record in the UI: values change, LastModifiedDate moves, ``writes`` does not."""
+        with self._lock:
+            self._records[record_id].update(values, LastModifiedDate=_now())
+
+    def delete(self, record_ids: Iterable[str]) -> None:
+        with self._lock:
+            for record_id in record_ids:
+                self._records.pop(record_id, None)
+
+    # --- faults --------------------------------------------------------------------------------------------
+
+    def fail_validation(self, record_ids: Iterable[str], message: str) -> None:
+        with self._lock:
+            self._validation.update(dict.fromkeys(record_ids, message))
+
+    def lock_rows(self, record_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._locked.update(record_ids)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._validation.clear()
+            self._locked.clear()
+
+    # --- query ---------------------------------------------------------------------------------------------
+
+    def query(self, query: Query, version: str) -> dict[str, Any]:
+        """The first page of ``query``; later pages via ``query_more`` with the nextRecordsUrl's locator."""
+        with self._lock:
+            records = list(self._records.values())
+        found = query.run(records)
+        locator = "01g" + secrets.token_hex(8)[:15].upper()
+        with self._lock:
+            self._cursors[locator] = _Cursor(query.fields, found)
+            while len(self._cursors) > _MAX_CURSORS:
+                self._cursors.popitem(last=False)
+        return self._page(locator, 0, version)
+
+    def query_more(self, locator: str, offset: int, version: str) -> dict[str, Any]:
+        with self._lock:
+            known = locator in self._cursors and offset <= len(self._cursors[locator].records)
+        if not known:
+            raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._page(locator, offset, version)
+
+    def _page(self, locator: str, offset: int, version: str) -> dict[str, Any]:
+        with self._lock:
+            cursor = self._cursors[locator]
+            rows = cursor.records[offset : offset + PAGE_SIZE]
+            body: dict[str, Any] = {
+                "totalSize": len(cursor.records),
+                "done": offset + len(rows) >= len(cursor.records),
+                "records": [self._project(row, cursor.fields, version) for row in rows],
+            }
+            if body["done"]:
+                del self._cursors[locator]
+            else:
+                body["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{offset + len(rows)}"
+        return body
+
+    def _project(self, record: Mapping[str, Any], fields: Sequence[str], version: str) -> dict[str, Any]:
+        attributes = {"type": "Account", "url": f"/services/data/v{version}/sobjects/Account/{record['Id']}"}
+        return {"attributes": attributes, **{name: record.get(name) for name in fields}}
+
+    # --- sObject Collections -------------------------------------------------------------------------------
+
+    def retrieve(
+        self, ids: Sequence[str], fields: Sequence[str], version: str
+    ) -> list[dict[str, Any] | None]:
+        """``GET composite/sobjects/Account``: one entry per id, null where no such record exists."""
+        if len(ids) > RETRIEVE_MAX:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT", f"cannot retrieve more than {RETRIEVE_MAX} records")
+        names = [field_named(name).name for name in fields]
+        with self._lock:
+            found = [self._records.get(record_id) for record_id in ids]
+            return [None if record is None else self._project(record, names, version) for record in found]
+
+    def update(self, items: Sequence[Any], all_or_none: bool) -> list[dict[str, Any]]:
+        """``PATCH composite/sobjects``: per-record SaveResults, in request order."""
+        if len(items) > COLLECTION_MAX:
+            raise ApiError(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        for item in items:
+            for name in item if isinstance(item, dict) else ():
+                if name not in ("attributes", "id", "Id"):
+                    field_named(name)
+        with self._lock:
+            checked = [self._check(item) for item in items]
+            failed = any(error is not None for _, _, error in checked)
+            return [
+                self._finish(record_id, values, error, all_or_none and failed)
+                for record_id, values, error in checked
+            ]
+
+    def _check(self, item: Any) -> tuple[str | None, dict[str, Any], Error | None]:
+        if not isinstance(item, dict) or not isinstance(item.get("attributes"), dict):
+            return None, {}, ("INVALID_FIELD", "Each record needs an attributes map with a type", [])
+        record_id = item.get("id") or item.get("Id")
+        values = {field_named(k).name: v for k, v in item.items() if k not in ("attributes", "id", "Id")}
+        if item["attributes"].get("type") != "Account":
+            return record_id, values, ("INVALID_TYPE", "sObject type is not Account", [])
+        if not record_id:
+            return None, values, ("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+        return record_id, values, self._record_error(record_id, values)
+
+    def _record_error(self, record_id: str, values: dict[str, Any]) -> Error | None:
+        if record_id not in self._records:
+            return "ENTITY_IS_DELETED", "entity is deleted", []
+        read_only = [name for name in values if not ACCOUNT_BY_NAME[name].updateable]
+        if read_only:
+            message = (
+                f"Unable to create/update fields: {', '.join(read_only)}. Please check the security settings."
+            )
+            return "INVALID_FIELD_FOR_INSERT_UPDATE", message, read_only
+        for name, value in values.items():
+            problem = value_error(ACCOUNT_BY_NAME[name], value)
+            if problem:
+                return problem[0], problem[1], [name]
+        if record_id in self._locked:
+            return "UNABLE_TO_LOCK_ROW", _LOCK_MESSAGE.format(id=record_id), []
+        if record_id in self._validation:
+            return "FIELD_CUSTOM_VALIDATION_EXCEPTION", self._validation[record_id], []
+        return None
+
+    def _finish(
+        self, record_id: str | None, values: dict[str, Any], error: Error | None, roll_back: bool
+    ) -> dict[str, Any]:
+        if error is None and roll_back:
+            error = ("ALL_OR_NONE_OPERATION_ROLLED_BACK", _ROLLED_BACK, [])
+        if error is not None:
+            result: dict[str, Any] = {"success": False, "errors": [_error(*error)]}
+            return {"id": record_id, **result} if record_id else result
+        assert record_id is not None  # _check only passes records with an Id
+        self._apply(record_id, values)
+        return {"id": record_id, "success": True, "errors": []}
+
+    def _apply(self, record_id: str, values: dict[str, Any]) -> None:
+        record = self._records[record_id]
+        changed = {name: (record.get(name), new) for name, new in values.items() if record.get(name) != new}
+        record.update(values, LastModifiedDate=_now())
+        self.writes[record_id] += 1
+        self.changes.append(FieldChange(record_id, changed, time.time()))
+
+
+def _error(code: str, message: str, fields: list[str]) -> dict[str, Any]:
+    return {"statusCode": code, "message": message, "fields": fields}
