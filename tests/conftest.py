@@ -139,7 +139,9 @@ class RegsyncEnv:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, migrated_url: str) -> Iterator[RegsyncEnv]:
     """A clean regsync environment on a migrated ledger: only REGSYNC_DATABASE_URL and a fresh secret key."""
-    for name in [name for name in os.environ if name.startswith("REGSYNC_") and not name.startswith("REGSYNC_TEST")]:
+    for name in [
+        name for name in os.environ if name.startswith("REGSYNC_") and not name.startswith("REGSYNC_TEST")
+    ]:
         monkeypatch.delenv(name)
     key = Fernet.generate_key().decode("ascii")
     monkeypatch.setenv("REGSYNC_DATABASE_URL", migrated_url)
