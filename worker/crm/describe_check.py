@@ -66,5 +66,6 @@ def _mapped_field_problems(canonical: str, name: str, by_name: dict[str, FieldIn
         problems.append(f"{canonical} → {name!r} is not updateable")
     allowed = COMPATIBLE_TYPES[canonical]
     if info.type not in allowed:
-        problems.append(f"{canonical} → {name!r} has type {info.type!r}; expected one of {sorted(allowed)}")
+        expected = ", ".join(sorted(allowed))
+        problems.append(f"{canonical} → {name!r} has type {info.type!r} (expected one of: {expected})")
     return problems
