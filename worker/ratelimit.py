@@ -63,7 +63,9 @@ class LocalRateLimiter:
             if now < self._blocked_until:
                 return self._blocked_until - now
             self._refill(now)
-            if self._tokens >= 1.0:
+            # The epsilon absorbs float rounding: without it a bucket at 0.9999999999 asks for a wait that is
+            # too small to move the clock, forever.
+            if self._tokens >= 1.0 - 1e-9:
                 self._tokens -= 1.0
                 return 0.0
             return (1.0 - self._tokens) / self.rate_per_s

@@ -1,0 +1,252 @@
+"""A sandbox business registry: one HTTPS server speaking both Proff's and Brønnøysund's JSON.
+
+Proff answers ``/api/companies/register/{CC}/{orgnr}`` (base URL = server URL); brreg answers
+``/enhetsregisteret/api/enheter/{orgnr}`` and ``/enhetsregisteret/api/enheter?organisasjonsnummer=...``.
+Each canonical Company is rendered in that registry's shape (the inverse of the providers' mappers), and
+faults can be switched on at any time from any thread: latency, rate limiting, per-number failures,
+transient blips, malformed bodies, a revoked Proff token, removed units.
+
+Deliberate simplifications: brreg has no "dissolved" (a dissolved unit renders as deleted, with
+``slettedato``); brreg's batch search leaves deleted and removed units out (the provider asks those one by
+one); the batch honours ``size`` (default 20, like brreg) and serves the first page only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Literal
+from urllib.parse import unquote
+
+from worker.company import Company, CompanyStatus
+from worker.sandbox.registry_json import render_brreg, render_brreg_page, render_proff
+from worker.sandbox.tls import RecordedRequest, Reply, SandboxCA, SandboxHTTPServer
+
+PROFF_PREFIX = "/api/companies/register/"
+BRREG_BASE = "/enhetsregisteret/api"
+MalformedKind = Literal["not_json", "wrong_shape"]
+
+_NOT_JSON = b"<html><body><h1>502 Bad Gateway</h1>upstream sent garbage</body></html>"
+
+
+class SandboxRegistry:
+    """The sandbox registry server; ``start()`` it, point providers at ``proff_url`` / ``brreg_url``."""
+
+    def __init__(self, ca: SandboxCA, companies: Iterable[Company], *, proff_token: str | None) -> None:
+        self._companies = {(c.country, c.org_number): c for c in companies}
+        self._proff_token = proff_token
+        self._lock = threading.Lock()
+        self._latency_s = 0.0
+        self._rps: float | None = None
+        self._window: tuple[int, int] = (0, 0)
+        self._failing: dict[str, int] = {}
+        self._blips: deque[int] = deque()
+        self._malformed: dict[str, MalformedKind] = {}
+        self._removed: set[str] = set()
+        self._revoked = False
+        self._server = SandboxHTTPServer(ca, self._route)
+
+    # --- lifecycle and addresses -----------------------------------------------------------------------
+
+    def start(self) -> SandboxRegistry:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> SandboxRegistry:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def proff_url(self) -> str:
+        return self._server.url
+
+    @property
+    def brreg_url(self) -> str:
+        return self._server.url + BRREG_BASE
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, in arrival order (a copy)."""
+        return list(self._server.requests)
+
+    def clear_requests(self) -> None:
+        self._server.requests.clear()
+
+    # --- data and faults -------------------------------------------------------------------------------
+
+    def put(self, company: Company) -> None:
+        """Add or replace a company (e.g. to make the registry change between two runs)."""
+        with self._lock:
+            self._companies[(company.country, company.org_number)] = company
+
+    @property
+    def latency_s(self) -> float:
+        return self._latency_s
+
+    @latency_s.setter
+    def latency_s(self, value: float) -> None:
+        self._latency_s = max(0.0, value)
+
+    def rate_limit(self, rps: float | None) -> None:
+        """Answer 429 (Retry-After: 1) to requests above ``rps`` in a one-second window; None lifts it."""
+        with self._lock:
+            self._rps = rps
+            self._window = (0, 0)
+
+    def fail_with(self, orgnr: str, status: int | None) -> None:
+        """Every request about ``orgnr`` answers ``status`` (e.g. 500, 503, 410); None heals it."""
+        with self._lock:
+            if status is None:
+                self._failing.pop(orgnr, None)
+            else:
+                self._failing[orgnr] = status
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        """The next ``n`` requests, whatever they ask, answer ``status`` (a transient blip)."""
+        with self._lock:
+            self._blips.extend([status] * n)
+
+    def malformed(self, orgnr: str, kind: MalformedKind = "not_json") -> None:
+        """Answers about ``orgnr`` are broken: not JSON, or JSON of the wrong shape (batch: always shape)."""
+        with self._lock:
+            self._malformed[orgnr] = kind
+
+    def remove(self, orgnr: str) -> None:
+        """The unit was removed from brreg (410 Gone); Proff no longer knows it (404)."""
+        with self._lock:
+            self._removed.add(orgnr)
+
+    def revoke_token(self) -> None:
+        """Proff answers 401 to everything from now on."""
+        with self._lock:
+            self._revoked = True
+
+    def restore_token(self) -> None:
+        with self._lock:
+            self._revoked = False
+
+    def reset_faults(self) -> None:
+        with self._lock:
+            self._latency_s = 0.0
+            self._rps = None
+            self._failing.clear()
+            self._blips.clear()
+            self._malformed.clear()
+            self._removed.clear()
+            self._revoked = False
+
+    # --- routing ---------------------------------------------------------------------------------------
+
+    def _route(self, request: RecordedRequest) -> Reply:
+        if request.method != "GET":
+            return Reply(405, {"error": "Method Not Allowed"}, headers={"Allow": "GET"})
+        if self._latency_s:
+            time.sleep(self._latency_s)
+        refused = self._throttle() or self._blip()
+        if refused is not None:
+            return refused
+        if request.path.startswith(PROFF_PREFIX):
+            return self._proff(request)
+        if request.path == f"{BRREG_BASE}/enheter":
+            return self._brreg_batch(request)
+        if request.path.startswith(f"{BRREG_BASE}/enheter/"):
+            return self._brreg_single(unquote(request.path.rsplit("/", 1)[1]))
+        return Reply(404, {"status": 404, "error": "Not Found", "path": request.path})
+
+    def _throttle(self) -> Reply | None:
+        with self._lock:
+            if self._rps is None:
+                return None
+            second = int(time.time())
+            window, count = self._window
+            count = count + 1 if window == second else 1
+            self._window = (second, count)
+            if count <= self._rps:
+                return None
+        return Reply(429, {"error": "Too Many Requests"}, headers={"Retry-After": "1"})
+
+    def _blip(self) -> Reply | None:
+        with self._lock:
+            status = self._blips.popleft() if self._blips else None
+        return None if status is None else Reply(status, {"error": f"sandbox blip {status}"})
+
+    def _lookup(self, country: str, orgnr: str) -> tuple[Company | None, int | None, MalformedKind | None]:
+        with self._lock:
+            company = self._companies.get((country, orgnr))
+            failing = self._failing.get(orgnr)
+            if orgnr in self._removed:
+                company = None
+            if company is not None and company.status is CompanyStatus.NOT_FOUND:
+                company = None
+            return company, failing, self._malformed.get(orgnr)
+
+    def _proff(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            revoked, token = self._revoked, self._proff_token
+        if revoked or (token is not None and request.headers.get("authorization") != f"Token {token}"):
+            return Reply(401, {"message": "Authorization has been denied for this request."})
+        parts = request.path[len(PROFF_PREFIX) :].split("/")
+        if len(parts) != 2:
+            return Reply(404, {"message": "No HTTP resource was found that matches the request URI."})
+        company, failing, broken = self._lookup(parts[0].upper(), unquote(parts[1]))
+        if failing is not None:
+            return Reply(failing, {"message": f"sandbox failure {failing}"})
+        if company is None:
+            return Reply(404, {"message": "Company not found"})
+        wrong: dict[str, object] = {
+            "organisationNumber": company.org_number,
+            "numberOfEmployees": "many",
+            "visitorAddress": "x",
+        }
+        return _broken_reply(broken, wrong) or Reply(200, render_proff(company))
+
+    def _brreg_single(self, orgnr: str) -> Reply:
+        company, failing, broken = self._lookup("NO", orgnr)
+        with self._lock:
+            removed = orgnr in self._removed
+        if failing is not None:
+            return Reply(failing, {"status": failing, "error": "sandbox failure"})
+        if removed:
+            return Reply(410, {"status": 410, "error": "Gone", "message": f"Enhet {orgnr} er fjernet"})
+        if company is None:
+            return Reply(404, {"status": 404, "error": "Not Found", "message": f"Enhet {orgnr} finnes ikke"})
+        return _broken_reply(broken, _wrong_brreg(orgnr)) or Reply(200, render_brreg(company, self.brreg_url))
+
+    def _brreg_batch(self, request: RecordedRequest) -> Reply:
+        wanted = [n.strip() for v in request.query.get("organisasjonsnummer", []) for n in v.split(",")]
+        size = int((request.query.get("size") or ["20"])[0] or 20)
+        units: list[object] = []
+        for orgnr in dict.fromkeys(n for n in wanted if n):
+            company, failing, broken = self._lookup("NO", orgnr)
+            if failing is not None and failing >= 500:
+                return Reply(failing, {"status": failing, "error": "sandbox failure"})
+            if company is None or failing is not None or company.status in _UNSEARCHABLE:
+                continue
+            units.append(_wrong_brreg(orgnr) if broken else render_brreg(company, self.brreg_url))
+        return Reply(200, render_brreg_page(units, size, self.brreg_url))
+
+
+_UNSEARCHABLE = frozenset({CompanyStatus.DELETED, CompanyStatus.DISSOLVED})
+
+
+def _broken_reply(kind: MalformedKind | None, wrong_shape: dict[str, object]) -> Reply | None:
+    if kind == "not_json":
+        return Reply(200, raw=_NOT_JSON, headers={"Content-Type": "text/html"})
+    if kind == "wrong_shape":
+        return Reply(200, wrong_shape)
+    return None
+
+
+def _wrong_brreg(orgnr: str) -> dict[str, object]:
+    return {"organisasjonsnummer": orgnr, "navn": ["not", "a", "name"], "antallAnsatte": "many"}
