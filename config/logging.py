@@ -223,3 +223,14 @@ def configure_logging(
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Add the redacting filter to every handler of ``logger`` (root by default) that lacks one.
+
+    For handlers regsync did not install, e.g. Celery's after it set up its own logging
+    (call it from Celery's ``after_setup_logger`` / ``after_setup_task_logger`` signals).
+    """
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter())

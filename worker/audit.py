@@ -12,7 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,10 +132,6 @@ def append_event(
     return event
 
 
-def _events(session: Session) -> Iterator[AuditEvent]:
-    yield from session.scalars(select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=500))
-
-
 def _problem(event: AuditEvent, previous: AuditEvent | None) -> str | None:
     expected_prev = previous.hash if previous is not None else GENESIS_HASH
     if _hash_of(event) != event.hash:
@@ -154,9 +151,16 @@ def verify_chain(session: Session) -> VerifyResult:
     Returns:
         ``ok`` with the number of events checked and the newest hash, or the first broken event and why.
     """
+    statement = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=500)
+    # Closed explicitly: stopping at a break leaves PostgreSQL's server-side cursor open otherwise.
+    with closing(session.scalars(statement)) as events:
+        return _walk(events)
+
+
+def _walk(events: Iterable[AuditEvent]) -> VerifyResult:
     previous: AuditEvent | None = None
     checked = 0
-    for event in _events(session):
+    for event in events:
         reason = _problem(event, previous)
         if reason is not None:
             return VerifyResult(ok=False, checked=checked, broken_id=event.id, reason=reason)

@@ -11,7 +11,14 @@ from urllib.parse import quote
 
 import pytest
 
-from config.logging import REDACTED, configure_logging, forget_secrets, redact, register_secret
+from config.logging import (
+    REDACTED,
+    configure_logging,
+    forget_secrets,
+    install_redaction,
+    redact,
+    register_secret,
+)
 
 SECRET = "s3cr3t-Value/with+chars=="
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIzTVZHOSIsInN1YiI6InUifQ.c2lnbmF0dXJlLWJ5dGVz"
@@ -166,3 +173,21 @@ def test_a_record_whose_args_do_not_fit_is_still_logged(log: io.StringIO) -> Non
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format"):
         configure_logging("xml", "INFO")  # type: ignore[arg-type]
+
+
+def test_install_redaction_covers_handlers_installed_by_others() -> None:
+    logger = logging.getLogger("regsync.test.foreign")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        install_redaction(logger)
+        install_redaction(logger)
+        logger.warning("Authorization: Bearer abcdefghijklmnop")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+    assert stream.getvalue().strip() == f"Authorization: {REDACTED}"
+    assert len(handler.filters) == 1

@@ -13,7 +13,8 @@ from config.settings import get_settings
 from worker.cli.admin import audit_app, connection_app, secret_app
 from worker.cli.common import EXIT_USAGE, fail
 
-app = typer.Typer(no_args_is_help=True)
+# Never print local variables in tracebacks: they may hold a secret being set.
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(connection_app, name="connection")
 app.add_typer(secret_app, name="secret")
 app.add_typer(audit_app, name="audit")
