@@ -412,6 +412,7 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
     now = dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.UTC)
     later = email.utils.format_datetime(now + dt.timedelta(seconds=30), usegmt=True)
     assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after(later, now=now) == 30.0
     assert parse_retry_after("Mon, 01 Jan 2024 11:00:00 GMT", now=now) == 0.0
     assert parse_retry_after("soon") is None
@@ -485,6 +486,15 @@ def test_http_retries_429_honouring_retry_after_and_penalises_the_limiter(
     records = [r for r in caplog.records if r.name == "worker.registry.http"]
     assert [(r.status, r.attempt) for r in records] == [(429, 1), (503, 2), (200, 3)]  # type: ignore[attr-defined]
     assert all("t0k" not in r.getMessage() and "923609016" in r.getMessage() for r in records)
+
+
+def test_http_429_without_retry_after_backs_off_exponentially_and_penalises_as_long() -> None:
+    http, (_, sleeps) = scripted_http(
+        [httpx.Response(429), httpx.Response(429), httpx.Response(200)], backoff_base_s=0.1
+    )
+    assert http.get("https://registry.test/x").status_code == 200
+    assert sleeps == [0.1, 0.2]
+    assert http._limiter.penalties == [0.1, 0.2]  # type: ignore[attr-defined]
 
 
 def test_http_gives_up_after_retries_and_never_retries_auth_failures() -> None:

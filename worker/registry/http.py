@@ -82,8 +82,10 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     if not value or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass  # not seconds: an HTTP-date, then
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -220,7 +222,9 @@ class RegistryHttp:
     def _retry_for(self, status: int, retry_after: float | None, attempt: int) -> _Retry:
         if status == 429:
             # Tell every process sharing this token to back off, not just this thread.
-            self._limiter.penalise(retry_after if retry_after is not None else self._policy.backoff_base_s)
+            self._limiter.penalise(
+                retry_after if retry_after is not None else self._policy.backoff(attempt, 1.0)
+            )
         if retry_after is not None and retry_after > self._policy.max_retry_after_s:
             raise RegistryTransientError(
                 f"registry {self.provider} asked us to wait {retry_after:.0f} s (HTTP {status})",
