@@ -64,6 +64,12 @@ class SalesforceClient:
 
     ``calls`` counts every HTTP request made to the REST API (an expired-session attempt included);
     token requests are not API calls and are not counted. ``usage`` follows ``Sforce-Limit-Info``.
+
+    Args:
+        spec: The connection; its ``salesforce`` section says how to authenticate and which object.
+        secret: Client secret (client credentials) or PEM private key (JWT bearer).
+        timeout_s: Per-request timeout in seconds (settings.crm_timeout_s in production).
+        session: A session to use instead of ``build_session()`` (tests); it should come from there.
     """
 
     def __init__(
