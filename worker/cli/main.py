@@ -10,14 +10,23 @@ from pydantic import ValidationError
 
 from config.logging import configure_logging
 from config.settings import get_settings
+from worker.cli import admin
 from worker.cli.admin import audit_app, connection_app, secret_app
 from worker.cli.common import EXIT_USAGE, fail
+from worker.cli.demo import demo_command
+from worker.cli.runs import run_command, runs_app
 
 # Never print local variables in tracebacks: they may hold a secret being set.
+from worker.crm.describe_check import check_against_org  # noqa: E402
+
+admin.describe_checker = check_against_org
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(connection_app, name="connection")
 app.add_typer(secret_app, name="secret")
 app.add_typer(audit_app, name="audit")
+app.add_typer(runs_app, name="runs")
+app.command("run")(run_command)
+app.command("demo")(demo_command)
 
 
 class LogLevel(StrEnum):

@@ -69,3 +69,11 @@ def _mapped_field_problems(canonical: str, name: str, by_name: dict[str, FieldIn
         expected = ", ".join(sorted(allowed))
         problems.append(f"{canonical} → {name!r} has type {info.type!r} (expected one of: {expected})")
     return problems
+
+
+def check_against_org(spec: ConnectionSpec, secret: str) -> None:
+    """Describe the connection's object in its org and check the mapping against it (for `connection apply`)."""
+    from worker.crm.salesforce import SalesforceClient
+
+    with SalesforceClient(spec, secret) as client:
+        check_mapping(spec, client.describe())

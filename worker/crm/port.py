@@ -48,7 +48,9 @@ class CrmClient(Protocol):
     calls: int
     usage: ApiUsage
 
-    def stream_records(self, fields: Sequence[str], where: str | None = None) -> Iterator[CrmRecord]:
+    def stream_records(
+        self, fields: Sequence[str], where: str | None = None, order_by: str | None = None
+    ) -> Iterator[CrmRecord]:
         """All records of the object (query + queryMore, pages of 2,000), selecting only ``fields``."""
         ...
 

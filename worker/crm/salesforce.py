@@ -49,14 +49,18 @@ def soql_quote(value: str) -> str:
     return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in value) + "'"
 
 
-def build_soql(object_name: str, fields: Sequence[str], where: str | None = None) -> str:
-    """``SELECT <fields> FROM <object> [WHERE <where>]``; names are checked, ``where`` is trusted SOQL."""
-    bad = [name for name in fields if not _FIELD.match(name)]
+def build_soql(
+    object_name: str, fields: Sequence[str], where: str | None = None, order_by: str | None = None
+) -> str:
+    """``SELECT <fields> FROM <object> [WHERE <where>] [ORDER BY <field>]``; names are checked, ``where`` is
+    trusted SOQL."""
+    bad = [name for name in [*fields, *([order_by] if order_by else [])] if not _FIELD.match(name)]
     if not fields or bad:
         raise ValueError(f"not Salesforce field API names: {bad or 'no fields'}")
     # Field names are checked above and ``object_name`` comes from the validated spec: no injection path.
     soql = f"SELECT {', '.join(dict.fromkeys(fields))} FROM {object_name}"  # noqa: S608
-    return f"{soql} WHERE {where}" if where else soql
+    soql = f"{soql} WHERE {where}" if where else soql
+    return f"{soql} ORDER BY {order_by}" if order_by else soql
 
 
 class SalesforceClient:
@@ -94,17 +98,20 @@ class SalesforceClient:
 
     # --- the port ------------------------------------------------------------------------------------------
 
-    def stream_records(self, fields: Sequence[str], where: str | None = None) -> Iterator[CrmRecord]:
+    def stream_records(
+        self, fields: Sequence[str], where: str | None = None, order_by: str | None = None
+    ) -> Iterator[CrmRecord]:
         """All records of the object, selecting only ``fields``, fetched one 2,000-record page at a time.
 
         Args:
             fields: Field API names to select (checked; duplicates dropped).
             where: Optional trusted SOQL condition (quote literals with ``soql_quote``).
+            order_by: Optional field to order by (the planner orders by Id to resume from a cursor).
 
         Raises:
             CrmError: Or a subclass, translated from the failed call.
         """
-        soql = build_soql(self._object, fields, where)
+        soql = build_soql(self._object, fields, where, order_by)
         page = self._call(partial(_query, soql=soql, timeout=self._timeout_s))
         while True:
             yield from (_plain(record) for record in page.get("records", []))
