@@ -13,7 +13,8 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
-from worker.ledger.models import Base, UTCDateTime
+from worker.ledger.models import UTCDateTime
+from worker.ledger.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

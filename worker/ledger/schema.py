@@ -1,0 +1,13 @@
+"""The whole ledger schema: imports every module that defines tables, so ``metadata`` is complete.
+
+Alembic's env.py and the schema tests use this, never a single models module. A feature that adds tables
+keeps them in its own models module and adds one import line here.
+"""
+
+from __future__ import annotations
+
+from worker.ledger.models import Base
+
+metadata = Base.metadata
+
+__all__ = ["Base", "metadata"]
