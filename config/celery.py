@@ -8,7 +8,7 @@ from celery import Celery
 
 from config.settings import Settings, get_settings
 
-_APP: Celery | None = None
+_APPS: dict[str, Celery] = {}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -36,14 +36,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def get_app() -> Celery:
     """The process-wide Celery app; the worker imports ``tasks.jobs`` to register the tasks."""
-    global _APP
-    if _APP is None:
-        _APP = Celery("regsync", include=["tasks.jobs"])
-        _APP.conf.update(celery_config(get_settings()))
-    return _APP
+    if "app" not in _APPS:
+        app = Celery("regsync", include=["tasks.jobs"])
+        app.conf.update(celery_config(get_settings()))
+        _APPS["app"] = app
+    return _APPS["app"]
 
 
 def reset_app() -> None:
     """Forget the app (the demo and tests change the broker URL)."""
-    global _APP
-    _APP = None
+    _APPS.clear()

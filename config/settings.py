@@ -39,16 +39,22 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
     actor: str | None = Field(default=None, description="Who performs admin commands (audit trail).")
 
-    chunk_lease_s: int = Field(default=300, ge=10, description="Seconds a claimed chunk may go without heartbeat.")
+    chunk_lease_s: int = Field(
+        default=300, ge=10, description="Seconds a claimed chunk may go without heartbeat."
+    )
     chunk_requeue_after_s: int = Field(
         default=600, ge=10, description="Seconds a queued chunk may wait before the sweeper re-enqueues it."
     )
     visibility_timeout_s: int = Field(
         default=3600, ge=60, description="Redis visibility timeout in seconds; above the longest chunk."
     )
-    registry_timeout_s: float = Field(default=10.0, gt=0, description="Per-request registry timeout, seconds.")
+    registry_timeout_s: float = Field(
+        default=10.0, gt=0, description="Per-request registry timeout, seconds."
+    )
     registry_max_retries: int = Field(default=4, ge=0, description="Retries of a transient registry failure.")
-    registry_concurrency: int = Field(default=8, ge=1, le=64, description="Parallel registry requests per chunk.")
+    registry_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Parallel registry requests per chunk."
+    )
     crm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request Salesforce timeout, seconds.")
 
     @field_validator("database_url")

@@ -73,7 +73,12 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 def canonical_value(company: Company, field: str) -> str | int | dt.date | None:
     """The value of one canonical field (addresses flattened from the business address)."""
     address = company.business_address or company.postal_address
-    address_fields = {"street": "street", "postal_code": "postal_code", "city": "city", "address_country": "country"}
+    address_fields = {
+        "street": "street",
+        "postal_code": "postal_code",
+        "city": "city",
+        "address_country": "country",
+    }
     if field in address_fields:
         return getattr(address, address_fields[field]) if address else None
     if field == "status":

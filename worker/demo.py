@@ -94,7 +94,12 @@ def embedded_worker(concurrency: int = 4) -> Iterator[None]:
     queue = f"regsync-demo-{os.getpid()}"
     app.conf.task_default_queue = queue
     with start_worker(
-        app, pool="threads", concurrency=concurrency, perform_ping_check=False, loglevel="WARNING",
-        queues=[queue], shutdown_timeout=30.0,
+        app,
+        pool="threads",
+        concurrency=concurrency,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=[queue],
+        shutdown_timeout=30.0,
     ):
         yield

@@ -45,7 +45,11 @@ class Page:
 
 
 def plan_run(
-    run_id: int, dispatch: Dispatcher, *, settings: Settings | None = None, clients: ClientFactory = open_clients
+    run_id: int,
+    dispatch: Dispatcher,
+    *,
+    settings: Settings | None = None,
+    clients: ClientFactory = open_clients,
 ) -> str:
     """Plan (or resume planning) one run; returns ``planned`` or ``not_claimed``."""
     settings = settings or get_settings()
@@ -86,7 +90,9 @@ class Planner:
         where = None
         if self.cursor:
             if not _SALESFORCE_ID.match(self.cursor):
-                raise LedgerError(f"run {self.run_id} has a corrupt plan cursor; cancel it and start a new run")
+                raise LedgerError(
+                    f"run {self.run_id} has a corrupt plan cursor; cancel it and start a new run"
+                )
             where = f"Id > '{self.cursor}'"
         return self.crm.stream_records(fields, where=where, order_by="Id")
 
@@ -138,6 +144,8 @@ class Planner:
         if usage.used is not None:
             values["api_limit"] = usage.limit
             session.execute(
-                update(Run).where(Run.id == self.run_id, Run.api_used_before.is_(None)).values(api_used_before=usage.used)
+                update(Run)
+                .where(Run.id == self.run_id, Run.api_used_before.is_(None))
+                .values(api_used_before=usage.used)
             )
         session.execute(update(Run).where(Run.id == self.run_id).values(**values))

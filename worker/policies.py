@@ -73,7 +73,9 @@ def plan_record(
             continue
         if target.policy is Policy.FILL_BLANK and normalise(current) is not None:
             continue
-        if target.policy is Policy.PROTECT_MANUAL and _edited_by_hand(current, confirmed_hashes.get(target.field)):
+        if target.policy is Policy.PROTECT_MANUAL and _edited_by_hand(
+            current, confirmed_hashes.get(target.field)
+        ):
             plan.protected.append(target.field)
             continue
         plan.changes[target.field] = wanted

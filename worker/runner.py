@@ -17,21 +17,33 @@ from worker.ledger.views import show_run
 
 
 def start_run(
-    connection: str, dispatch: Dispatcher, *, triggered_by: str, kind: RunKind = RunKind.MANUAL,
+    connection: str,
+    dispatch: Dispatcher,
+    *,
+    triggered_by: str,
+    kind: RunKind = RunKind.MANUAL,
     options: dict[str, Any] | None = None,
 ) -> int:
     """Queue a run of ``connection`` and send its planning task; returns the run id."""
     with session_scope() as session:
         connection_id = session.execute(select(Connection.id).where(Connection.name == connection)).scalar()
         if connection_id is None:
-            raise ConnectionNotFound(f"no connection named {connection!r}; apply one with `regsync connection apply`")
-        run_id = runs.create_run(session, connection_id, kind=kind, triggered_by=triggered_by, options=options).id
+            raise ConnectionNotFound(
+                f"no connection named {connection!r}; apply one with `regsync connection apply`"
+            )
+        run_id = runs.create_run(
+            session, connection_id, kind=kind, triggered_by=triggered_by, options=options
+        ).id
     dispatch.plan(run_id)
     return run_id
 
 
 def wait_for(
-    run_id: int, on_progress: Callable[[dict[str, Any]], None], *, poll_s: float = 0.25, timeout_s: float | None = None
+    run_id: int,
+    on_progress: Callable[[dict[str, Any]], None],
+    *,
+    poll_s: float = 0.25,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Poll the ledger until the run is final, reporting each view; returns the final view."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+
 from config.settings import Settings
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.port import CrmClient
@@ -43,7 +44,9 @@ def load_runtime(connection_id: int) -> Runtime:
         try:
             token: str | None = get_secret(session, connection_id, registry_name)
         except SecretMissing:
-            if spec.registry.provider != "brreg":  # Brønnøysund is open data; Proff needs the customer's token
+            if (
+                spec.registry.provider != "brreg"
+            ):  # Brønnøysund is open data; Proff needs the customer's token
                 raise
             token = None
     return Runtime(connection_id, connection.name, spec, crm_secret, token)
@@ -78,7 +81,9 @@ def open_clients(connection_id: int, settings: Settings) -> Iterator[Opened]:
 
     runtime = load_runtime(connection_id)
     crm = SalesforceClient(runtime.spec, runtime.crm_secret, timeout_s=settings.crm_timeout_s)
-    registry = make_provider(runtime.spec.registry, runtime.registry_token, limiter_for(runtime, settings), settings)
+    registry = make_provider(
+        runtime.spec.registry, runtime.registry_token, limiter_for(runtime, settings), settings
+    )
     try:
         yield runtime, crm, registry
     finally:

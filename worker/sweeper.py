@@ -32,7 +32,9 @@ class SweepReport:
         return asdict(self)
 
 
-def sweep(dispatch: Dispatcher, *, settings: Settings | None = None, now: dt.datetime | None = None) -> SweepReport:
+def sweep(
+    dispatch: Dispatcher, *, settings: Settings | None = None, now: dt.datetime | None = None
+) -> SweepReport:
     """Resend chunks whose lease expired or whose run stalled, resume dead planners, close finished runs."""
     settings = settings or get_settings()
     now = now or utcnow()
@@ -80,8 +82,10 @@ def _stalled_chunks(session: Session, now: dt.datetime, settings: Settings) -> l
 def _lost_plans(session: Session, now: dt.datetime, settings: Settings) -> list[int]:
     """Runs queued too long (plan message lost) or whose planner died mid-way (plan lease expired)."""
     cutoff = now - dt.timedelta(seconds=settings.chunk_requeue_after_s)
-    never_started = (Run.status == RunStatus.QUEUED.value) & (Run.queued_at < cutoff) & (
-        Run.plan_lease_until.is_(None) | (Run.plan_lease_until < cutoff)
+    never_started = (
+        (Run.status == RunStatus.QUEUED.value)
+        & (Run.queued_at < cutoff)
+        & (Run.plan_lease_until.is_(None) | (Run.plan_lease_until < cutoff))
     )
     planner_died = (
         (Run.status == RunStatus.RUNNING.value)
@@ -91,12 +95,16 @@ def _lost_plans(session: Session, now: dt.datetime, settings: Settings) -> list[
     ids = list(session.execute(select(Run.id).where(never_started | planner_died)).scalars())
     if ids:
         # Remember the resend so that a still-queued run is not resent on every tick.
-        session.execute(update(Run).where(Run.id.in_(ids), Run.status == "queued").values(plan_lease_until=now))
+        session.execute(
+            update(Run).where(Run.id.in_(ids), Run.status == "queued").values(plan_lease_until=now)
+        )
     return ids
 
 
 def _close_finished(session: Session, now: dt.datetime) -> int:
     query = select(Run.id).where(
-        Run.status == RunStatus.RUNNING.value, Run.planned_complete.is_(True), Run.chunks_done >= Run.chunks_total
+        Run.status == RunStatus.RUNNING.value,
+        Run.planned_complete.is_(True),
+        Run.chunks_done >= Run.chunks_total,
     )
     return sum(1 for run_id in session.execute(query).scalars() if runs.maybe_close(session, run_id, now))

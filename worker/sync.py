@@ -103,7 +103,9 @@ class ChunkWork:
     def run(self) -> Outcome:
         records = self._read_records()
         keys = self._keys(records)
-        results = self.registry.lookup_many(sorted(set(keys.values()), key=lambda k: (k.country, k.org_number)))
+        results = self.registry.lookup_many(
+            sorted(set(keys.values()), key=lambda k: (k.country, k.org_number))
+        )
         self._heartbeat()
         plans = self._plans(records, keys, results)
         self._write(plans)
@@ -134,7 +136,10 @@ class ChunkWork:
         return keys
 
     def _plans(
-        self, records: dict[str, CrmRecord], keys: dict[str, CompanyKey], results: dict[CompanyKey, LookupResult]
+        self,
+        records: dict[str, CrmRecord],
+        keys: dict[str, CompanyKey],
+        results: dict[CompanyKey, LookupResult],
     ) -> dict[str, RecordPlan]:
         with session_scope() as session:
             state = writes.load(session, self.runtime.connection_id, list(keys))
@@ -162,14 +167,19 @@ class ChunkWork:
     def _written_by_this_run(self, record: CrmRecord, fields: dict[str, FieldState]) -> bool:
         """An earlier attempt of this run wrote this record and then died before recording it."""
         pending = {name: s for name, s in fields.items() if s.pending_run_id == self.claim.run_id}
-        return bool(pending) and all(value_hash(record.get(name)) == s.pending_hash for name, s in pending.items())
+        return bool(pending) and all(
+            value_hash(record.get(name)) == s.pending_hash for name, s in pending.items()
+        )
 
     def _write(self, plans: dict[str, RecordPlan]) -> None:
         if not plans:
             return
         with session_scope() as session:
             writes.mark_pending(
-                session, self.runtime.connection_id, self.claim.run_id, {rid: p.changes for rid, p in plans.items()}
+                session,
+                self.runtime.connection_id,
+                self.claim.run_id,
+                {rid: p.changes for rid, p in plans.items()},
             )
         payload = [{"Id": record_id, **plan.changes} for record_id, plan in plans.items()]
         self._apply_results(self.crm.update(payload), plans)
@@ -181,7 +191,9 @@ class ChunkWork:
                 self.outcome.written_ok.append(result.record_id)
             else:
                 self.outcome.written_failed.append(result.record_id)
-                self._fail(result.record_id, None, result.error_code or "CRM_WRITE_FAILED", result.message or "")
+                self._fail(
+                    result.record_id, None, result.error_code or "CRM_WRITE_FAILED", result.message or ""
+                )
 
     def _fail(self, record_id: str, org_number: str | None, code: str, message: str) -> None:
         self.outcome.failures.append(Failure(record_id, org_number, code, message))
@@ -205,9 +217,17 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
     )
     with session_scope() as session:
         if not chunks.finish(
-            session, claim, status, now, error=error,
-            fetched=counts.fetched, unchanged=counts.unchanged, updated=counts.updated, failed=counts.failed,
-            registry_calls=counts.registry_calls, crm_calls=counts.crm_calls,
+            session,
+            claim,
+            status,
+            now,
+            error=error,
+            fetched=counts.fetched,
+            unchanged=counts.unchanged,
+            updated=counts.updated,
+            failed=counts.failed,
+            registry_calls=counts.registry_calls,
+            crm_calls=counts.crm_calls,
         ):
             log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
             return
@@ -232,7 +252,9 @@ def _give_up(claim: Claim, exc: Exception) -> None:
     message = exc.message if isinstance(exc, RegsyncError) else f"unexpected {type(exc).__name__}"
     code = exc.code if isinstance(exc, RegsyncError) else "INTERNAL"
     log.error("chunk gave up after retries: %s", message, extra={"chunk_id": claim.chunk_id})
-    failures = [Failure(record_id, None, code, f"gave up after retries: {message}") for record_id in claim.record_ids]
+    failures = [
+        Failure(record_id, None, code, f"gave up after retries: {message}") for record_id in claim.record_ids
+    ]
     _finish(claim, ChunkStatus.FAILED, Outcome(failures=failures), error=message)
 
 

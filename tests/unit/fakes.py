@@ -16,7 +16,12 @@ from worker.runtime import Runtime
 
 def make_spec(**mapping_policies: str) -> ConnectionSpec:
     policies = mapping_policies or {"name": "overwrite", "status": "overwrite", "employees": "overwrite"}
-    fields = {"name": "Name", "status": "Registry_Status__c", "employees": "NumberOfEmployees", "city": "BillingCity"}
+    fields = {
+        "name": "Name",
+        "status": "Registry_Status__c",
+        "employees": "NumberOfEmployees",
+        "city": "BillingCity",
+    }
     return parse_spec(
         {
             "name": "acme",
@@ -27,7 +32,9 @@ def make_spec(**mapping_policies: str) -> ConnectionSpec:
                 "country": "NO",
             },
             "registry": {"provider": "proff", "base_url": "https://registry.example"},
-            "mapping": {canonical: {"field": fields[canonical], "policy": p} for canonical, p in policies.items()},
+            "mapping": {
+                canonical: {"field": fields[canonical], "policy": p} for canonical, p in policies.items()
+            },
         }
     )
 
@@ -91,8 +98,11 @@ class FakeRegistry:
                 out[key] = LookupResult(key, error_code="REGISTRY_MALFORMED", error_message="bad shape")
                 continue
             company = self.companies.get((key.country, key.org_number))
-            out[key] = LookupResult(key, company or Company(org_number=key.org_number, country=key.country,
-                                                            status=CompanyStatus.NOT_FOUND))
+            out[key] = LookupResult(
+                key,
+                company
+                or Company(org_number=key.org_number, country=key.country, status=CompanyStatus.NOT_FOUND),
+            )
         return out
 
     def close(self) -> None:

@@ -58,8 +58,13 @@ def _run_all(run_id: int, clients, settings: Settings) -> FakeDispatcher:
 
 
 def _account(i: int, org: str, name: str = "Old name", status: str | None = "active") -> dict:
-    return {"Id": f"001{i:015d}", "Org_Number__c": org, "Name": name, "Registry_Status__c": status,
-            "NumberOfEmployees": 10}
+    return {
+        "Id": f"001{i:015d}",
+        "Org_Number__c": org,
+        "Name": name,
+        "Registry_Status__c": status,
+        "NumberOfEmployees": 10,
+    }
 
 
 def _company(org: str, name: str, status: CompanyStatus = CompanyStatus.ACTIVE) -> Company:
@@ -80,7 +85,13 @@ def test_run_updates_changed_records_and_counts_add_up(ledger: str) -> None:
     with db.session_scope() as session:
         run = session.get(Run, run_id)
         assert (run.status, run.planned, run.invalid, run.unchanged, run.updated, run.failed) == (
-            "partially_failed", 4, 1, 1, 2, 0)
+            "partially_failed",
+            4,
+            1,
+            1,
+            2,
+            0,
+        )
         failure = session.execute(select(RecordFailure)).scalar_one()
     assert failure.error_code == "ORGNR_INVALID"
     assert crm.records["001000000000000002"]["Registry_Status__c"] == "dissolved"
@@ -93,7 +104,7 @@ def test_run_updates_changed_records_and_counts_add_up(ledger: str) -> None:
 def test_chunks_are_200_records_and_duplicates_in_a_chunk_are_fetched_once(ledger: str) -> None:
     records = [_account(i, ORGS[i % 2], "Same") for i in range(450)]
     companies = [_company(ORGS[0], "Same"), _company(ORGS[1], "Same")]
-    run_id, crm, registry, clients = _setup(records, companies)
+    run_id, _crm, registry, clients = _setup(records, companies)
     dispatch = _run_all(run_id, clients, Settings(database_url=ledger))
     assert len(dispatch.chunks) == 3
     with db.session_scope() as session:
@@ -107,13 +118,16 @@ def test_chunks_are_200_records_and_duplicates_in_a_chunk_are_fetched_once(ledge
 def test_per_record_write_failure_is_recorded_and_others_written(ledger: str) -> None:
     records = [_account(1, ORGS[0]), _account(2, ORGS[1])]
     companies = [_company(ORGS[0], "A AS"), _company(ORGS[1], "B AS")]
-    run_id, crm, _registry, clients = _setup(records, companies, fail_ids=["001000000000000002"])
+    run_id, _crm, _registry, clients = _setup(records, companies, fail_ids=["001000000000000002"])
     _run_all(run_id, clients, Settings(database_url=ledger))
     with db.session_scope() as session:
         run = session.get(Run, run_id)
         failure = session.execute(select(RecordFailure)).scalar_one()
     assert (run.status, run.updated, run.failed) == ("partially_failed", 1, 1)
-    assert (failure.record_id, failure.error_code) == ("001000000000000002", "FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    assert (failure.record_id, failure.error_code) == (
+        "001000000000000002",
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+    )
 
 
 def test_redelivered_chunk_after_crash_does_not_write_twice_and_counts_exactly(ledger: str) -> None:

@@ -14,9 +14,15 @@ from worker.cli.common import EXIT_FAILED, console, handles_errors
 
 @handles_errors
 def demo_command(
-    directory: Path = typer.Option(Path(".regsync-demo"), "--dir", help="Where the demo keeps its ledger and CA."),
-    accounts: int = typer.Option(2000, "--accounts", min=10, max=200_000, help="Accounts in the sandbox org."),
-    redis: bool | None = typer.Option(None, "--redis/--no-redis", help="Use Redis as broker (default: if it answers)."),
+    directory: Path = typer.Option(
+        Path(".regsync-demo"), "--dir", help="Where the demo keeps its ledger and CA."
+    ),
+    accounts: int = typer.Option(
+        2000, "--accounts", min=10, max=200_000, help="Accounts in the sandbox org."
+    ),
+    redis: bool | None = typer.Option(
+        None, "--redis/--no-redis", help="Use Redis as broker (default: if it answers)."
+    ),
 ) -> None:
     """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar."""
     from worker import demo
@@ -33,11 +39,14 @@ def demo_command(
         os.environ.update(stack.trust_env())
         spec_data = stack.spec_data(requests_per_second=400, burst=40)
         demo.create_connection(
-            spec_data, {"salesforce_client_secret": stack.client_secret, "registry_token": stack.registry_token}
+            spec_data,
+            {"salesforce_client_secret": stack.client_secret, "registry_token": stack.registry_token},
         )
         broker = "Redis" if env.broker_url.startswith("redis") else "in-process memory transport"
-        console.print(f"[bold]regsync demo[/]: {accounts} Accounts in a sandbox Salesforce org, Proff sandbox "
-                      f"registry, ledger {env.database_url}, Celery on {broker}")
+        console.print(
+            f"[bold]regsync demo[/]: {accounts} Accounts in a sandbox Salesforce org, Proff sandbox "
+            f"registry, ledger {env.database_url}, Celery on {broker}"
+        )
         with demo.embedded_worker():
             run_id = start_run(spec_data["name"], CeleryDispatcher(), triggered_by="demo")
             view = watch(run_id)
@@ -45,8 +54,10 @@ def demo_command(
         _print_failures(run_id)
         ok = _compare_with_truth(view, stack.truth(stack.spec()))
         _print_registry_privacy(stack)
-    console.print(f"demo finished in {time.monotonic() - started:.1f} s; inspect it with "
-                  f"REGSYNC_DATABASE_URL={env.database_url} regsync runs show {run_id}")
+    console.print(
+        f"demo finished in {time.monotonic() - started:.1f} s; inspect it with "
+        f"REGSYNC_DATABASE_URL={env.database_url} regsync runs show {run_id}"
+    )
     if not ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -66,24 +77,35 @@ def _print_failures(run_id: int, per_code: int = 2) -> None:
     table = Table("code", "records", "example record", "org number", "message", title="failures by reason")
     for code, items in sorted(by_code.items(), key=lambda kv: -len(kv[1])):
         for i, row in enumerate(items[:per_code]):
-            table.add_row(code if i == 0 else "", str(len(items)) if i == 0 else "", row["record_id"],
-                          row["org_number"] or "", row["message"][:60])
+            table.add_row(
+                code if i == 0 else "",
+                str(len(items)) if i == 0 else "",
+                row["record_id"],
+                row["org_number"] or "",
+                row["message"][:60],
+            )
     console.print(table)
 
 
 def _print_registry_privacy(stack: Any) -> None:
     requests = stack.registry.requests
     methods = sorted({r.method for r in requests})
-    console.print(f"registry saw {len(requests)} requests, methods {methods}, each carrying only a country "
-                  "and an organisation number in its path")
+    console.print(
+        f"registry saw {len(requests)} requests, methods {methods}, each carrying only a country "
+        "and an organisation number in its path"
+    )
 
 
 def _compare_with_truth(view: dict[str, Any], truth: Any) -> bool:
     keys = ("planned", "invalid", "unchanged", "updated", "failed")
-    mismatches = [f"{k}: run {view[k]} ≠ sandbox {getattr(truth, k)}" for k in keys if view[k] != getattr(truth, k)]
+    mismatches = [
+        f"{k}: run {view[k]} ≠ sandbox {getattr(truth, k)}" for k in keys if view[k] != getattr(truth, k)
+    ]
     if mismatches:
         console.print("[bold red]counts do not match the sandbox's truth:[/] " + "; ".join(mismatches))
         return False
-    console.print("[bold green]✓[/] counts match the sandbox's truth "
-                  + ", ".join(f"{k}={getattr(truth, k)}" for k in keys))
+    console.print(
+        "[bold green]✓[/] counts match the sandbox's truth "
+        + ", ".join(f"{k}={getattr(truth, k)}" for k in keys)
+    )
     return True

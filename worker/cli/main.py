@@ -16,10 +16,10 @@ from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
 from worker.cli.runs import run_command, runs_app
 
-# Never print local variables in tracebacks: they may hold a secret being set.
-from worker.crm.describe_check import check_against_org  # noqa: E402
+from worker.crm.describe_check import check_against_org
 
 admin.describe_checker = check_against_org
+# Never print local variables in tracebacks: they may hold a secret being set.
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(connection_app, name="connection")
 app.add_typer(secret_app, name="secret")

@@ -21,13 +21,19 @@ runs_app = typer.Typer(no_args_is_help=True, help="List runs, show one, list its
 
 def exit_code_for(status: str) -> int:
     """0 succeeded, 1 failed / partially failed / cancelled; a run still going counts as success so far."""
-    return EXIT_OK if status in (RunStatus.SUCCEEDED.value, RunStatus.QUEUED.value, RunStatus.RUNNING.value) else EXIT_FAILED
+    return (
+        EXIT_OK
+        if status in (RunStatus.SUCCEEDED.value, RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+        else EXIT_FAILED
+    )
 
 
 @handles_errors
 def run_command(
     connection: str = typer.Argument(..., help="Connection name."),
-    wait: bool = typer.Option(False, "--wait", help="Show a progress bar until the run ends, then the summary."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Show a progress bar until the run ends, then the summary."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
     actor: str | None = typer.Option(None, "--actor", envvar="REGSYNC_ACTOR", help="Who starts the run."),
 ) -> None:
@@ -45,8 +51,12 @@ def run_command(
 
 def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
     """Wait for a run with a rich progress bar over its records."""
-    columns = (TextColumn("[bold]run {task.fields[run]}[/] {task.fields[status]}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]run {task.fields[run]}[/] {task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
         task = progress.add_task("sync", total=None, run=run_id, status="queued")
 
@@ -60,18 +70,31 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
 
 def print_summary(view: dict[str, Any]) -> None:
     colour = {"succeeded": "green", "partially_failed": "yellow"}.get(view["status"], "red")
-    console.print(f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
-                  f"in {view['duration_s']} s")
+    console.print(
+        f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
+        f"in {view['duration_s']} s"
+    )
     table = Table(show_header=True, header_style="bold")
-    keys = ("planned", "invalid", "fetched", "unchanged", "updated", "failed", "not_processed",
-            "registry_calls", "crm_calls")
+    keys = (
+        "planned",
+        "invalid",
+        "fetched",
+        "unchanged",
+        "updated",
+        "failed",
+        "not_processed",
+        "registry_calls",
+        "crm_calls",
+    )
     for key in keys:
         table.add_column(key, justify="right")
     table.add_row(*(str(view[key]) for key in keys))
     console.print(table)
     if view["api_used_after"] is not None:
-        console.print(f"Salesforce API usage: {view['api_used_before']} → {view['api_used_after']} "
-                      f"of {view['api_limit']} per day")
+        console.print(
+            f"Salesforce API usage: {view['api_used_before']} → {view['api_used_after']} "
+            f"of {view['api_limit']} per day"
+        )
     if view["error"]:
         console.print(f"[red]{view['error_code']}:[/] {view['error']}", highlight=False)
 
@@ -89,10 +112,21 @@ def list_command(
     if as_json:
         print_json(views)
         return
-    table = Table("id", "connection", "kind", "status", "queued", "duration s", "planned", "updated", "failed")
+    table = Table(
+        "id", "connection", "kind", "status", "queued", "duration s", "planned", "updated", "failed"
+    )
     for v in views:
-        table.add_row(str(v["id"]), v["connection"], v["kind"], v["status"], str(v["queued_at"])[:19],
-                      str(v["duration_s"]), str(v["planned"]), str(v["updated"]), str(v["failed"] + v["invalid"]))
+        table.add_row(
+            str(v["id"]),
+            v["connection"],
+            v["kind"],
+            v["status"],
+            str(v["queued_at"])[:19],
+            str(v["duration_s"]),
+            str(v["planned"]),
+            str(v["updated"]),
+            str(v["failed"] + v["invalid"]),
+        )
     console.print(table)
 
 

@@ -26,7 +26,9 @@ class Policy(StrEnum):
 
 def require_https(url: str) -> str:
     if not url.lower().startswith("https://"):
-        raise InsecureURL(f"{url!r} is not an https:// URL; regsync only talks to Salesforce and registries over TLS")
+        raise InsecureURL(
+            f"{url!r} is not an https:// URL; regsync only talks to Salesforce and registries over TLS"
+        )
     return url.rstrip("/")
 
 
@@ -36,11 +38,15 @@ class _Strict(BaseModel):
 
 class SalesforceSpec(_Strict):
     token_url: str = Field(description="OAuth token endpoint (My Domain, login./test. or the sandbox).")
-    instance_url: str | None = Field(default=None, description="Overrides the instance_url the token returns.")
+    instance_url: str | None = Field(
+        default=None, description="Overrides the instance_url the token returns."
+    )
     auth: Literal["client_credentials", "jwt_bearer"] = "client_credentials"
     client_id: str
     username: str | None = Field(default=None, description="Subject of the JWT bearer flow.")
-    audience: str | None = Field(default=None, description="JWT audience; defaults to the token URL's origin.")
+    audience: str | None = Field(
+        default=None, description="JWT audience; defaults to the token URL's origin."
+    )
     api_version: str = "62.0"
     object: Literal["Account", "Lead"] = "Account"
     org_number_field: str

@@ -12,9 +12,7 @@ from sqlalchemy.orm import Session
 from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
 
 
-def add_chunks(
-    session: Session, run: Run, batches: Sequence[Sequence[str]], now: dt.datetime
-) -> list[int]:
+def add_chunks(session: Session, run: Run, batches: Sequence[Sequence[str]], now: dt.datetime) -> list[int]:
     """Insert one queued chunk per batch of record Ids and count them on the run; returns the chunk ids."""
     first_seq = run.chunks_total
     ids: list[int] = []
@@ -85,7 +83,13 @@ def release(session: Session, claim_: Claim, error: str) -> bool:
 
 
 def finish(
-    session: Session, claim_: Claim, status: ChunkStatus, now: dt.datetime, *, error: str | None = None, **counts: int
+    session: Session,
+    claim_: Claim,
+    status: ChunkStatus,
+    now: dt.datetime,
+    *,
+    error: str | None = None,
+    **counts: int,
 ) -> bool:
     """running → done|failed|cancelled for this attempt only; False if another attempt finished it."""
     result = session.execute(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -64,7 +64,11 @@ ID = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 class RunStatus(StrEnum):
@@ -83,7 +87,13 @@ class RunStatus(StrEnum):
 
 
 FINAL_RUN_STATES = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.PARTIALLY_FAILED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED}
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.PARTIALLY_FAILED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.SKIPPED,
+    }
 )
 
 

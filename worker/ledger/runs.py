@@ -56,7 +56,13 @@ def claim_planning(session: Session, run_id: int, lease_s: int, now: dt.datetime
     """Start (queued → running) or resume (running, plan lease expired) planning; None if someone else plans."""
     lease = now + dt.timedelta(seconds=lease_s)
     started = transition(
-        session, run_id, RunStatus.QUEUED, RunStatus.RUNNING, started_at=now, heartbeat_at=now, plan_lease_until=lease
+        session,
+        run_id,
+        RunStatus.QUEUED,
+        RunStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        plan_lease_until=lease,
     )
     if not started:
         resumed = session.execute(
@@ -142,7 +148,11 @@ def final_status(run: Run) -> RunStatus:
 def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | None:
     """Close the run if planning is complete and every chunk is final; the status it closed with, else None."""
     run = session.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
-    if run.status != RunStatus.RUNNING.value or not run.planned_complete or run.chunks_done < run.chunks_total:
+    if (
+        run.status != RunStatus.RUNNING.value
+        or not run.planned_complete
+        or run.chunks_done < run.chunks_total
+    ):
         return None
     status = final_status(run)
     if not transition(session, run_id, RunStatus.RUNNING, status, finished_at=now, heartbeat_at=now):

@@ -21,7 +21,9 @@ class FieldState:
     pending_run_id: int | None
 
 
-def load(session: Session, connection_id: int, record_ids: Collection[str]) -> dict[str, dict[str, FieldState]]:
+def load(
+    session: Session, connection_id: int, record_ids: Collection[str]
+) -> dict[str, dict[str, FieldState]]:
     """Write state of the given records: record Id → field → state."""
     if not record_ids:
         return {}
@@ -53,8 +55,13 @@ def mark_pending(
         for record_id, fields in changes.items()
         for field, value in fields.items()
     ]
-    upsert(session, RecordWrite.__table__, rows, ("connection_id", "record_id", "field"),  # type: ignore[arg-type]
-           ("pending_hash", "pending_run_id"))
+    upsert(
+        session,
+        RecordWrite.__table__,
+        rows,
+        ("connection_id", "record_id", "field"),  # type: ignore[arg-type]
+        ("pending_hash", "pending_run_id"),
+    )
 
 
 def confirm(
@@ -76,7 +83,9 @@ def confirm(
 def clear(session: Session, connection_id: int, run_id: int, record_ids: Collection[str]) -> None:
     """After a failed write: forget this run's pending hashes."""
     if record_ids:
-        session.execute(_pending(connection_id, run_id, record_ids).values(pending_hash=None, pending_run_id=None))
+        session.execute(
+            _pending(connection_id, run_id, record_ids).values(pending_hash=None, pending_run_id=None)
+        )
 
 
 def _pending(connection_id: int, run_id: int, record_ids: Collection[str]):  # type: ignore[no-untyped-def]
