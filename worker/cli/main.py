@@ -15,7 +15,6 @@ from worker.cli.admin import audit_app, connection_app, secret_app
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
 from worker.cli.runs import run_command, runs_app
-
 from worker.crm.describe_check import check_against_org
 
 admin.describe_checker = check_against_org
