@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import FromClause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
 def upsert(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str], update: Sequence[str]
+    session: Session, table: FromClause, rows: Sequence[dict[str, Any]], keys: Sequence[str], update: Sequence[str]
 ) -> None:
     """Insert ``rows``; where ``keys`` collide, overwrite the ``update`` columns with the new values."""
     if not rows:

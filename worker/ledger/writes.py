@@ -55,13 +55,8 @@ def mark_pending(
         for record_id, fields in changes.items()
         for field, value in fields.items()
     ]
-    upsert(
-        session,
-        RecordWrite.__table__,
-        rows,
-        ("connection_id", "record_id", "field"),  # type: ignore[arg-type]
-        ("pending_hash", "pending_run_id"),
-    )
+    keys = ("connection_id", "record_id", "field")
+    upsert(session, RecordWrite.__table__, rows, keys, ("pending_hash", "pending_run_id"))
 
 
 def confirm(
