@@ -22,7 +22,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_default_queue": "regsync",
+        "task_default_queue": settings.queue,
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_hijack_root_logger": False,

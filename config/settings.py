@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field(default="console", description="Log line format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
     actor: str | None = Field(default=None, description="Who performs admin commands (audit trail).")
+    queue: str = Field(
+        default="regsync", min_length=1, description="Celery queue the tasks are sent to and workers consume."
+    )
 
     chunk_lease_s: int = Field(
         default=300, ge=10, description="Seconds a claimed chunk may go without heartbeat."
