@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+import os
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +60,18 @@ class Settings(BaseSettings):
         default=8, ge=1, le=64, description="Parallel registry requests per chunk."
     )
     crm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request Salesforce timeout, seconds.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """``REGSYNC_SECRET_KEY_FILE`` (e.g. a mounted secret) stands in for ``REGSYNC_SECRET_KEY``."""
+        path = os.environ.get("REGSYNC_SECRET_KEY_FILE")
+        if isinstance(data, dict) and path and not data.get("secret_key"):
+            try:
+                data["secret_key"] = open(path, encoding="utf-8").read().strip()
+            except OSError as exc:
+                raise ValueError(f"REGSYNC_SECRET_KEY_FILE={path} cannot be read: {exc.strerror}") from None
+        return data
 
     @field_validator("database_url")
     @classmethod
