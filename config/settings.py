@@ -6,9 +6,9 @@ not a surprise at 2 a.m.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-import os
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
         path = os.environ.get("REGSYNC_SECRET_KEY_FILE")
         if isinstance(data, dict) and path and not data.get("secret_key"):
             try:
-                data["secret_key"] = open(path, encoding="utf-8").read().strip()
+                data["secret_key"] = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(f"REGSYNC_SECRET_KEY_FILE={path} cannot be read: {exc.strerror}") from None
         return data
