@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import unquote
@@ -80,8 +80,14 @@ class SandboxRegistry:
         """Every request received so far, in arrival order (a copy)."""
         return list(self._server.requests)
 
+    @property
+    def statuses(self) -> Counter[int]:
+        """Replies sent so far by HTTP status (a copy), e.g. ``statuses[429]``."""
+        return self._server.reply_counts()
+
     def clear_requests(self) -> None:
-        self._server.requests.clear()
+        """Forget the request log and the reply counts."""
+        self._server.clear_log()
 
     # --- data and faults -------------------------------------------------------------------------------
 

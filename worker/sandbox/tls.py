@@ -6,6 +6,7 @@ import json
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,6 +108,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self._handler = handler
         self._lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
+        #: How many replies of each HTTP status were sent (429s for the rate-limit benchmarks and tests).
+        self.statuses: Counter[int] = Counter()
         self._thread: threading.Thread | None = None
 
     def get_request(self) -> tuple[Any, Any]:
@@ -129,11 +132,25 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         with self._lock:
             self.requests.append(request)
 
+    def reply_counts(self) -> Counter[int]:
+        """A copy of ``statuses``."""
+        with self._lock:
+            return Counter(self.statuses)
+
+    def clear_log(self) -> None:
+        """Forget the recorded requests and the reply counts."""
+        with self._lock:
+            self.requests.clear()
+            self.statuses.clear()
+
     def dispatch(self, request: RecordedRequest) -> Reply:
         try:
-            return self._handler(request)
+            reply = self._handler(request)
         except Exception as exc:  # a sandbox bug must show up as a 500, like a real server's
-            return Reply(500, {"error": f"sandbox error: {type(exc).__name__}"})
+            reply = Reply(500, {"error": f"sandbox error: {type(exc).__name__}"})
+        with self._lock:
+            self.statuses[reply.status] += 1
+        return reply
 
     def start(self) -> SandboxHTTPServer:
         self._thread = threading.Thread(target=self.serve_forever, name="sandbox-https", daemon=True)
