@@ -62,6 +62,12 @@ class InsecureURL(ConfigurationError):
     code = "INSECURE_URL"
 
 
+class ApiKeyNotFound(ConfigurationError):
+    """No such API key (or it was revoked); list keys with `regsync apikey list`."""
+
+    code = "API_KEY_NOT_FOUND"
+
+
 class MappingError(ConfigurationError):
     """The field mapping does not fit the CRM object; fix the mapping named in this message."""
 

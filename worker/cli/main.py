@@ -12,6 +12,7 @@ from config.logging import configure_logging
 from config.settings import get_settings
 from worker.cli import admin
 from worker.cli.admin import audit_app, connection_app, secret_app
+from worker.cli.apikey import apikey_app
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
 from worker.cli.runs import run_command, runs_app
@@ -24,6 +25,7 @@ app.add_typer(connection_app, name="connection")
 app.add_typer(secret_app, name="secret")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
+app.add_typer(apikey_app, name="apikey")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 
