@@ -30,6 +30,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "beat_schedule": {
             "regsync-sweep": {"task": "regsync.sweep", "schedule": 30.0},
+            # A tick stuck behind busy workers is dropped, not piled up: the next one catches up.
+            "regsync-tick": {"task": "regsync.tick", "schedule": 30.0, "options": {"expires": 25.0}},
         },
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Task
 
 from tasks.app import app
-from worker.dispatch import PLAN_RUN, SWEEP, SYNC_CHUNK, CeleryDispatcher
+from worker.dispatch import PLAN_RUN, SWEEP, SYNC_CHUNK, TICK, CeleryDispatcher
 from worker.errors import TransientError
 from worker.ledger.db import session_scope  # noqa: F401 - imported so a broken ledger fails at worker start
 
@@ -37,3 +37,10 @@ def sweep() -> dict[str, int]:
     from worker.sweeper import sweep as run_sweep
 
     return run_sweep(CeleryDispatcher()).as_dict()
+
+
+@app.task(name=TICK, acks_late=True)
+def tick() -> dict[str, int]:
+    from worker.scheduling.tick import tick as run_tick
+
+    return run_tick(CeleryDispatcher()).as_dict()

@@ -8,6 +8,7 @@ from typing import Protocol
 PLAN_RUN = "regsync.plan_run"
 SYNC_CHUNK = "regsync.sync_chunk"
 SWEEP = "regsync.sweep"
+TICK = "regsync.tick"
 
 
 class Dispatcher(Protocol):

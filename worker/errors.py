@@ -74,6 +74,12 @@ class MappingError(ConfigurationError):
     code = "MAPPING"
 
 
+class ScheduleInvalid(ConfigurationError):
+    """The schedule is invalid; give a five-field cron expression and an IANA time zone such as Europe/Oslo."""
+
+    code = "SCHEDULE_INVALID"
+
+
 # --- CRM ---------------------------------------------------------------------------------------------------
 
 

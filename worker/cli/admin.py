@@ -133,6 +133,8 @@ def connection_apply(
     say(f"connection {spec.name} {result.action} (id {result.connection_id})")
     for key, (old, new) in result.diff.items():
         say(f"  {key}: {old!r} -> {new!r}" if result.action == "updated" else f"  {key} = {new!r}")
+    if result.schedule in ("created", "updated"):
+        say(f"schedule {result.schedule} from the file's [schedule]; see `regsync schedule show {spec.name}`")
 
 
 def _connection_rows(session: Session) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from worker.cli.apikey import apikey_app
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
 from worker.cli.runs import run_command, runs_app
+from worker.cli.schedule import register as register_schedule
 from worker.crm.describe_check import check_against_org
 
 admin.describe_checker = check_against_org
@@ -28,6 +29,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(apikey_app, name="apikey")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+register_schedule(app)  # schedule set/show, enable, disable
 
 
 class LogLevel(StrEnum):

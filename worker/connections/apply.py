@@ -7,7 +7,7 @@ calls :func:`apply_connection`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from worker.audit import append_event, canonical_json
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.errors import ConnectionNotFound, StateConflict
 from worker.ledger.models import Connection
+from worker.scheduling.store import set_schedule
 
 ApplyAction = Literal["created", "updated", "unchanged"]
 
@@ -29,6 +30,7 @@ class ApplyResult:
     action: ApplyAction
     connection_id: int
     diff: dict[str, list[Any]] = field(default_factory=dict)
+    schedule: str | None = None  # what applying the file's [schedule] did (None: the file has none)
 
 
 def spec_data(spec: ConnectionSpec) -> dict[str, Any]:
@@ -88,7 +90,9 @@ def _create(session: Session, spec: ConnectionSpec, data: dict[str, Any], actor:
 def apply_connection(session: Session, spec: ConnectionSpec, actor: str) -> ApplyResult:
     """Create or update the connection ``spec.name`` so that it holds ``spec``; audit any change.
 
-    Applying the same spec again changes nothing and writes no audit event.
+    Applying the same spec again changes nothing and writes no audit event. A ``[schedule]`` in the file is
+    made the stored schedule (audited as ``schedule.set`` when that changes it); without one, the stored
+    schedule (from `regsync schedule set`) is left alone.
 
     Args:
         session: A session on the ledger; the caller commits.
@@ -101,6 +105,14 @@ def apply_connection(session: Session, spec: ConnectionSpec, actor: str) -> Appl
     Raises:
         StateConflict: Someone created the same connection concurrently.
     """
+    result = _apply_spec(session, spec, actor)
+    if spec.schedule is None:
+        return result
+    connection = session.get_one(Connection, result.connection_id)
+    return replace(result, schedule=set_schedule(session, connection, spec.schedule, actor))
+
+
+def _apply_spec(session: Session, spec: ConnectionSpec, actor: str) -> ApplyResult:
     data = spec_data(spec)
     connection = session.scalar(select(Connection).where(Connection.name == spec.name).with_for_update())
     if connection is None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from worker.company import CANONICAL_FIELDS
 from worker.errors import ConfigurationError, InsecureURL
 from worker.orgnr import SUPPORTED_COUNTRIES
+from worker.scheduling.spec import ScheduleSpec
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SF_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
@@ -119,6 +120,7 @@ class ConnectionSpec(_Strict):
     registry: RegistrySpec
     mapping: dict[str, FieldMapping]
     sync: SyncSpec = SyncSpec()
+    schedule: ScheduleSpec | None = None  # [schedule]: when it runs by itself once enabled
 
     @field_validator("name")
     @classmethod

@@ -7,6 +7,7 @@ keeps them in its own models module and adds one import line here.
 from __future__ import annotations
 
 import worker.api.models  # noqa: F401  (api_keys, api_key_connections)
+import worker.scheduling.models as _schedules  # noqa: F401  (schedules)
 from worker.ledger.models import Base
 
 metadata = Base.metadata
