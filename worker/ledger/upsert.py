@@ -11,7 +11,11 @@ from sqlalchemy.orm import Session
 
 
 def upsert(
-    session: Session, table: FromClause, rows: Sequence[dict[str, Any]], keys: Sequence[str], update: Sequence[str]
+    session: Session,
+    table: FromClause,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
 ) -> None:
     """Insert ``rows``; where ``keys`` collide, overwrite the ``update`` columns with the new values."""
     if not rows:
