@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         default=8, ge=1, le=64, description="Parallel registry requests per chunk."
     )
     crm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request Salesforce timeout, seconds.")
+    api_rate_per_minute: int = Field(
+        default=600, ge=1, description="HTTP API requests per API key per minute; more answer 429."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="If set, GET /metrics needs `Authorization: Bearer <token>`."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import beat_init, setup_logging, worker_process_init, worker_ready, worker_shutdown
 
 from config.celery import get_app
 from config.settings import get_settings
@@ -26,3 +26,32 @@ def _fresh_connections(**_kwargs: Any) -> None:
     from worker.ledger.db import reset_engines
 
     reset_engines()
+
+
+@worker_ready.connect
+def _worker_heartbeat(sender: Any = None, **_kwargs: Any) -> None:
+    # Read by /v1/health: this worker is alive (a thread in the main process, not in the pool children).
+    from worker import heartbeat
+
+    heartbeat.start("worker", str(getattr(sender, "hostname", None) or _process_name()))
+
+
+@beat_init.connect
+def _beat_heartbeat(**_kwargs: Any) -> None:
+    from worker import heartbeat
+
+    heartbeat.start("beat", _process_name())
+
+
+@worker_shutdown.connect
+def _stop_heartbeats(**_kwargs: Any) -> None:
+    from worker import heartbeat
+
+    heartbeat.stop_all()
+
+
+def _process_name() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"

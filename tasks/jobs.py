@@ -27,9 +27,12 @@ def plan_run(self: Task, run_id: int) -> str:
 
 @app.task(name=SYNC_CHUNK, bind=True, acks_late=True, **RETRY)
 def sync_chunk(self: Task, chunk_id: int) -> str:
+    from worker.metrics import timed_chunk
     from worker.sync import sync_chunk as sync
 
-    return sync(int(chunk_id), last_attempt=self.request.retries >= (self.max_retries or 0))
+    with timed_chunk() as outcome:
+        outcome.append(sync(int(chunk_id), last_attempt=self.request.retries >= (self.max_retries or 0)))
+    return outcome[0]
 
 
 @app.task(name=SWEEP, acks_late=True)

@@ -66,11 +66,8 @@ def hash_key(raw: str) -> str:
 def _connection_ids(session: Session, names: list[str]) -> dict[str, int]:
     if not names:
         raise ConfigurationError("an API key needs at least one --connection")
-    found = dict(
-        session.execute(select(Connection.name, Connection.id).where(Connection.name.in_(names)))
-        .tuples()
-        .all()
-    )
+    query = select(Connection.name, Connection.id).where(Connection.name.in_(names))
+    found: dict[str, int] = {name: cid for name, cid in session.execute(query)}
     missing = sorted(set(names) - set(found))
     if missing:
         raise ConnectionNotFound(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 
 from config.settings import Settings
+from worker import metrics
 from worker.errors import InsecureURL, RegistryAuthError, RegistryError, RegistryTransientError
 from worker.registry.port import RateLimiter
 from worker.tls import client_ssl_context
@@ -161,7 +162,9 @@ class RegistryHttp:
         """
         last: _Retry | None = None
         for attempt in range(1, self._policy.max_retries + 2):
+            waiting = time.perf_counter()
             self._limiter.acquire()
+            metrics.rate_limit_waited(self.provider, time.perf_counter() - waiting)
             outcome = self._attempt(url, params, headers, attempt)
             if isinstance(outcome, httpx.Response):
                 return outcome
@@ -205,6 +208,7 @@ class RegistryHttp:
                 ) from exc
             return _Retry(f"connection error ({type(exc).__name__})", self._backoff(attempt))
         finally:
+            metrics.registry_request(self.provider, status)
             self._log(target, correlation_id, status, attempt, started)
 
     def _classify(self, response: httpx.Response, attempt: int) -> httpx.Response | _Retry:

@@ -1,0 +1,190 @@
+"""Helpers (not a test module) for the API tests: two tenants' connections, runs, failures and API keys.
+
+Connection A (``alpha``) is the caller's; connection B (``bravo-hidden``) belongs to someone else and carries
+marker strings and ids that must never appear in an answer to a key of A.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from psycopg import sql
+
+from config.settings import reset_settings
+from worker.api.keys import create_key, revoke_key
+from worker.api.models import Role
+from worker.connections.apply import apply_connection
+from worker.connections.spec import parse_spec
+from worker.ledger.db import reset_engines, session_scope
+from worker.ledger.migrate import upgrade
+from worker.ledger.models import Chunk, RecordFailure, Run, RunKind, RunStatus, utcnow
+
+A, B = "alpha", "bravo-hidden"
+#: B's run ids are far from A's so that "the id appears in the answer" is a meaningful check.
+B_RUN_IDS = (987650, 987651)
+B_MARKERS = ("bravo-hidden", "001BRAVOSECRET01", "B-SECRET-ERROR-TEXT", "912345678")
+
+
+def spec_data(name: str) -> dict[str, Any]:
+    """A connection file's content (no server is contacted: nothing in these tests runs a sync)."""
+    return {
+        "name": name,
+        "salesforce": {
+            "token_url": "https://login.salesforce.com/services/oauth2/token",
+            "auth": "client_credentials",
+            "client_id": f"client-{name}",
+            "object": "Account",
+            "org_number_field": "Org_Number__c",
+            "country": "NO",
+        },
+        "registry": {"provider": "brreg", "base_url": "https://data.brreg.no/enhetsregisteret/api"},
+        "mapping": {"name": {"field": "Name", "policy": "overwrite"}},
+    }
+
+
+def _run(connection_id: int, *, status: RunStatus, kind: RunKind, queued: dt.datetime, **extra: Any) -> Run:
+    return Run(
+        connection_id=connection_id,
+        kind=kind.value,
+        status=status.value,
+        triggered_by="test",
+        queued_at=queued,
+        options={},
+        **extra,
+    )
+
+
+@dataclass
+class World:
+    """What :func:`build_world` created: keys by role (A-scoped), B's admin key, and run ids."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    b_admin: str = ""
+    a_runs: list[int] = field(default_factory=list)
+    a_failed_run: int = 0
+    a_queued_run: int = 0
+    revoked: str = ""
+
+
+def _seed_a(session: Any, connection_id: int, world: World, now: dt.datetime) -> None:
+    statuses = [RunStatus.SUCCEEDED, RunStatus.PARTIALLY_FAILED, RunStatus.FAILED, RunStatus.SUCCEEDED]
+    for offset, status in enumerate(statuses):
+        kind = RunKind.BACKFILL if offset == 3 else RunKind.SCHEDULED
+        run = _run(connection_id, status=status, kind=kind, queued=now - dt.timedelta(days=10 - offset))
+        session.add(run)
+        session.flush()
+        world.a_runs.append(run.id)
+    world.a_failed_run = world.a_runs[1]
+    for n in range(5):
+        session.add(
+            RecordFailure(
+                run_id=world.a_failed_run, record_id=f"001ALPHA0000000{n}", error_code="X", message="a"
+            )
+        )
+    running = _run(
+        connection_id,
+        status=RunStatus.RUNNING,
+        kind=RunKind.MANUAL,
+        queued=now - dt.timedelta(minutes=5),
+        started_at=now - dt.timedelta(minutes=4),
+        planned_complete=True,
+        chunks_total=4,
+        chunks_done=1,
+        planned=800,
+        updated=200,
+    )
+    session.add(running)
+    session.flush()
+    world.a_queued_run = running.id
+    world.a_runs.append(running.id)
+
+
+def _seed_b(session: Any, connection_id: int, now: dt.datetime) -> None:
+    for run_id in B_RUN_IDS:
+        session.add(
+            _run(
+                connection_id,
+                status=RunStatus.RUNNING,
+                kind=RunKind.SCHEDULED,
+                queued=now,
+                id=run_id,
+                error="B-SECRET-ERROR-TEXT",
+            )
+        )
+    session.flush()
+    session.add(Chunk(run_id=B_RUN_IDS[0], seq=0, record_ids=["001BRAVOSECRET01"]))
+    session.add(
+        RecordFailure(
+            run_id=B_RUN_IDS[0],
+            record_id="001BRAVOSECRET01",
+            org_number="912345678",
+            error_code="B",
+            message="B-SECRET-ERROR-TEXT",
+        )
+    )
+
+
+def build_world() -> World:
+    """Connections A and B with runs and failures, and API keys of every role for A (plus one for B)."""
+    world = World()
+    now = utcnow()
+    with session_scope() as session:
+        ids = {
+            name: apply_connection(session, parse_spec(spec_data(name)), "test").connection_id
+            for name in (A, B)
+        }
+    with session_scope() as session:
+        _seed_a(session, ids[A], world, now)
+        _seed_b(session, ids[B], now)
+    with session_scope() as session:
+        for role in Role:
+            world.keys[role.value] = create_key(session, connections=[A], role=role, actor="test").secret
+        world.b_admin = create_key(session, connections=[B], role=Role.ADMIN, actor="test").secret
+        revoked = create_key(session, connections=[A], role=Role.ADMIN, actor="test")
+        revoke_key(session, revoked.id, "test")
+        world.revoked = revoked.secret
+    return world
+
+
+@contextmanager
+def ledger_env(**extra: str) -> Iterator[str]:
+    """A migrated PostgreSQL ledger and a REGSYNC_* environment for a whole test module; yields its URL.
+
+    Module-scoped on purpose: the API tests only read, or add rows they look up by id, so one database
+    serves every test of a module (a fresh database per test costs ~1 s each).
+    """
+    from tests.conftest import PG_HOST, PG_PORT, PG_USER, _pg_admin
+
+    name = f"regsync_api_{secrets.token_hex(6)}"
+    with _pg_admin() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        upgrade(url)
+        with pytest.MonkeyPatch.context() as patch:
+            for variable in [
+                v for v in os.environ if v.startswith("REGSYNC_") and not v.startswith("REGSYNC_TEST")
+            ]:
+                patch.delenv(variable)
+            values = {
+                "REGSYNC_DATABASE_URL": url,
+                "REGSYNC_SECRET_KEY": Fernet.generate_key().decode(),
+            } | extra
+            for variable, value in values.items():
+                patch.setenv(variable, value)
+            reset_settings()
+            reset_engines()
+            yield url
+    finally:
+        reset_engines()
+        reset_settings()
+        with _pg_admin() as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

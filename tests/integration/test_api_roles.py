@@ -1,0 +1,170 @@
+"""Acceptance 1 of the HTTP API: role × endpoint matrix, and a key of connection A never sees a byte of B."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.api_world import B_MARKERS, B_RUN_IDS, A, B, World, build_world, ledger_env
+from tests.unit.fakes import FakeDispatcher
+from worker.api.app import create_app
+from worker.api.throttle import MemoryThrottle
+
+ROLES = ("viewer", "operator", "admin")
+ANONYMOUS = ("none", "malformed", "unknown", "revoked")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One endpoint, with a target of connection A and the same call aimed at connection B."""
+
+    name: str
+    method: str
+    path_a: str
+    path_b: str
+    needs: str  # the lowest role that may make this call
+    body: dict[str, object] | None = None
+    ok: int = 200
+
+
+def calls(world: World) -> list[Call]:
+    a_run, b_run = world.a_failed_run, B_RUN_IDS[0]
+    backfill = {"dry_run": True}
+    return [
+        Call("list runs", "GET", f"/v1/connections/{A}/runs", f"/v1/connections/{B}/runs", "viewer"),
+        Call("show run", "GET", f"/v1/runs/{a_run}", f"/v1/runs/{b_run}", "viewer"),
+        Call("failures", "GET", f"/v1/runs/{a_run}/failures", f"/v1/runs/{b_run}/failures", "viewer"),
+        Call(
+            "backfill",
+            "POST",
+            f"/v1/connections/{A}/backfills",
+            f"/v1/connections/{B}/backfills",
+            "operator",
+            backfill,
+            202,
+        ),
+        Call(
+            "cancel",
+            "POST",
+            f"/v1/runs/{world.a_queued_run}/cancel",
+            f"/v1/runs/{B_RUN_IDS[1]}/cancel",
+            "operator",
+        ),
+    ]
+
+
+@dataclass
+class Api:
+    client: TestClient
+    world: World
+    dispatcher: FakeDispatcher
+    seen_by_a: list[bytes]
+
+    def call(self, key: str | None, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        response = self.client.request(method, path, headers=headers, json=body)
+        return response.status_code, response.content
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Api]:
+    with ledger_env():
+        world = build_world()
+        dispatcher = FakeDispatcher()
+        app = create_app(throttle=MemoryThrottle(10_000), dispatcher=dispatcher)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Api(client, world, dispatcher, [])
+
+
+def _key_for(world: World, who: str) -> str | None:
+    return {
+        "none": None,
+        "malformed": "not-a-key",
+        "unknown": "rsk_" + "x" * 43,
+        "revoked": world.revoked,
+    }.get(who, world.keys.get(who))
+
+
+def _rank(role: str) -> int:
+    return ROLES.index(role)
+
+
+@pytest.mark.parametrize("who", ROLES + ANONYMOUS)
+def test_role_matrix_allows_exactly_what_each_role_may_do(api: Api, who: str) -> None:
+    key = _key_for(api.world, who)
+    for call in calls(api.world):
+        status_a, body_a = api.call(key, call.method, call.path_a, call.body)
+        status_b, body_b = api.call(key, call.method, call.path_b, call.body)
+        if who in ANONYMOUS:
+            assert (status_a, status_b) == (401, 401), (who, call.name)
+            continue
+        expected_a = call.ok if _rank(who) >= _rank(call.needs) else 403
+        assert status_a == expected_a, (who, call.name, body_a)
+        assert status_b == 404, (who, call.name, body_b)  # not 403: B's existence is not revealed
+        api.seen_by_a.extend([body_a, body_b])
+    _assert_nothing_of_b(api.seen_by_a)
+
+
+def _assert_nothing_of_b(bodies: list[bytes]) -> None:
+    everything = b"\n".join(bodies)
+    for marker in (*B_MARKERS, *(str(run_id) for run_id in B_RUN_IDS)):
+        assert marker.encode() not in everything, marker
+
+
+def test_a_key_of_a_reads_all_of_a_and_nothing_of_b(api: Api) -> None:
+    key = api.world.keys["admin"]
+    bodies = []
+    for path in (
+        f"/v1/connections/{A}/runs?limit=200",
+        *(f"/v1/runs/{run_id}" for run_id in api.world.a_runs),
+        *(f"/v1/runs/{run_id}/failures" for run_id in api.world.a_runs),
+        f"/v1/runs/{B_RUN_IDS[0]}",
+        f"/v1/runs/{B_RUN_IDS[0]}/failures",
+        f"/v1/connections/{B}/runs",
+        f"/v1/connections/{B}/runs?status=running",
+    ):
+        status, body = api.call(key, "GET", path)
+        assert status in (200, 404), path
+        bodies.append(body)
+    listed = json.loads(bodies[0])["items"]
+    assert set(api.world.a_runs) <= {run["id"] for run in listed}  # plus backfills other tests started
+    assert {run["connection"] for run in listed} == {A}
+    _assert_nothing_of_b(bodies)
+
+
+def test_b_admin_sees_b_but_not_a(api: Api) -> None:
+    status, body = api.call(api.world.b_admin, "GET", f"/v1/runs/{B_RUN_IDS[0]}/failures")
+    assert status == 200 and b"001BRAVOSECRET01" in body  # the markers are real: B's own key sees them
+    status, _ = api.call(api.world.b_admin, "GET", f"/v1/runs/{api.world.a_failed_run}")
+    assert status == 404
+
+
+def test_operator_backfill_queues_a_backfill_run_of_a_and_sends_it_to_planning(api: Api) -> None:
+    status, body = api.call(
+        api.world.keys["operator"], "POST", f"/v1/connections/{A}/backfills", {"dry_run": True}
+    )
+    assert status == 202
+    run = json.loads(body)
+    assert (run["connection"], run["kind"], run["status"]) == (A, "backfill", "queued")
+    assert run["options"]["dry_run"] is True
+    assert api.dispatcher.plans[-1] == run["id"]
+
+
+def test_cancel_marks_the_run_and_is_audited(api: Api) -> None:
+    from sqlalchemy import select
+
+    from worker.ledger.db import session_scope
+    from worker.ledger.models import AuditEvent, Run
+
+    status, body = api.call(api.world.keys["operator"], "POST", f"/v1/runs/{api.world.a_queued_run}/cancel")
+    assert status == 200 and json.loads(body)["cancel_requested"] is True
+    with session_scope() as session:
+        assert session.get(Run, api.world.a_queued_run).cancel_requested is True  # type: ignore[union-attr]
+        actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.target.like("run:%"))))
+    assert "run.cancel" in actions
+    status, body = api.call(api.world.keys["operator"], "POST", f"/v1/runs/{api.world.a_runs[0]}/cancel")
+    assert status == 200 and json.loads(body)["cancel_requested"] is False  # already finished

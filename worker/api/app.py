@@ -1,0 +1,58 @@
+"""The HTTP API application: ``uvicorn worker.api.app:create_app --factory``.
+
+Routes live under ``/v1`` (OpenAPI at ``/v1/openapi.json``); ``/metrics`` is outside the versioned API.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from config.settings import Settings, get_settings
+from worker.api import problems
+from worker.api.metrics import router as metrics_router
+from worker.api.middleware import ApiMiddleware
+from worker.api.routes import alerts, backfills, health, runs
+from worker.api.schemas import ErrorOut
+from worker.api.throttle import Throttle, make_throttle
+from worker.dispatch import CeleryDispatcher, Dispatcher
+
+API_PREFIX = "/v1"
+
+_ERRORS = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in {
+        400: "Bad request (e.g. a cursor from another listing).",
+        401: "No API key, or an unknown or revoked one.",
+        403: "The key's role does not allow this.",
+        404: "No such resource, or it belongs to a connection outside the key's scope.",
+        422: "The request's parameters or body are not valid.",
+        429: "Too many requests for this key; see Retry-After.",
+    }.items()
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    throttle: Throttle | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    """A new API application (uvicorn calls it with no arguments; tests pass a throttle or a dispatcher)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="regsync API",
+        version="1.0.0",
+        description="Job status of regsync runs, backfills and alerts, for the connections your API key may see.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.dispatcher = dispatcher or CeleryDispatcher()
+    app.state.throttle = throttle or make_throttle(settings.redis_url, settings.api_rate_per_minute)
+    for module in (runs, backfills, alerts):
+        app.include_router(module.router, prefix=API_PREFIX, responses=_ERRORS)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(metrics_router)
+    problems.install(app)
+    app.add_middleware(ApiMiddleware)
+    return app

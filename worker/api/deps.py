@@ -1,0 +1,86 @@
+"""Who is calling and what they may see: API key → principal, rate limit, connection scope, role.
+
+Order matters and is the same everywhere: 401 (no or bad key) → 429 (too many requests) → 404 (not in the
+key's connections, told apart from nothing) → 403 (in scope, but the role is too low) → 422 (bad input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from worker.api.keys import Principal, authenticate
+from worker.api.models import Role
+from worker.api.problems import ApiError, not_found
+from worker.api.schemas import CONNECTION_NAME
+from worker.api.throttle import Throttle
+from worker.ledger.db import session_scope
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key from `regsync apikey create`, sent as `Authorization: Bearer rsk_…`.",
+)
+
+
+def _unauthenticated(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="regsync"'})
+
+
+def principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> Principal:
+    """The caller's principal; 401 without a valid, unrevoked key, 429 over the key's rate limit."""
+    if credentials is None or not credentials.credentials:
+        raise _unauthenticated("an API key is required: send `Authorization: Bearer <key>`")
+    with session_scope() as session:
+        who = authenticate(session, credentials.credentials)
+    if who is None:
+        raise _unauthenticated("the API key is not valid (unknown or revoked)")
+    throttle: Throttle = request.app.state.throttle
+    retry_after = throttle.hit(str(who.key_id))
+    if retry_after is not None:
+        raise ApiError(
+            429,
+            f"too many requests for this API key; retry in {retry_after:.0f} s",
+            headers={"Retry-After": str(int(retry_after))},
+        )
+    return who
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def require(who: Principal, role: Role) -> None:
+    """403 unless ``who`` has at least ``role`` (call it after the scope check, so 404 wins)."""
+    if not who.role.allows(role):
+        raise ApiError(403, f"this needs the {role.value} role; your API key is {who.role.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scoped:
+    """A connection the caller may see, and the caller."""
+
+    id: int
+    name: str
+    who: Principal
+
+
+ConnectionName = Annotated[str, Path(pattern=CONNECTION_NAME, description="Connection name.")]
+
+
+def scoped(role: Role) -> Callable[[ConnectionName, Principal], Scoped]:
+    """A dependency: the path's connection if the key is scoped to it (else 404) and has ``role`` (else 403)."""
+
+    def dependency(c: ConnectionName, who: Caller) -> Scoped:
+        connection_id = who.connection_id(c)
+        if connection_id is None:
+            raise not_found("connection")
+        require(who, role)
+        return Scoped(connection_id, c, who)
+
+    return dependency

@@ -1,0 +1,122 @@
+"""Error answers of the HTTP API: one JSON shape, a correlation id, never a stack trace or an input echo."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from worker.api.context import correlation_id
+from worker.errors import LedgerError, RegsyncError, RunNotFound, StateConflict
+
+log = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    413: "TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "INVALID_REQUEST",
+    429: "RATE_LIMITED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    """An answer other than success, raised anywhere below a route."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _STATUS_CODES.get(status, "ERROR")
+        self.headers = headers or {}
+
+
+def not_found(what: str = "resource") -> ApiError:
+    """The one 404 for anything missing *or* outside the key's connections (existence is not revealed)."""
+    return ApiError(404, f"no such {what} (or your API key is not scoped to it)")
+
+
+def error_body(status: int, message: str, code: str | None = None, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": code or _STATUS_CODES.get(status, "ERROR"),
+        "message": message,
+        "correlation_id": correlation_id(),
+    }
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    details: Any = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code, details), status_code=status, headers=headers)
+
+
+def internal_error_response() -> JSONResponse:
+    """The generic 500: no type, no message, no trace; the log has them under the correlation id."""
+    return error_response(500, "internal error; quote the correlation_id when reporting it")
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.code, exc.headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = {404: "no such path; the API lives under /v1 (see /v1/openapi.json)"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # loc and msg only: pydantic's "input" and "ctx" would echo what the caller sent back at them.
+    return [
+        {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()
+    ]
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "the request is not valid; see details", details=_field_errors(exc))
+
+
+async def _regsync_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RegsyncError)
+    if isinstance(exc, RunNotFound):
+        return error_response(404, not_found("run").message)
+    if isinstance(exc, StateConflict):
+        return error_response(409, exc.message, exc.code)
+    if isinstance(exc, LedgerError):
+        log.error("ledger error in API request: %s", exc.message, extra={"correlation_id": correlation_id()})
+        return error_response(503, "the ledger is not available; try again shortly", exc.code)
+    return error_response(400, exc.message, exc.code)
+
+
+def install(app: FastAPI) -> None:
+    """Route every error to the JSON shape above."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RegsyncError, _regsync_error)

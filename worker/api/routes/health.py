@@ -1,0 +1,72 @@
+"""GET /v1/health: ledger, Redis, beat and worker heartbeats; 200 when all are fine, else 503.
+
+No API key needed (load balancers and monitors call it) and nothing tenant-specific in it: counts and ages
+only, no connection names, no host names, no URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import APIRouter, Response
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.settings import get_settings
+from worker import heartbeat
+from worker.api.schemas import HealthOut
+from worker.ledger.db import session_scope
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["health"])
+
+
+def _ledger() -> dict[str, Any]:
+    try:
+        with session_scope() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        log.warning("health: ledger unreachable: %s", type(exc).__name__)
+        return {"ok": False, "detail": "the ledger does not answer"}
+    return {"ok": True}
+
+
+def _processes(url: str, role: str) -> dict[str, Any]:
+    try:
+        seen = heartbeat.alive(url, role)
+    except (redis.RedisError, OSError):
+        return {"ok": False, "alive": 0, "newest_age_s": None}
+    newest = min((s.age_s for s in seen), default=None)
+    return {"ok": bool(seen), "alive": len(seen), "newest_age_s": newest}
+
+
+def _redis(url: str) -> dict[str, Any]:
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0) as client:
+            client.ping()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("health: Redis unreachable: %s", type(exc).__name__)
+        return {"ok": False, "detail": "Redis does not answer"}
+    return {"ok": True}
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "Something is down; the body says what."}},
+    summary="Is regsync up: ledger, Redis, beat and workers",
+)
+def health(response: Response) -> dict[str, Any]:
+    url = get_settings().redis_url
+    body: dict[str, Any] = {
+        "ledger": _ledger(),
+        "redis": _redis(url),
+        "beat": _processes(url, "beat"),
+        "workers": _processes(url, "worker"),
+    }
+    ok = all(part["ok"] for part in body.values())
+    body["status"] = "ok" if ok else "degraded"
+    response.status_code = 200 if ok else 503
+    return body

@@ -1,0 +1,136 @@
+"""Request and response bodies of the HTTP API; every request body rejects unknown fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from worker.ledger.models import RunKind, RunStatus
+
+#: Same rule as connection names in connection files (worker/connections/spec.py).
+CONNECTION_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_ID = 2**63 - 1
+MAX_PAGE = 200
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # within an offset of year 1 or 9999: as good as the very beginning or end of time
+        edge = dt.datetime.min if value.year == 1 else dt.datetime.max
+        return edge.replace(tzinfo=dt.UTC)
+
+
+#: A timestamp with an explicit offset (e.g. 2026-01-31T00:00:00Z), normalised to UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. NOT_FOUND.")
+    message: str = Field(description="What went wrong and what to do.")
+    correlation_id: str = Field(description="Quote it when asking for help; it is in the server log too.")
+    details: list[dict[str, Any]] | None = Field(default=None, description="Field errors of a 422.")
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class RunOut(BaseModel):
+    """A run: its state, times and counts (same keys as `regsync runs show --json`)."""
+
+    id: int
+    connection: str
+    kind: RunKind
+    status: RunStatus
+    triggered_by: str
+    scheduled_for: dt.datetime | None
+    queued_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration_s: float | None
+    planned: int
+    invalid: int
+    fetched: int
+    unchanged: int
+    updated: int
+    failed: int
+    registry_calls: int
+    crm_calls: int
+    api_used_before: int | None
+    api_used_after: int | None
+    api_limit: int | None
+    chunks_total: int
+    chunks_done: int
+    not_processed: int
+    error_code: str | None
+    error: str | None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Progress(BaseModel):
+    """How far a run is, and when it will probably end (ETA from the chunk rate so far)."""
+
+    planning_complete: bool
+    chunks_total: int
+    chunks_done: int
+    records_planned: int
+    records_done: int
+    percent: float | None = Field(description="Chunks done of all chunks, once planning is complete.")
+    eta_s: float | None = Field(description="Seconds until the run probably ends; null when unknown.")
+    eta_at: dt.datetime | None
+
+
+class RunDetail(RunOut):
+    progress: Progress
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class FailureOut(BaseModel):
+    record_id: str
+    org_number: str | None
+    error_code: str
+    message: str
+    attempt: int
+    at: dt.datetime | None
+
+
+class FailurePage(BaseModel):
+    items: list[FailureOut]
+    next_cursor: str | None
+
+
+class CheckOut(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class ProcessesOut(BaseModel):
+    ok: bool
+    alive: int = Field(description="Processes that sent a heartbeat recently.")
+    newest_age_s: float | None = Field(description="Seconds since the most recent heartbeat.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    ledger: CheckOut
+    redis: CheckOut
+    beat: ProcessesOut
+    workers: ProcessesOut
+
+
+class CancelOut(BaseModel):
+    run: RunOut
+    cancel_requested: bool = Field(description="False when the run had already ended.")

@@ -1,0 +1,83 @@
+"""Per-key request limits of the API: a fixed one-minute window, in Redis when it answers, else in memory.
+
+In Redis every web process shares the count (``INCR`` + ``EXPIRE`` in one transaction); in memory the limit
+holds per process. A Redis failure mid-flight falls back to memory rather than failing the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 60
+
+
+class Throttle(Protocol):
+    def hit(self, key: str) -> float | None:
+        """Count one request of ``key``; None when allowed, else the seconds until it may retry."""
+
+
+class MemoryThrottle:
+    """Fixed windows in a dict (one process)."""
+
+    def __init__(self, per_window: int, *, clock: Callable[[], float] = time.time) -> None:
+        self.per_window = per_window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, int], int] = {}
+
+    def hit(self, key: str) -> float | None:
+        now = self._clock()
+        window = int(now // WINDOW_S)
+        with self._lock:
+            if len(self._counts) > 10_000:
+                self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
+            count = self._counts.get((key, window), 0) + 1
+            self._counts[(key, window)] = count
+        return None if count <= self.per_window else _until_next(now)
+
+
+class RedisThrottle:
+    """Fixed windows in Redis, shared by every web process; falls back to ``fallback`` when Redis fails."""
+
+    def __init__(
+        self, client: redis.Redis, per_window: int, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.client = client
+        self.per_window = per_window
+        self._clock = clock
+        self._fallback = MemoryThrottle(per_window, clock=clock)
+
+    def hit(self, key: str) -> float | None:
+        now = self._clock()
+        name = f"regsync:api-rate:{key}:{int(now // WINDOW_S)}"
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                count, _ = pipe.incr(name).expire(name, WINDOW_S + 5).execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("API rate limit falls back to memory: %s", type(exc).__name__)
+            return self._fallback.hit(key)
+        return None if int(count) <= self.per_window else _until_next(now)
+
+
+def _until_next(now: float) -> float:
+    return max(1.0, math.ceil(WINDOW_S - (now % WINDOW_S)))
+
+
+def make_throttle(redis_url: str, per_window: int) -> Throttle:
+    """Redis-backed if ``redis_url`` answers a PING within half a second, else in memory."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError):
+        log.warning("Redis does not answer; the API rate limit is kept per process")
+        return MemoryThrottle(per_window)
+    return RedisThrottle(client, per_window)
