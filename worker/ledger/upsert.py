@@ -22,8 +22,10 @@ def upsert(
         return
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table).values(list(rows))
+    # executemany with one cached statement: a multi-row .values(rows) is compiled afresh on every call, which
+    # cost a third of a chunk's CPU; SQLAlchemy still sends the rows as batched multi-row VALUES.
+    statement = module.insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=list(keys), set_={name: statement.excluded[name] for name in update}
     )
-    session.execute(statement)
+    session.execute(statement, list(rows))
