@@ -398,11 +398,10 @@ def test_salesforce_id_suffix_encodes_the_case_of_each_five_characters() -> None
         assert char == "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
 
 
-def test_a_hundred_thousand_accounts_generate_quickly() -> None:
-    started = time.perf_counter()
-    count = sum(1 for _ in iter_accounts(20_000, countries=("NO", "SE", "DK")))
-    assert count == 20_000
-    assert time.perf_counter() - started < 2.5  # ~1 s for 20k here; 1M accounts plan in about a minute
+def test_streamed_accounts_are_unique_and_as_many_as_asked() -> None:
+    # Speed is measured in bench/ (planning 1M accounts), never asserted in a unit test.
+    ids = [account["Id"] for account in iter_accounts(20_000, countries=("NO", "SE", "DK"))]
+    assert len(ids) == len(set(ids)) == 20_000
 
 
 # --- retry helpers and the HTTP layer ------------------------------------------------------------------
