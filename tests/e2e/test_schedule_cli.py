@@ -1,0 +1,116 @@
+"""Issue 3, acceptance 3 and 6 through the CLI: schedules, enable/disable, skipped slots, a tamper-evident trail.
+
+The tick itself runs in this process (it is what the ``regsync.tick`` task calls), on the ledger the CLI uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from tests.conftest import RegsyncEnv
+from tests.unit.fakes import FakeDispatcher
+from worker.ledger.db import session_scope
+from worker.ledger.models import utcnow
+from worker.ledger.views import list_runs
+from worker.scheduling.tick import tick
+
+pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+
+CONNECTION_TOML = """\
+name = "acme"
+
+[salesforce]
+token_url = "https://acme.my.salesforce.com/services/oauth2/token"
+client_id = "3MVG9abcdef"
+org_number_field = "OrgNr__c"
+country = "NO"
+
+[registry]
+provider = "proff"
+base_url = "https://api.proff.no"
+
+[mapping]
+name = { field = "Name" }
+
+[schedule]
+cron = "* * * * *"
+timezone = "Europe/Oslo"
+"""
+
+
+def regsync(cwd: Path, *args: str, actor: str | None = "alice") -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
+    environ.pop("REGSYNC_ACTOR", None)
+    if actor:
+        environ["REGSYNC_ACTOR"] = actor
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli.main", *args],
+        capture_output=True, text=True, encoding="utf-8", cwd=cwd, env=environ, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def sql(url: str, statement: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def ticks(start: dt.datetime, minutes: int, every_s: int = 30) -> FakeDispatcher:
+    dispatch = FakeDispatcher()
+    for step in range(minutes * 60 // every_s + 1):
+        tick(dispatch, now=start + dt.timedelta(seconds=step * every_s))
+    return dispatch
+
+
+def test_schedule_enable_skip_and_audit_through_the_cli(env: RegsyncEnv, tmp_path: Path) -> None:
+    (tmp_path / "acme.toml").write_text(CONNECTION_TOML, encoding="utf-8")
+    applied = regsync(tmp_path, "connection", "apply", "acme.toml")
+    assert applied.returncode == 0, applied.stderr
+
+    # Acceptance 3: a disabled connection never gets a run, over an hour of every-minute slots.
+    idle = ticks(utcnow(), minutes=60)
+    with session_scope() as session:
+        assert idle.plans == [] and list_runs(session) == []
+
+    # Enabling is admin-only and audited.
+    refused = regsync(tmp_path, "enable", "acme", actor=None)
+    enabled = regsync(tmp_path, "enable", "acme", "--actor", "bob")
+    assert refused.returncode == 2 and "REGSYNC_ACTOR" in refused.stderr
+    assert enabled.returncode == 0, enabled.stderr
+
+    # A forbid overlap: the first slot's run is still queued when the second slot comes.
+    busy = ticks(utcnow(), minutes=2)
+    views = json.loads(regsync(tmp_path, "runs", "list", "--json").stdout)
+    assert [(v["kind"], v["status"], v["error_code"]) for v in reversed(views)] == [
+        ("scheduled", "queued", None),
+        ("scheduled", "skipped", "OVERLAP"),
+    ]
+    assert busy.plans == [views[-1]["id"]]
+
+    events = json.loads(regsync(tmp_path, "audit", "list", "--json").stdout)
+    assert [(e["actor"], e["action"]) for e in events] == [
+        ("alice", "connection.create"),
+        ("alice", "schedule.set"),
+        ("bob", "connection.enable"),
+    ]
+    assert events[-1]["before"] == {"enabled": False} and events[-1]["after"] == {"enabled": True}
+    verified = regsync(tmp_path, "audit", "verify")
+    assert verified.returncode == 0 and "3 event(s)" in verified.stdout
+
+    # Acceptance 6 (deletion; edits are covered by test_admin_cli and test_audit_chain): verify names the event.
+    sql(env.database_url, f"DELETE FROM audit_events WHERE id = {events[1]['id']}")
+    broken = regsync(tmp_path, "audit", "verify")
+    assert broken.returncode == 1
+    assert f"event {events[2]['id']}" in broken.stderr and "deleted" in broken.stderr
