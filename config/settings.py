@@ -66,6 +66,22 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="If set, GET /metrics needs `Authorization: Bearer <token>`."
     )
+    public_url: str | None = Field(
+        default=None, description="Base URL of the regsync API, for links in alert notices (none if unset)."
+    )
+    siem_file: Path | None = Field(
+        default=None, description="SIEM feed: append one JSON line per alert transition and audit event here."
+    )
+    siem_syslog: str | None = Field(
+        default=None, description="SIEM feed: also send each event to this syslog host:port over TCP."
+    )
+    siem_syslog_tls: bool = Field(default=True, description="Use TLS for REGSYNC_SIEM_SYSLOG (RFC 5425).")
+    alert_send_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts per webhook notice before the evaluator retries later."
+    )
+    alert_backoff_s: float = Field(
+        default=0.5, ge=0, description="First pause between webhook attempts, seconds (doubles each time)."
+    )
 
     @model_validator(mode="before")
     @classmethod

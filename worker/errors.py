@@ -156,6 +156,41 @@ class InvalidOrgNumber(RegsyncError):
     code = "ORGNR_INVALID"
 
 
+# --- alerting ----------------------------------------------------------------------------------------------
+
+
+class AlertingError(RegsyncError):
+    """An alert could not be handled; see the log for the alert id."""
+
+    code = "ALERTING"
+
+
+class AlertNotFound(AlertingError):
+    """No such alert; list alerts with `regsync alerts list`."""
+
+    code = "ALERT_NOT_FOUND"
+
+
+class NoticeSettingsRefused(ConfigurationError):
+    """The alert notice settings were refused: the notice period is at most 72 hours and only admins change it."""
+
+    code = "NOTICE_SETTINGS_REFUSED"
+
+
+class ChannelError(AlertingError, TransientError):
+    """A notification channel did not accept the notice (timeout, 5xx); it will be retried."""
+
+    transient = True
+    code = "CHANNEL_TRANSIENT"
+
+
+class ChannelRejected(AlertingError):
+    """A notification channel refused the notice permanently (4xx, bad address, missing signing key); fix the
+    channel named in this message: a channel_failing alert stays open until it works again."""
+
+    code = "CHANNEL_REJECTED"
+
+
 # --- ledger ------------------------------------------------------------------------------------------------
 
 

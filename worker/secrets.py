@@ -31,6 +31,8 @@ class SecretName(StrEnum):
     REGISTRY_TOKEN = "registry_token"  # noqa: S105 (a name, not a value)
     SALESFORCE_CLIENT_SECRET = "salesforce_client_secret"  # noqa: S105
     SALESFORCE_PRIVATE_KEY = "salesforce_private_key"
+    WEBHOOK_SIGNING_KEY = "webhook_signing_key"  # alert webhooks (HMAC-SHA256)
+    SMTP_PASSWORD = "smtp_password"  # noqa: S105  alert email
 
 
 ALLOWED_NAMES: tuple[str, ...] = tuple(name.value for name in SecretName)

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from worker.alerts.config import AlertsSpec
 from worker.company import CANONICAL_FIELDS
 from worker.errors import ConfigurationError, InsecureURL
 from worker.orgnr import SUPPORTED_COUNTRIES
@@ -120,6 +121,7 @@ class ConnectionSpec(_Strict):
     registry: RegistrySpec
     mapping: dict[str, FieldMapping]
     sync: SyncSpec = SyncSpec()
+    alerts: AlertsSpec = AlertsSpec()
     schedule: ScheduleSpec | None = None  # [schedule]: when it runs by itself once enabled
 
     @field_validator("name")

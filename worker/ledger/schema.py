@@ -6,6 +6,7 @@ keeps them in its own models module and adds one import line here.
 
 from __future__ import annotations
 
+import worker.alerts.models as _alerts  # noqa: F401  (alerts, alert_transitions, alert_deliveries, …)
 import worker.api.models  # noqa: F401  (api_keys, api_key_connections)
 import worker.scheduling.models as _schedules  # noqa: F401  (schedules)
 from worker.ledger.models import Base
