@@ -32,6 +32,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "regsync-sweep": {"task": "regsync.sweep", "schedule": 30.0},
             # A tick stuck behind busy workers is dropped, not piled up: the next one catches up.
             "regsync-tick": {"task": "regsync.tick", "schedule": 30.0, "options": {"expires": 25.0}},
+            "regsync-alerts": {
+                "task": "regsync.alerts_evaluate",
+                "schedule": 30.0,
+                "options": {"expires": 25.0},
+            },
         },
     }
 

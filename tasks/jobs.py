@@ -5,7 +5,15 @@ from __future__ import annotations
 from celery import Task
 
 from tasks.app import app
-from worker.dispatch import PLAN_RUN, SWEEP, SYNC_CHUNK, TICK, CeleryDispatcher
+from worker.dispatch import (
+    ALERTS_EVALUATE,
+    PLAN_RUN,
+    SWEEP,
+    SYNC_CHUNK,
+    TICK,
+    CeleryDispatcher,
+    run_closed_listeners,
+)
 from worker.errors import TransientError
 from worker.ledger.db import session_scope  # noqa: F401 - imported so a broken ledger fails at worker start
 
@@ -47,3 +55,19 @@ def tick() -> dict[str, int]:
     from worker.scheduling.tick import tick as run_tick
 
     return run_tick(CeleryDispatcher()).as_dict()
+
+
+@app.task(name=ALERTS_EVALUATE, acks_late=True)
+def alerts_evaluate(run_id: int | None = None) -> dict[str, int]:
+    """One pass of the alert evaluator: after every run (``run_id`` given) and on beat every 30 s."""
+    from worker.alerts.evaluator import evaluate
+
+    return evaluate().as_dict()
+
+
+def _evaluate_alerts_after(run_id: int) -> None:
+    app.send_task(ALERTS_EVALUATE, kwargs={"run_id": run_id})
+
+
+if _evaluate_alerts_after not in run_closed_listeners:
+    run_closed_listeners.append(_evaluate_alerts_after)

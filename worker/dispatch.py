@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 PLAN_RUN = "regsync.plan_run"
 SYNC_CHUNK = "regsync.sync_chunk"
 SWEEP = "regsync.sweep"
 TICK = "regsync.tick"
+ALERTS_EVALUATE = "regsync.alerts_evaluate"
+
+log = logging.getLogger(__name__)
+
+#: Called with the run id after a transaction that closed a run committed (tasks/jobs.py registers the alert
+#: evaluation here, so unit tests without a broker send nothing).
+run_closed_listeners: list[Callable[[int], None]] = []
+
+
+def run_closed(run_id: int) -> None:
+    """Notify every run-closed listener; a failing listener is logged (beat evaluates alerts anyway)."""
+    for listener in list(run_closed_listeners):
+        try:
+            listener(run_id)
+        except Exception:
+            log.warning("run-closed listener failed", exc_info=True, extra={"run_id": run_id})
 
 
 class Dispatcher(Protocol):

@@ -44,7 +44,12 @@ TWO_STEP_ALERTS: dict[str, Any] = {
     "notice_period_minutes": 60,
     "channels": {
         "ops": {"type": "webhook", "url": "https://hooks.example/ops"},
-        "boss": {"type": "email", "host": "smtp.example", "sender": "regsync@example.com", "to": ["b@example.com"]},
+        "boss": {
+            "type": "email",
+            "host": "smtp.example",
+            "sender": "regsync@example.com",
+            "to": ["b@example.com"],
+        },
     },
     "escalation": [
         {"channels": ["ops"], "ack_timeout_minutes": 10},
@@ -130,9 +135,19 @@ class FakeChannels:
             self.channels.setdefault(name, FakeChannel(name))
         return {name: self.channels[name] for name in settings.channels}
 
+    def channel(self, name: str) -> FakeChannel:
+        """The fake behind ``name`` (created now if no evaluation built it yet)."""
+        return self.channels.setdefault(name, FakeChannel(name))
+
     def sent(self, name: str) -> list[Notice]:
         return self.channels[name].sent if name in self.channels else []
 
     def kinds(self, name: str) -> list[tuple[str, str]]:
         """(notice kind, alert kind) of each notice a channel got."""
         return [(n.kind.value, n.payload["alert"]["kind"]) for n in self.sent(name)]
+
+
+ALERTS_ONE_CHANNEL: dict[str, Any] = {
+    "notice_period_minutes": 60,
+    "channels": {"ops": {"type": "webhook", "url": "https://hooks.example/ops"}},
+}

@@ -17,7 +17,7 @@ from worker.ledger.models import Connection, utcnow
 
 
 def _names(session: Session) -> dict[int, str]:
-    return dict(session.execute(select(Connection.id, Connection.name)).tuples().all())
+    return dict(session.execute(select(Connection.id, Connection.name)).all())
 
 
 def list_alerts(

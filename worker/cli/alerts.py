@@ -1,0 +1,181 @@
+"""`regsync alerts …` (list, show, ack, test, settings) and `regsync report compliance`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from worker.alerts.notice_settings import set_alert_settings
+from worker.alerts.probe import send_test_notice
+from worker.alerts.queries import ack_alert, list_alerts, show_alert
+from worker.alerts.report import compliance_report, parse_since
+from worker.alerts.report_html import render_html
+from worker.cli.admin import ActorOption, JsonOption, ledger, say
+from worker.cli.common import EXIT_FAILED, console, handles_errors, print_json, require_actor
+from worker.ledger.models import utcnow
+
+alerts_app = typer.Typer(
+    no_args_is_help=True, help="List, acknowledge and test alerts; change notice settings."
+)
+report_app = typer.Typer(no_args_is_help=True, help="Reports for auditors.")
+
+
+def _short(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "–"
+
+
+@alerts_app.command("list")
+@handles_errors
+def alerts_list(
+    open_only: Annotated[bool, typer.Option("--open", help="Only unresolved alerts.")] = False,
+    connection: Annotated[
+        str | None, typer.Option("--connection", "-c", help="Only this connection.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Alerts, newest first."""
+    with ledger() as session:
+        rows = list_alerts(session, open_only=open_only, connection=connection, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(
+        "id", "connection", "kind", "subject", "status", "detected", "notify by", "notified", "level"
+    )
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["connection"],
+            row["kind"],
+            row["subject"],
+            row["status"],
+            _short(row["detected_at"]),
+            _short(row["notify_by"]),
+            _short(row["notified_at"]),
+            str(row["escalation_level"]),
+        )
+    console.print(table)
+
+
+@alerts_app.command("show")
+@handles_errors
+def alerts_show(
+    alert_id: Annotated[int, typer.Argument(metavar="ALERT")], as_json: JsonOption = False
+) -> None:
+    """One alert with every transition and delivery attempt."""
+    with ledger() as session:
+        view = show_alert(session, alert_id)
+    if as_json:
+        print_json(view)
+        return
+    say(f"alert {view['id']} {view['kind']} ({view['subject']}) of {view['connection']}: {view['status']}")
+    for key in ("detected_at", "opened_at", "notify_by", "notified_at", "acknowledged_at", "resolved_at"):
+        say(f"  {key}: {view[key] or '-'}")
+    for t in view["transitions"]:
+        change = f"{t['from'] or '-'} -> {t['to']}"
+        say(f"  {t['at']}  {t['event']:<12} {change}  level {t['escalation_level']}  by {t['actor']}")
+    for d in view["deliveries"]:
+        say(f"  {d['at']}  {d['notice']:<10} {d['channel']}: {'ok' if d['ok'] else d['error']}")
+
+
+@alerts_app.command("ack")
+@handles_errors
+def alerts_ack(alert_id: Annotated[int, typer.Argument(metavar="ALERT")], actor: ActorOption = None) -> None:
+    """Acknowledge an alert: its escalation stops (audited)."""
+    who = require_actor(actor)
+    with ledger() as session:
+        view = ack_alert(session, alert_id, who)
+    say(f"alert {alert_id} acknowledged by {who} ({view['kind']} on {view['connection']})")
+
+
+@alerts_app.command("test")
+@handles_errors
+def alerts_test(
+    connection: Annotated[str, typer.Argument(help="The connection whose channels to test.")],
+    actor: ActorOption = None,
+) -> None:
+    """Send a test notice through every channel of CONNECTION; exit 1 if any channel failed."""
+    who = require_actor(actor)
+    results = send_test_notice(connection, who)
+    if not results:
+        say(f"connection {connection} has no alert channels; add them under [alerts.channels] in its file")
+        raise typer.Exit(EXIT_FAILED)
+    for name, problem in results.items():
+        say(f"{name}: {'ok' if problem is None else 'FAILED: ' + problem}")
+    if any(problem is not None for problem in results.values()):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@alerts_app.command("settings")
+@handles_errors
+def alerts_settings(
+    connection: Annotated[str, typer.Argument(help="The connection.")],
+    notice_period_minutes: Annotated[
+        int | None,
+        typer.Option("--notice-period-minutes", help="Minutes from detection to the notice deadline."),
+    ] = None,
+    repeat: Annotated[
+        int | None, typer.Option("--repeat", help="Times the escalation policy repeats.")
+    ] = None,
+    actor: ActorOption = None,
+) -> None:
+    """Change a connection's notice settings (admin, audited; at most 72 hours)."""
+    who = require_actor(actor)
+    changes: dict[str, Any] = {}
+    if notice_period_minutes is not None:
+        changes["notice_period_minutes"] = notice_period_minutes
+    if repeat is not None:
+        changes["repeat"] = repeat
+    with ledger() as session:
+        after = set_alert_settings(session, connection, changes, actor=who)
+    say(
+        f"alert settings of {connection}: notice period {after['notice_period_minutes']} min, repeat {after['repeat']}"
+    )
+
+
+@report_app.command("compliance")
+@handles_errors
+def report_compliance(
+    since: Annotated[str, typer.Option("--since", help="Window ending now: 30d, 12h, 90m, 2w.")] = "30d",
+    as_json: JsonOption = False,
+    as_html: Annotated[bool, typer.Option("--html", help="Print a self-contained HTML page.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead.")] = None,
+) -> None:
+    """Runs, alerts, time to detect and notify, notices within deadline, escalations, audit chain status."""
+    window = parse_since(since)
+    now = utcnow()
+    with ledger() as session:
+        report = compliance_report(session, now, window)
+    text = render_html(report) if as_html else None
+    if text is None and (as_json or output is not None):
+        import json
+
+        text = json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
+    if output is not None:
+        output.write_text(text or "", encoding="utf-8")
+        say(f"report written to {output}")
+        return
+    if text is not None:
+        typer.echo(text, nl=False)
+        return
+    _print_summary(report, now)
+
+
+def _print_summary(report: dict[str, Any], now: dt.datetime) -> None:
+    notices, chain = report["notices"], report["audit_chain"]
+    say(f"compliance report {report['window']['since']} – {report['window']['until']}")
+    say(f"runs: {report['runs']['total']} {report['runs']['by_status']}")
+    say(f"alerts: {report['alerts']['total']} {report['alerts']['by_kind']}")
+    ttd, ttn = report["time_to_detect_s"], report["time_to_notify_s"]
+    say(f"time to detect s: p50 {ttd['p50']} p95 {ttd['p95']} max {ttd['max']}")
+    say(f"time to notify s: p50 {ttn['p50']} p95 {ttn['p95']} max {ttn['max']}")
+    say(
+        f"notices within deadline: {notices['within_deadline']}/{notices['due']} ({notices['within_deadline_pct']}%)"
+    )
+    say(f"escalations: {report['alerts']['escalations']}")
+    say(f"audit chain: {'intact' if chain['ok'] else 'BROKEN at event ' + str(chain['broken_id'])}")
