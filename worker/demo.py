@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.errors import ConfigurationError
+
 DEMO_ACCOUNTS = 2000
+#: The Redis the demo uses as broker and limiter store by default: a DB of its own, away from DB 0.
+DEMO_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +39,28 @@ def redis_answers(url: str = "redis://127.0.0.1:6379/0") -> bool:
         return False
 
 
-def prepare(directory: Path, *, use_redis: bool | None = None) -> DemoEnvironment:
-    """A fresh demo folder and the environment (ledger, broker, key) that points regsync at it."""
+def prepare(
+    directory: Path, *, use_redis: bool | None = None, redis_url: str = DEMO_REDIS_URL
+) -> DemoEnvironment:
+    """A fresh demo folder and the environment (ledger, broker, key) that points regsync at it.
+
+    Args:
+        use_redis: Redis (``redis_url``) as broker; None: when it answers, else the in-process memory transport.
+    """
     from worker.secrets import generate_key
 
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     database_url = f"sqlite:///{directory / 'ledger.sqlite3'}"
-    use_redis = redis_answers() if use_redis is None else use_redis
-    broker_url = "redis://127.0.0.1:6379/15" if use_redis else "memory://"
+    use_redis = redis_answers(redis_url) if use_redis is None else use_redis
+    if use_redis and not redis_answers(redis_url):
+        raise ConfigurationError(
+            f"Redis at {redis_url} does not answer; start it or run the demo with --no-redis"
+        )
+    broker_url = redis_url if use_redis else "memory://"
+    if use_redis:
+        os.environ["REGSYNC_REDIS_URL"] = redis_url
     os.environ.update(
         REGSYNC_DATABASE_URL=database_url,
         REGSYNC_BROKER_URL=broker_url,

@@ -23,6 +23,11 @@ def demo_command(
     redis: bool | None = typer.Option(
         None, "--redis/--no-redis", help="Use Redis as broker (default: if it answers)."
     ),
+    redis_url: str = typer.Option(
+        "redis://127.0.0.1:6379/15",
+        "--redis-url",
+        help="The Redis to use as broker (a DB of the demo's own).",
+    ),
 ) -> None:
     """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar."""
     from worker import demo
@@ -32,7 +37,7 @@ def demo_command(
     from worker.sandbox.stack import sandbox_stack
 
     started = time.monotonic()
-    env = demo.prepare(directory.resolve(), use_redis=redis)
+    env = demo.prepare(directory.resolve(), use_redis=redis, redis_url=redis_url)
     with sandbox_stack(env.directory, accounts) as stack:
         import os
 
