@@ -74,6 +74,12 @@ class MappingError(ConfigurationError):
     code = "MAPPING"
 
 
+class InvalidFilter(ConfigurationError):
+    """A backfill filter is not valid; fix the --where, --country, --ids-file, --only-failed or --fields option."""
+
+    code = "INVALID_FILTER"
+
+
 class ScheduleInvalid(ConfigurationError):
     """The schedule is invalid; give a five-field cron expression and an IANA time zone such as Europe/Oslo."""
 

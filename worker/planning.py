@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
+from worker.backfill import selection_for
 from worker.crm.port import CrmClient, CrmRecord
 from worker.dispatch import Dispatcher
 from worker.errors import InvalidOrgNumber, LedgerError
@@ -41,6 +42,7 @@ class Page:
     valid: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     planned: int = 0
+    opted_out: int = 0
     cursor: str | None = None
 
 
@@ -74,33 +76,38 @@ class Planner:
         self.settings = settings
         self.chunk_size = runtime.spec.sync.chunk_size
         self.calls_reported = 0
+        self.selection = selection_for(run, runtime.spec)  # every record, or what a backfill selects
+        self.stopping = bool(run.cancel_requested or run.error_code)
 
     def run(self) -> None:
         page = Page()
-        for record in self._records():
+        records: Iterator[CrmRecord] = iter([]) if self.stopping else self._records()
+        for record in records:
             self._take(page, record)
             if len(page.valid) >= CHUNKS_PER_COMMIT * self.chunk_size:
                 self._commit(page, final=False)
                 page = Page()
+                if self.stopping:  # cancelled or aborted meanwhile: stop, close with what is planned
+                    break
         self._commit(page, final=True)
 
     def _records(self) -> Iterator[CrmRecord]:
         sf = self.spec.salesforce
         fields = ["Id", sf.org_number_field] + ([sf.country_field] if sf.country_field else [])
-        where = None
-        if self.cursor:
-            if not _SALESFORCE_ID.match(self.cursor):
-                raise LedgerError(
-                    f"run {self.run_id} has a corrupt plan cursor; cancel it and start a new run"
-                )
-            where = f"Id > '{self.cursor}'"
-        return self.crm.stream_records(fields, where=where, order_by="Id")
+        fields += [sf.opt_out_field] if sf.opt_out_field else []
+        if self.cursor and not _SALESFORCE_ID.match(self.cursor):
+            raise LedgerError(f"run {self.run_id} has a corrupt plan cursor; cancel it and start a new run")
+        for where in self.selection.queries(self.cursor):
+            yield from self.crm.stream_records(fields, where=where, order_by="Id")
 
     def _take(self, page: Page, record: CrmRecord) -> None:
         sf = self.spec.salesforce
         record_id = str(record["Id"])
         page.planned += 1
         page.cursor = record_id
+        if sf.opt_out_field and record.get(sf.opt_out_field) is True:
+            page.opted_out += 1  # the record's owner opted out of registry sync: never planned
+            return
         country = sf.country or record.get(sf.country_field or "")
         raw = record.get(sf.org_number_field)
         try:
@@ -118,6 +125,7 @@ class Planner:
         now = utcnow()
         with session_scope() as session:
             run = runs.get_run(session, self.run_id)
+            self.stopping = bool(run.cancel_requested or run.error_code)
             chunk_ids = chunks.add_chunks(session, run, batches, now)
             chunks.add_failures(session, self.run_id, None, page.failures)
             self._count(session, page, final, now)
@@ -132,6 +140,7 @@ class Planner:
         values: dict[str, object] = {
             "planned": Run.planned + page.planned,
             "invalid": Run.invalid + len(page.failures),
+            "opted_out": Run.opted_out + page.opted_out,
             "crm_calls": Run.crm_calls + calls,
             "heartbeat_at": now,
             "plan_lease_until": now + dt.timedelta(seconds=self.settings.chunk_lease_s),

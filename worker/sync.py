@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from config.settings import Settings, get_settings
+from worker.backfill import BackfillOptions
 from worker.company import CompanyKey, LookupResult
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
 from worker.errors import CrmAuthError, CrmLimitExceeded, InvalidOrgNumber, RegistryAuthError, RegsyncError
-from worker.ledger import chunks, runs, writes
+from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.db import session_scope
+from worker.ledger.field_changes import FieldTally
 from worker.ledger.models import ChunkStatus, utcnow
 from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
@@ -45,6 +47,9 @@ class Outcome:
     registry_calls: int = 0
     crm_calls: int = 0
     api_used: int | None = None
+    protected: int = 0  # fields left alone because someone edited them by hand (protect_manual)
+    opted_out: int = 0  # records skipped because their opt-out checkbox is now ticked
+    field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
 
 
 def sync_chunk(
@@ -94,21 +99,25 @@ class ChunkWork:
     ) -> None:
         self.claim = claim
         self.runtime = runtime
-        self.spec = runtime.spec
+        self.options = BackfillOptions.from_run(claim.options)
+        self.spec = self.options.effective_spec(runtime.spec)  # a backfill's --fields limit the mapping
         self.crm = crm
         self.registry = registry
         self.settings = settings
         self.outcome = Outcome()
 
     def run(self) -> Outcome:
-        records = self._read_records()
+        records = self._without_opted_out(self._read_records())
         keys = self._keys(records)
         results = self.registry.lookup_many(
             sorted(set(keys.values()), key=lambda k: (k.country, k.org_number))
         )
         self._heartbeat()
         plans = self._plans(records, keys, results)
-        self._write(plans)
+        if self.options.dry_run:
+            self._preview(records, plans)
+        else:
+            self._write(plans)
         self.outcome.registry_calls = self.registry.calls
         self.outcome.crm_calls = self.crm.calls
         self.outcome.api_used = self.crm.usage.used
@@ -122,6 +131,15 @@ class ChunkWork:
                 self._fail(record_id, None, "RECORD_DELETED", "the record no longer exists in Salesforce")
         self._heartbeat()
         return found
+
+    def _without_opted_out(self, records: dict[str, CrmRecord]) -> dict[str, CrmRecord]:
+        """Re-check the opt-out with the fresh values: a record opted out since planning is left alone."""
+        name = self.spec.salesforce.opt_out_field
+        if not name:
+            return records
+        kept = {record_id: record for record_id, record in records.items() if record.get(name) is not True}
+        self.outcome.opted_out += len(records) - len(kept)
+        return kept
 
     def _keys(self, records: dict[str, CrmRecord]) -> dict[str, CompanyKey]:
         sf = self.spec.salesforce
@@ -155,6 +173,7 @@ class ChunkWork:
             fields = state.get(record_id, {})
             confirmed = {name: s.confirmed_hash for name, s in fields.items() if s.confirmed_hash}
             plan = plan_record(records[record_id], result.company, self.spec.mapping, confirmed)
+            self.outcome.protected += len(plan.protected)
             if plan.changes:
                 plans[record_id] = plan
             elif self._written_by_this_run(records[record_id], fields):
@@ -170,6 +189,11 @@ class ChunkWork:
         return bool(pending) and all(
             value_hash(record.get(name)) == s.pending_hash for name, s in pending.items()
         )
+
+    def _preview(self, records: dict[str, CrmRecord], plans: dict[str, RecordPlan]) -> None:
+        """Dry run: tally what would change; no write, no pending hash. ``updated`` counts would-be updates."""
+        self.outcome.field_changes = field_changes.tally(records, plans)
+        self.outcome.updated += len(plans)
 
     def _write(self, plans: dict[str, RecordPlan]) -> None:
         if not plans:
@@ -214,6 +238,8 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
         registry_calls=outcome.registry_calls,
         crm_calls=outcome.crm_calls,
         api_used=outcome.api_used,
+        protected=outcome.protected,
+        opted_out=outcome.opted_out,
     )
     with session_scope() as session:
         if not chunks.finish(
@@ -228,6 +254,8 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
             failed=counts.failed,
             registry_calls=counts.registry_calls,
             crm_calls=counts.crm_calls,
+            protected=counts.protected,
+            opted_out=counts.opted_out,
         ):
             log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
             return
@@ -235,6 +263,7 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
         writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
         writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
         runs.add_chunk_result(session, claim.run_id, counts, now)
+        field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
         closed = runs.maybe_close(session, claim.run_id, now)
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})

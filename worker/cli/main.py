@@ -12,8 +12,9 @@ from config.logging import configure_logging
 from config.settings import get_settings
 from worker.cli import admin
 from worker.cli.admin import audit_app, connection_app, secret_app
-from worker.cli.alerts import alerts_app, report_app
 from worker.cli.apikey import apikey_app
+from worker.cli.backfill import BACKFILL_CONTEXT, backfill_command
+from worker.cli.cancel import cancel_command
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
 from worker.cli.runs import run_command, runs_app
@@ -27,11 +28,11 @@ app.add_typer(connection_app, name="connection")
 app.add_typer(secret_app, name="secret")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
+runs_app.command("cancel")(cancel_command)
 app.add_typer(apikey_app, name="apikey")
-app.add_typer(alerts_app, name="alerts")
-app.add_typer(report_app, name="report")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+app.command("backfill", context_settings=BACKFILL_CONTEXT)(backfill_command)
 register_schedule(app)  # schedule set/show, enable, disable
 
 

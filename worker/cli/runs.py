@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.cli.common import EXIT_FAILED, EXIT_OK, console, handles_errors, print_json
+from worker.cli.previews import print_field_changes
 from worker.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus
@@ -61,7 +62,7 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
         task = progress.add_task("sync", total=None, run=run_id, status="queued")
 
         def update(view: dict[str, Any]) -> None:
-            done = view["invalid"] + view["unchanged"] + view["updated"] + view["failed"]
+            done = view["invalid"] + view["unchanged"] + view["updated"] + view["failed"] + view["opted_out"]
             total = view["planned"] or None
             progress.update(task, completed=done, total=total, status=view["status"])
 
@@ -82,14 +83,18 @@ def print_summary(view: dict[str, Any]) -> None:
         "unchanged",
         "updated",
         "failed",
+        "opted_out",
+        "protected",
         "not_processed",
         "registry_calls",
         "crm_calls",
     )
     for key in keys:
-        table.add_column(key, justify="right")
+        table.add_column("would update" if key == "updated" and view.get("dry_run") else key, justify="right")
     table.add_row(*(str(view[key]) for key in keys))
     console.print(table)
+    if view.get("field_changes") is not None:
+        print_field_changes(view["field_changes"])
     if view["api_used_after"] is not None:
         console.print(
             f"Salesforce API usage: {view['api_used_before']} → {view['api_used_after']} "

@@ -54,13 +54,17 @@ class SalesforceSpec(_Strict):
     org_number_field: str
     country: str | None = Field(default=None, description="Fixed country of every record (NO, SE, DK, FI).")
     country_field: str | None = Field(default=None, description="Field holding each record's country code.")
+    opt_out_field: str | None = Field(
+        default=None,
+        description="Checkbox field: records where it is true are never synced (per-record opt-out).",
+    )
 
     @field_validator("token_url", "instance_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         return None if value is None else require_https(value)
 
-    @field_validator("org_number_field", "country_field")
+    @field_validator("org_number_field", "country_field", "opt_out_field")
     @classmethod
     def _field_name(cls, value: str | None) -> str | None:
         if value is not None and not _SF_FIELD.match(value):
@@ -145,10 +149,12 @@ class ConnectionSpec(_Strict):
         return value
 
     def crm_fields(self) -> list[str]:
-        """Fields the sync reads: Id, the key, the country field and the mapped fields (nothing else)."""
+        """Fields the sync reads: Id, the key, the country and opt-out fields and the mapped fields (nothing else)."""
         fields = ["Id", self.salesforce.org_number_field]
         if self.salesforce.country_field:
             fields.append(self.salesforce.country_field)
+        if self.salesforce.opt_out_field:
+            fields.append(self.salesforce.opt_out_field)
         fields += [m.field for m in self.mapping.values()]
         return list(dict.fromkeys(fields))
 

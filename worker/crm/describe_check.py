@@ -47,9 +47,19 @@ def check_mapping(spec: ConnectionSpec, fields: dict[str, FieldInfo]) -> None:
 def _problems(spec: ConnectionSpec, by_name: dict[str, FieldInfo]) -> list[str]:
     sf = spec.salesforce
     problems = []
-    for role, name in (("org_number_field", sf.org_number_field), ("country_field", sf.country_field)):
+    roles = (
+        ("org_number_field", sf.org_number_field),
+        ("country_field", sf.country_field),
+        ("opt_out_field", sf.opt_out_field),
+    )
+    for role, name in roles:
         if name is not None and name.lower() not in by_name:
             problems.append(f"{role} {name!r} does not exist")
+    opt_out = by_name.get((sf.opt_out_field or "").lower())
+    if opt_out is not None and opt_out.type != "boolean":
+        problems.append(
+            f"opt_out_field {opt_out.name!r} has type {opt_out.type!r} (expected a checkbox: boolean)"
+        )
     for canonical, mapping in spec.mapping.items():
         problems += _mapped_field_problems(canonical, mapping.field, by_name, sf.org_number_field)
     return problems

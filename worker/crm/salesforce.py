@@ -119,6 +119,16 @@ class SalesforceClient:
                 return
             page = self._call(partial(_query_more, url=page["nextRecordsUrl"], timeout=self._timeout_s))
 
+    def count(self, where: str | None = None) -> int:
+        """How many records match ``where``: ``SELECT COUNT()``, one API call whatever the number.
+
+        Args:
+            where: Optional trusted SOQL condition (quote literals with ``soql_quote``).
+        """
+        soql = f"SELECT COUNT() FROM {self._object}" + (f" WHERE {where}" if where else "")  # noqa: S608
+        body = self._call(partial(_query, soql=soql, timeout=self._timeout_s))
+        return int(body.get("totalSize", 0))
+
     def read_by_ids(self, ids: Sequence[str], fields: Sequence[str]) -> list[CrmRecord]:
         """Fresh values of up to 200 records in one sObject Collections GET; deleted ones are left out."""
         if not ids:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -35,6 +36,7 @@ class Claim:
     record_ids: list[str]
     connection_id: int
     run_stopping: bool
+    options: dict[str, Any] = field(default_factory=dict)  # the run's options (backfill filters, dry run)
 
 
 def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Claim | None:
@@ -58,7 +60,10 @@ def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Cl
         select(Chunk, Run).join(Run, Run.id == Chunk.run_id).where(Chunk.id == chunk_id)
     ).one()
     stopping = bool(run.error_code) or run.cancel_requested or run.status != RunStatus.RUNNING.value
-    return Claim(chunk.id, run.id, chunk.attempt, list(chunk.record_ids), run.connection_id, stopping)
+    options = dict(run.options or {})
+    return Claim(
+        chunk.id, run.id, chunk.attempt, list(chunk.record_ids), run.connection_id, stopping, options
+    )
 
 
 def heartbeat(session: Session, claim_: Claim, lease_s: int, now: dt.datetime) -> bool:

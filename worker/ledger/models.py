@@ -184,6 +184,9 @@ class Run(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Fields left alone because someone edited them by hand (protect_manual); records that opted out.
+    protected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    opted_out: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     registry_calls: Mapped[int] = mapped_column(Integer, default=0)
     crm_calls: Mapped[int] = mapped_column(Integer, default=0)
     api_used_before: Mapped[int | None] = mapped_column(Integer)
@@ -215,6 +218,8 @@ class Chunk(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    protected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    opted_out: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     registry_calls: Mapped[int] = mapped_column(Integer, default=0)
     crm_calls: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from worker.errors import RunNotFound
@@ -107,6 +107,8 @@ class Counts:
     registry_calls: int = 0
     crm_calls: int = 0
     api_used: int | None = None
+    protected: int = 0
+    opted_out: int = 0
 
 
 def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.datetime) -> None:
@@ -120,6 +122,8 @@ def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.date
             unchanged=Run.unchanged + counts.unchanged,
             updated=Run.updated + counts.updated,
             failed=Run.failed + counts.failed,
+            protected=Run.protected + counts.protected,
+            opted_out=Run.opted_out + counts.opted_out,
             registry_calls=Run.registry_calls + counts.registry_calls,
             crm_calls=Run.crm_calls + counts.crm_calls,
             heartbeat_at=now,
@@ -158,15 +162,7 @@ def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | 
     if not transition(session, run_id, RunStatus.RUNNING, status, finished_at=now, heartbeat_at=now):
         return None
     session.refresh(run)
-    _announce_when_committed(session, run_id)
     return status
-
-
-def _announce_when_committed(session: Session, run_id: int) -> None:
-    """Tell the run-closed listeners (alert evaluation) once the closing transaction has committed."""
-    from worker.dispatch import run_closed
-
-    event.listen(session, "after_commit", lambda _session: run_closed(run_id), once=True)
 
 
 def duration_s(run: Run) -> float | None:

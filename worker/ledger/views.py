@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.errors import ConnectionNotFound
+from worker.ledger.field_changes import field_changes
 from worker.ledger.models import Connection, RecordFailure, Run
 from worker.ledger.runs import duration_s, get_run
 
@@ -18,6 +19,8 @@ COUNT_KEYS = (
     "unchanged",
     "updated",
     "failed",
+    "protected",
+    "opted_out",
     "registry_calls",
     "crm_calls",
     "api_used_before",
@@ -47,7 +50,12 @@ def run_view(run: Run, connection_name: str) -> dict[str, Any]:
         "duration_s": duration_s(run),
     }
     view.update({key: getattr(run, key) for key in COUNT_KEYS})
-    view["not_processed"] = max(0, run.planned - run.invalid - run.unchanged - run.updated - run.failed)
+    done = run.invalid + run.unchanged + run.updated + run.failed + run.opted_out
+    view["not_processed"] = max(0, run.planned - done)
+    view["dry_run"] = bool((run.options or {}).get("dry_run"))  # then "updated" counts would-be updates
+    view["options"] = {
+        key: len(value) if key == "ids" else value for key, value in (run.options or {}).items()
+    }
     view["error_code"] = run.error_code
     view["error"] = run.error
     return view
@@ -67,7 +75,10 @@ def list_runs(session: Session, connection: str | None = None, limit: int = 20) 
 def show_run(session: Session, run_id: int) -> dict[str, Any]:
     run = get_run(session, run_id)
     name = session.execute(select(Connection.name).where(Connection.id == run.connection_id)).scalar_one()
-    return run_view(run, name)
+    view = run_view(run, name)
+    if view["dry_run"]:
+        view["field_changes"] = field_changes(session, run_id)  # counts only: samples hold CRM values
+    return view
 
 
 def failure_view(failure: RecordFailure) -> dict[str, Any]:

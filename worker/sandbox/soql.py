@@ -1,6 +1,6 @@
 """A minimal SOQL parser and evaluator for the Salesforce sandbox.
 
-``SELECT f1, f2 FROM Obj [WHERE expr] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]``
+``SELECT f1, f2 | COUNT() FROM Obj [WHERE expr] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]``
 where ``expr`` has AND / OR / NOT / parentheses, ``= != <> < <= > >=``, ``[NOT] IN (...)``, ``LIKE``, null,
 true/false, numbers, dates and string literals with SOQL backslash escapes. Like real SOQL, names and
 keywords are case-insensitive, string comparisons ignore case, ``!=`` matches nulls, and AND and OR may
@@ -59,6 +59,7 @@ class Query:
     order_by: tuple[tuple[str, bool, bool], ...] = ()  # (field, descending, nulls_last)
     limit: int | None = None
     offset: int = 0
+    count: bool = False  # SELECT COUNT(): only totalSize is answered
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         return self.where is None or self.where.evaluate(record)
@@ -175,7 +176,8 @@ class _Parser:
 
     def query(self) -> Query:
         self._expect("SELECT")
-        raw_fields = self._field_list()
+        count = self._count()
+        raw_fields = [] if count else self._field_list()
         self._expect("FROM")
         self._bind_object(self._next())
         fields = tuple(self._field(token) for token in raw_fields)
@@ -185,7 +187,15 @@ class _Parser:
         offset = self._integer() if self._accept("OFFSET") else 0
         if self._peek() is not None:
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: {self._next().text!r}")
-        return Query(fields, self._object, where, order_by, limit, offset)
+        return Query(fields, self._object, where, order_by, limit, offset, count)
+
+    def _count(self) -> bool:
+        """``COUNT()`` (no argument) instead of a field list."""
+        ahead = [token.text for token in self._tokens[self._at : self._at + 3]]
+        if len(ahead) == 3 and ahead[0].upper() == "COUNT" and ahead[1:] == ["(", ")"]:
+            self._at += 3
+            return True
+        return False
 
     def _field_list(self) -> list[Token]:
         tokens = [self._name()]

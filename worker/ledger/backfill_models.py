@@ -1,0 +1,29 @@
+"""Ledger table of backfills: what a dry run would change, per field.
+
+``samples`` holds up to three ``{record_id, old, new}`` examples per field. They are CRM and registry values,
+the one place the ledger keeps field values at all (everywhere else it keeps hashes): an admin asked for a
+preview of exactly those values. They are shown in the CLI output of the admin who runs the dry run (and in
+`runs show` JSON only on request), never logged, and go when the run is deleted (ON DELETE CASCADE).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from worker.ledger.models import ID, Base
+
+
+class RunFieldChange(Base):
+    """How many records a dry run would change in one CRM field, with a few examples."""
+
+    __tablename__ = "run_field_changes"
+    __table_args__ = (UniqueConstraint("run_id", "field"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(100))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    samples: Mapped[list[Any]] = mapped_column(JSON, default=list)
