@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 from psycopg import sql
 
 from config.settings import reset_settings
+from worker.alerts.models import Alert, AlertKind, AlertStatus
 from worker.api.keys import create_key, revoke_key
 from worker.api.models import Role
 from worker.connections.apply import apply_connection
@@ -26,11 +27,13 @@ from worker.connections.spec import parse_spec
 from worker.ledger.db import reset_engines, session_scope
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import Chunk, RecordFailure, Run, RunKind, RunStatus, utcnow
+from worker.secrets import set_secret
 
 A, B = "alpha", "bravo-hidden"
 #: B's run ids are far from A's so that "the id appears in the answer" is a meaningful check.
 B_RUN_IDS = (987650, 987651)
-B_MARKERS = ("bravo-hidden", "001BRAVOSECRET01", "B-SECRET-ERROR-TEXT", "912345678")
+B_MARKERS = ("bravo-hidden", "001BRAVOSECRET01", "B-SECRET-ERROR-TEXT", "912345678", "b-hidden-subject")
+B_ALERT_ID = 876540
 
 
 def spec_data(name: str) -> dict[str, Any]:
@@ -72,6 +75,8 @@ class World:
     a_failed_run: int = 0
     a_queued_run: int = 0
     revoked: str = ""
+    #: One open alert of A per role, so that each role's acknowledgement meets an unacknowledged alert.
+    a_alerts: dict[str, int] = field(default_factory=dict)
 
 
 def _seed_a(session: Any, connection_id: int, world: World, now: dt.datetime) -> None:
@@ -132,18 +137,50 @@ def _seed_b(session: Any, connection_id: int, now: dt.datetime) -> None:
     )
 
 
-def build_world() -> World:
-    """Connections A and B with runs and failures, and API keys of every role for A (plus one for B)."""
+def _alert(connection_id: int, subject: str, now: dt.datetime, **extra: Any) -> Alert:
+    return Alert(
+        connection_id=connection_id,
+        kind=AlertKind.RUN_FAILED.value,
+        subject=subject,
+        status=AlertStatus.OPEN.value,
+        detected_at=now,
+        opened_at=now,
+        notify_by=now + dt.timedelta(minutes=30),
+        details={},
+        **extra,
+    )
+
+
+def _seed_alerts(session: Any, ids: dict[str, int], world: World, now: dt.datetime) -> None:
+    for role in ("viewer", "operator", "admin"):
+        alert = _alert(ids[A], f"alpha-{role}", now)
+        session.add(alert)
+        session.flush()
+        world.a_alerts[role] = alert.id
+    session.add(_alert(ids[B], "b-hidden-subject", now, id=B_ALERT_ID))
+
+
+def build_world(spec_a: dict[str, Any] | None = None, secrets_a: dict[str, str] | None = None) -> World:
+    """Connections A and B with runs, failures and alerts, and API keys of every role for A (plus one for B).
+
+    Args:
+        spec_a: A's connection file content (e.g. pointing at a sandbox); a placeholder one by default.
+        secrets_a: A's secrets to store (none by default: then nothing can reach Salesforce).
+    """
     world = World()
     now = utcnow()
+    specs = {A: spec_a or spec_data(A), B: spec_data(B)}
     with session_scope() as session:
         ids = {
-            name: apply_connection(session, parse_spec(spec_data(name)), "test").connection_id
-            for name in (A, B)
+            name: apply_connection(session, parse_spec(data), "test").connection_id
+            for name, data in specs.items()
         }
+        for name, value in (secrets_a or {}).items():
+            set_secret(session, A, name, value, "test")
     with session_scope() as session:
         _seed_a(session, ids[A], world, now)
         _seed_b(session, ids[B], now)
+        _seed_alerts(session, ids, world, now)
     with session_scope() as session:
         for role in Role:
             world.keys[role.value] = create_key(session, connections=[A], role=role, actor="test").secret
@@ -188,3 +225,30 @@ def ledger_env(**extra: str) -> Iterator[str]:
         reset_settings()
         with _pg_admin() as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def claimed_redis() -> Iterator[str]:
+    """A Redis DB index for a whole module (the conftest fixture is per test), flushed before and after."""
+    import redis
+
+    from tests.conftest import REDIS_BASE, _claim_redis_db, service_missing
+
+    claims = redis.Redis.from_url(f"{REDIS_BASE}/0", socket_connect_timeout=3)
+    try:
+        claims.ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis is not reachable at {REDIS_BASE}: {exc}")
+    token = f"{os.getpid()}:{secrets.token_hex(4)}"
+    index = _claim_redis_db(claims, token)
+    url = f"{REDIS_BASE}/{index}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+        if claims.get(f"regsync:test-redis-db:{index}") == token.encode():
+            claims.delete(f"regsync:test-redis-db:{index}")
+        claims.close()

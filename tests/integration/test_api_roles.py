@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.api_world import B_MARKERS, B_RUN_IDS, A, B, World, build_world, ledger_env
+from tests.integration.api_world import B_ALERT_ID, B_MARKERS, B_RUN_IDS, A, B, World, build_world, ledger_env
 from tests.unit.fakes import FakeDispatcher
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
@@ -31,8 +31,9 @@ class Call:
     ok: int = 200
 
 
-def calls(world: World) -> list[Call]:
+def calls(world: World, who: str) -> list[Call]:
     a_run, b_run = world.a_failed_run, B_RUN_IDS[0]
+    a_alert = world.a_alerts.get(who, world.a_alerts["admin"])
     backfill = {"dry_run": True}
     return [
         Call("list runs", "GET", f"/v1/connections/{A}/runs", f"/v1/connections/{B}/runs", "viewer"),
@@ -54,6 +55,8 @@ def calls(world: World) -> list[Call]:
             f"/v1/runs/{B_RUN_IDS[1]}/cancel",
             "operator",
         ),
+        Call("alerts", "GET", "/v1/alerts", f"/v1/alerts?connection={B}", "viewer"),
+        Call("ack", "POST", f"/v1/alerts/{a_alert}/ack", f"/v1/alerts/{B_ALERT_ID}/ack", "operator"),
     ]
 
 
@@ -96,7 +99,7 @@ def _rank(role: str) -> int:
 @pytest.mark.parametrize("who", ROLES + ANONYMOUS)
 def test_role_matrix_allows_exactly_what_each_role_may_do(api: Api, who: str) -> None:
     key = _key_for(api.world, who)
-    for call in calls(api.world):
+    for call in calls(api.world, who):
         status_a, body_a = api.call(key, call.method, call.path_a, call.body)
         status_b, body_b = api.call(key, call.method, call.path_b, call.body)
         if who in ANONYMOUS:
@@ -111,7 +114,7 @@ def test_role_matrix_allows_exactly_what_each_role_may_do(api: Api, who: str) ->
 
 def _assert_nothing_of_b(bodies: list[bytes]) -> None:
     everything = b"\n".join(bodies)
-    for marker in (*B_MARKERS, *(str(run_id) for run_id in B_RUN_IDS)):
+    for marker in (*B_MARKERS, *(str(run_id) for run_id in B_RUN_IDS), str(B_ALERT_ID)):
         assert marker.encode() not in everything, marker
 
 

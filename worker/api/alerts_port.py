@@ -1,13 +1,21 @@
-"""The API's view of alerts, kept apart so the routes and /metrics work whether or not alerting is installed.
-
-TEMPORARY until worker/alerts lands: every function answers "not available".
-"""
+"""Alert numbers for /metrics: open (unresolved) alerts by kind."""
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from worker.alerts.models import Alert, AlertKind, AlertStatus
 
-def open_alerts_by_kind(session: Session) -> dict[str, int] | None:
-    """Open alerts by kind, or None when this build has no alerts."""
-    return None
+
+def open_alerts_by_kind(session: Session) -> dict[str, int]:
+    """Unresolved alerts by kind, every kind present (0 when none), so the series exist before the first."""
+    counts = {kind.value: 0 for kind in AlertKind}
+    query = (
+        select(Alert.kind, func.count())
+        .where(Alert.status != AlertStatus.RESOLVED.value)
+        .group_by(Alert.kind)
+    )
+    for kind, count in session.execute(query):
+        counts[kind] = int(count)
+    return counts

@@ -1,7 +1,7 @@
 """GET /metrics: Prometheus text; process samples (multiprocess-aware) plus ledger numbers read at scrape time.
 
 Ledger numbers: runs by status and kind, the last known Salesforce API usage and limit per connection, and
-open alerts by kind (when the alerts table exists). The endpoint is for the operator's Prometheus, not for
+open alerts by kind. The endpoint is for the operator's Prometheus, not for
 tenants: protect it with REGSYNC_METRICS_TOKEN (bearer) or keep the web port private.
 """
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
+from worker.api.alerts_port import open_alerts_by_kind
 from worker.api.problems import ApiError
 from worker.ledger.db import session_scope
 from worker.ledger.models import Connection, Run
@@ -67,9 +68,7 @@ class LedgerCollector:
             alerts = _open_alerts(session)
         up = GaugeMetricFamily("regsync_ledger_up", "1 if the ledger answered this scrape.")
         up.add_metric([], 1)
-        yield from (up, runs, used, limit)
-        if alerts is not None:
-            yield alerts
+        yield from (up, runs, used, limit, alerts)
 
 
 def _latest_api_usage(session: Session) -> list[tuple[str, int, int | None]]:
@@ -87,15 +86,9 @@ def _latest_api_usage(session: Session) -> list[tuple[str, int, int | None]]:
     return [(name, int(u), lim) for name, u, lim in session.execute(query)]
 
 
-def _open_alerts(session: Session) -> GaugeMetricFamily | None:
-    """Open alerts by kind, or None while the alerts feature has no table."""
-    from worker.api.alerts_port import open_alerts_by_kind
-
-    counts = open_alerts_by_kind(session)
-    if counts is None:
-        return None
+def _open_alerts(session: Session) -> GaugeMetricFamily:
     family = GaugeMetricFamily("regsync_alerts_open", "Open (unresolved) alerts by kind.", labels=["kind"])
-    for kind, count in sorted(counts.items()):
+    for kind, count in sorted(open_alerts_by_kind(session).items()):
         family.add_metric([kind], count)
     return family
 

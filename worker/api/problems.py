@@ -11,7 +11,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worker.api.context import correlation_id
-from worker.errors import LedgerError, RegsyncError, RunNotFound, StateConflict
+from worker.errors import (
+    AlertNotFound,
+    ConnectionNotFound,
+    CrmError,
+    InvalidFilter,
+    LedgerError,
+    RegistryError,
+    RegsyncError,
+    RunNotFound,
+    SecretKeyError,
+    SecretMissing,
+    StateConflict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +114,34 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "the request is not valid; see details", details=_field_errors(exc))
 
 
+_WHAT = {RunNotFound: "run", AlertNotFound: "alert"}
+
+
+def _status_of(exc: RegsyncError) -> int:
+    """The HTTP status of a domain error raised below a route."""
+    if isinstance(exc, RunNotFound | ConnectionNotFound | AlertNotFound):
+        return 404
+    if isinstance(exc, InvalidFilter):
+        return 422  # the body is well-formed but does not fit this connection (describe, mapping, runs)
+    if isinstance(exc, StateConflict | SecretMissing | SecretKeyError):
+        return 409  # the resource is not in a state that allows this (yet)
+    if isinstance(exc, CrmError | RegistryError):
+        return 502  # an upstream service answered with an error
+    if isinstance(exc, LedgerError):
+        return 503
+    return 400
+
+
 async def _regsync_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegsyncError)
-    if isinstance(exc, RunNotFound):
-        return error_response(404, not_found("run").message)
-    if isinstance(exc, StateConflict):
-        return error_response(409, exc.message, exc.code)
-    if isinstance(exc, LedgerError):
-        log.error("ledger error in API request: %s", exc.message, extra={"correlation_id": correlation_id()})
+    status = _status_of(exc)
+    if status == 404:
+        return error_response(404, not_found(_WHAT.get(type(exc), "connection")).message)
+    if status >= 500:
+        log.error("%s in API request: %s", exc.code, exc.message, extra={"correlation_id": correlation_id()})
+    if status == 503:
         return error_response(503, "the ledger is not available; try again shortly", exc.code)
-    return error_response(400, exc.message, exc.code)
+    return error_response(status, exc.message, exc.code)
 
 
 def install(app: FastAPI) -> None:

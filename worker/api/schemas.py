@@ -134,3 +134,22 @@ class HealthOut(BaseModel):
 class CancelOut(BaseModel):
     run: RunOut
     cancel_requested: bool = Field(description="False when the run had already ended.")
+
+
+class EstimateCounts(BaseModel):
+    records: int
+    records_is_upper_bound: bool
+    count_calls: int
+    query_calls: int
+    read_calls: int
+    write_calls_max: int
+    registry_calls_max: int
+    crm_calls_max: int
+
+
+class EstimateOut(BaseModel):
+    """What a backfill would cost; nothing was started."""
+
+    connection: str
+    options: dict[str, Any]
+    estimate: EstimateCounts

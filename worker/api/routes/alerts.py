@@ -1,31 +1,80 @@
-"""Alerts of the key's connections, and acknowledging one. TEMPORARY: 501 until worker/alerts lands."""
+"""Alerts of the key's connections (newest first) and acknowledging one (operator); others' alerts are 404."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime as dt
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
 
+from worker.alerts.models import Alert
+from worker.alerts.queries import ack_alert, list_alerts
 from worker.api.deps import Caller, require
 from worker.api.models import Role
-from worker.api.problems import ApiError
-from worker.api.schemas import MAX_ID, ErrorOut
+from worker.api.problems import not_found
+from worker.api.schemas import CONNECTION_NAME, MAX_ID, MAX_PAGE, ErrorOut
+from worker.ledger.db import session_scope
 
-router = APIRouter(
-    tags=["alerts"], responses={501: {"model": ErrorOut, "description": "No alerting in this build."}}
+router = APIRouter(tags=["alerts"])
+
+
+class AlertOut(BaseModel):
+    """An alert: what, of which connection and run, and where it is in open → notified → acknowledged →
+    resolved."""
+
+    id: int
+    connection: str
+    kind: str
+    subject: str
+    status: str
+    run_id: int | None
+    detected_at: dt.datetime | None
+    opened_at: dt.datetime | None
+    notify_by: dt.datetime | None
+    notified_at: dt.datetime | None
+    acknowledged_at: dt.datetime | None
+    acknowledged_by: str | None
+    escalation_level: int
+    escalate_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    details: dict[str, Any]
+
+
+class AlertList(BaseModel):
+    items: list[AlertOut]
+
+
+@router.get("/alerts", response_model=AlertList, summary="Alerts of your connections, newest first")
+def get_alerts(
+    who: Caller,
+    connection: Annotated[
+        str | None, Query(pattern=CONNECTION_NAME, description="Only this connection's alerts.")
+    ] = None,
+    open_only: Annotated[bool, Query(description="Only unresolved alerts.")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most this many (≤ {MAX_PAGE}).")] = 50,
+) -> dict[str, Any]:
+    scope = set(who.connections)
+    if connection is not None:
+        connection_id = who.connection_id(connection)
+        if connection_id is None:
+            raise not_found("connection")
+        scope = {connection_id}
+    with session_scope() as session:
+        items = list_alerts(session, open_only=open_only, connection_ids=scope, limit=limit)
+    return {"items": items}
+
+
+@router.post(
+    "/alerts/{alert_id}/ack",
+    response_model=AlertOut,
+    responses={409: {"model": ErrorOut, "description": "The alert is acknowledged or resolved already."}},
+    summary="Acknowledge an alert: its escalation stops",
 )
-
-
-def _missing() -> ApiError:
-    return ApiError(501, "alerting is not part of this build of regsync yet")
-
-
-@router.get("/alerts", summary="Alerts of your connections")
-def list_alerts(who: Caller) -> None:
-    raise _missing()
-
-
-@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert")
-def ack_alert(alert_id: Annotated[int, Path(ge=1, le=MAX_ID)], who: Caller) -> None:
-    require(who, Role.OPERATOR)
-    raise _missing()
+def acknowledge(alert_id: Annotated[int, Path(ge=1, le=MAX_ID)], who: Caller) -> dict[str, Any]:
+    with session_scope() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None or not who.sees(alert.connection_id):
+            raise not_found("alert")
+        require(who, Role.OPERATOR)
+        return ack_alert(session, alert_id, who.actor)
