@@ -49,6 +49,18 @@ class BrokenChannel:
         raise ChannelRejected(self.problem)
 
 
+def _untrusted(exc: BaseException) -> bool:
+    """True when a certificate check failed somewhere in the exception's chain (a permanent problem)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class WebhookChannel:
     """POSTs the notice's JSON, signed, retrying transient failures with exponential backoff."""
 
@@ -87,6 +99,10 @@ class WebhookChannel:
         try:
             response = client.post(self.spec.url, content=body, headers=self._headers(notice, body))
         except httpx.TransportError as exc:
+            if _untrusted(exc):
+                raise ChannelRejected(
+                    f"webhook {self.name}: the receiver's TLS certificate is not trusted; check SSL_CERT_FILE"
+                ) from None
             return type(exc).__name__
         if 200 <= response.status_code < 300:
             return None
