@@ -20,6 +20,8 @@ STATUS_COLOURS = {
     "paused_budget": "#6a1b9a",
 }
 ALERT_COLOUR = "#d81b60"
+#: The plot area's background (distinct, so a screenshot can find the chart).
+PLOT_COLOUR = "#eef3fb"
 WIDTH, LABEL_W, ROW_H, AXIS_H = 1100, 170, 30, 40
 MIN_RUN_W = 3.0
 
@@ -46,6 +48,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _minute(text: str) -> str:
+    return dt.datetime.fromisoformat(text).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def _when(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
@@ -60,13 +66,17 @@ class _Scale:
 
 
 def _axis(scale: _Scale, height: float) -> list[str]:
-    parts = []
+    left, right = scale.x(scale.start), scale.x(scale.start + dt.timedelta(seconds=scale.span))
+    parts = [
+        f'<rect class="plot" x="{left:.1f}" y="0" width="{right - left:.1f}" height="{height}" fill="{PLOT_COLOUR}"/>'
+    ]
     for i in range(7):
         at = scale.start + dt.timedelta(seconds=scale.span * i / 6)
         x = scale.x(at)
         parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height:.1f}" stroke="#eeeeee"/>')
-        label = at.strftime("%Y-%m-%d %H:%M")
-        parts.append(f'<text x="{x:.1f}" y="{height + 16:.1f}" text-anchor="middle">{escape(label)}</text>')
+        label = at.strftime("%m-%d %H:%M")
+        anchor = "end" if i == 6 else "middle"
+        parts.append(f'<text x="{x:.1f}" y="{height + 16:.1f}" text-anchor="{anchor}">{escape(label)}</text>')
     return parts
 
 
@@ -169,7 +179,7 @@ def render_html(report: dict[str, Any]) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>regsync compliance report</title><style>{_CSS}</style></head><body>"
         f"<h1>regsync compliance report</h1>"
-        f'<p class="muted">{escape(window["since"])} – {escape(window["until"])}</p>'
+        f'<p class="muted">{escape(_minute(window["since"]))} – {escape(_minute(window["until"]))} UTC</p>'
         f"<h2>Run timeline</h2>{timeline_svg(report)}{_legend()}"
         f"<h2>Runs ({runs['total']})</h2>{_table(list(runs['by_status'].items()), ('status', 'runs'))}"
         f"<h2>Alerts ({alerts['total']})</h2>{_table(alert_rows, ('kind', 'alerts'))}"
