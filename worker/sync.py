@@ -12,11 +12,20 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+
 from config.settings import Settings, get_settings
 from worker.backfill import BackfillOptions
 from worker.company import CompanyKey, LookupResult
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
-from worker.errors import CrmAuthError, CrmLimitExceeded, InvalidOrgNumber, RegistryAuthError, RegsyncError
+from worker.errors import (
+    CrmAuthError,
+    CrmLimitExceeded,
+    InvalidOrgNumber,
+    RegistryAuthError,
+    RegsyncError,
+    StateConflict,
+)
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.db import session_scope
@@ -81,6 +90,9 @@ def sync_chunk(
     except RUN_FATAL as exc:
         _abort(claim, exc)
         return "aborted"
+    except StateConflict as exc:  # this attempt outlived its lease and another one took the chunk over
+        log.warning("chunk attempt stopped: %s", exc.message, extra={"chunk_id": claim.chunk_id})
+        return "taken_over"
     except Exception as exc:
         if last_attempt:
             _give_up(claim, exc)
@@ -199,6 +211,8 @@ class ChunkWork:
         if not plans:
             return
         with session_scope() as session:
+            # One transaction with the pending hashes: the PATCH leaves with a fresh lease, or not at all.
+            self._still_mine(session)
             writes.mark_pending(
                 session,
                 self.runtime.connection_id,
@@ -224,7 +238,20 @@ class ChunkWork:
 
     def _heartbeat(self) -> None:
         with session_scope() as session:
-            chunks.heartbeat(session, self.claim, self.settings.chunk_lease_s, utcnow())
+            self._still_mine(session)
+
+    def _still_mine(self, session: Session) -> None:
+        """Extend this attempt's lease.
+
+        Raises:
+            StateConflict: another attempt took the chunk over (this one was paused past its lease, e.g. a frozen
+                VM); writing now would write its records a second time.
+        """
+        if not chunks.heartbeat(session, self.claim, self.settings.chunk_lease_s, utcnow()):
+            raise StateConflict(
+                f"chunk {self.claim.chunk_id} attempt {self.claim.attempt} lost its lease to another attempt; "
+                "it stopped without writing"
+            )
 
 
 def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str | None = None) -> None:
