@@ -181,18 +181,19 @@ def volume_anomaly(state: ConnectionState, now: dt.datetime) -> list[Condition]:
     """
     settings = state.settings
     runs = [r for r in _outcomes(state) if r.kind != RunKind.BACKFILL.value]
-    if len(runs) < settings.volume_min_history + 1 or runs[0].finished_at is None:
+    if len(runs) < settings.volume_min_history + 1:
         return []
     newest, history = runs[0], runs[1 : 1 + VOLUME_HISTORY]
+    finished = newest.finished_at
+    if finished is None:
+        return []
     found = []
     for metric in ("planned", "updated"):
         value = int(getattr(newest, metric))
         median = float(statistics.median(int(getattr(r, metric)) for r in history))
         if _deviates(value, median, settings.volume_share, settings.volume_min_records):
             details = {"metric": metric, "value": value, "median": median, "history": len(history)}
-            found.append(
-                _condition(state, AlertKind.VOLUME_ANOMALY, metric, newest.finished_at, newest, **details)
-            )
+            found.append(_condition(state, AlertKind.VOLUME_ANOMALY, metric, finished, newest, **details))
     return found
 
 

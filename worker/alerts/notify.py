@@ -98,7 +98,7 @@ def load_context(alert_id: int, factory: ChannelFactory) -> Context:
 
 
 def _claimed(session: Session, statement: object) -> bool:
-    return bool(session.execute(statement).rowcount == 1)  # type: ignore[call-overload,attr-defined]
+    return bool(session.execute(statement).rowcount == 1)  # type: ignore[call-overload]
 
 
 def record_deliveries(
