@@ -77,6 +77,8 @@ class World:
     revoked: str = ""
     #: One open alert of A per role, so that each role's acknowledgement meets an unacknowledged alert.
     a_alerts: dict[str, int] = field(default_factory=dict)
+    #: One queued run of A per role, for the same reason (a second cancel answers 409).
+    a_cancellable: dict[str, int] = field(default_factory=dict)
 
 
 def _seed_a(session: Any, connection_id: int, world: World, now: dt.datetime) -> None:
@@ -110,6 +112,12 @@ def _seed_a(session: Any, connection_id: int, world: World, now: dt.datetime) ->
     session.flush()
     world.a_queued_run = running.id
     world.a_runs.append(running.id)
+    for role in ("viewer", "operator", "admin"):
+        queued = _run(connection_id, status=RunStatus.QUEUED, kind=RunKind.MANUAL, queued=now)
+        session.add(queued)
+        session.flush()
+        world.a_cancellable[role] = queued.id
+        world.a_runs.append(queued.id)
 
 
 def _seed_b(session: Any, connection_id: int, now: dt.datetime) -> None:

@@ -5,6 +5,8 @@ Routes live under ``/v1`` (OpenAPI at ``/v1/openapi.json``); ``/metrics`` is out
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from config.settings import Settings, get_settings
@@ -12,16 +14,17 @@ from worker.api import problems
 from worker.api.metrics import router as metrics_router
 from worker.api.middleware import ApiMiddleware
 from worker.api.routes import alerts, backfills, health, runs
+from worker.api.routes import settings as connection_settings
 from worker.api.schemas import ErrorOut
 from worker.api.throttle import Throttle, make_throttle
 from worker.dispatch import CeleryDispatcher, Dispatcher
 
 API_PREFIX = "/v1"
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
     for status, description in {
-        400: "Bad request (e.g. a cursor from another listing).",
+        400: "Bad request; the message says what to change.",
         401: "No API key, or an unknown or revoked one.",
         403: "The key's role does not allow this.",
         404: "No such resource, or it belongs to a connection outside the key's scope.",
@@ -49,7 +52,7 @@ def create_app(
     )
     app.state.dispatcher = dispatcher or CeleryDispatcher()
     app.state.throttle = throttle or make_throttle(settings.redis_url, settings.api_rate_per_minute)
-    for module in (runs, backfills, alerts):
+    for module in (runs, backfills, alerts, connection_settings):
         app.include_router(module.router, prefix=API_PREFIX, responses=_ERRORS)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(metrics_router)

@@ -83,7 +83,7 @@ def _latest_api_usage(session: Session) -> list[tuple[str, int, int | None]]:
         .join(newest, newest.c.run_id == Run.id)
         .join(Connection, Connection.id == Run.connection_id)
     )
-    return [(name, int(u), lim) for name, u, lim in session.execute(query)]
+    return [(name, int(u or 0), lim) for name, u, lim in session.execute(query)]
 
 
 def _open_alerts(session: Session) -> GaugeMetricFamily:
@@ -97,7 +97,7 @@ def scrape() -> bytes:
     """This process's samples, or every process's in multiprocess mode, then the ledger gauges."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         processes = CollectorRegistry()
-        MultiProcessCollector(processes)
+        MultiProcessCollector(processes)  # type: ignore[no-untyped-call]
     else:
         processes = REGISTRY
     ledger = CollectorRegistry()

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from worker.api.context import correlation_id
 from worker.errors import (
@@ -17,6 +18,7 @@ from worker.errors import (
     CrmError,
     InvalidFilter,
     LedgerError,
+    NoticeSettingsRefused,
     RegistryError,
     RegsyncError,
     RunNotFound,
@@ -94,12 +96,25 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.message, exc.code, exc.headers)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path (Starlette's own Allow names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _child = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = {404: "no such path; the API lives under /v1 (see /v1/openapi.json)"}.get(
         exc.status_code, str(exc.detail)
     )
-    return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return error_response(exc.status_code, message, headers=headers)
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -121,7 +136,7 @@ def _status_of(exc: RegsyncError) -> int:
     """The HTTP status of a domain error raised below a route."""
     if isinstance(exc, RunNotFound | ConnectionNotFound | AlertNotFound):
         return 404
-    if isinstance(exc, InvalidFilter):
+    if isinstance(exc, InvalidFilter | NoticeSettingsRefused):
         return 422  # the body is well-formed but does not fit this connection (describe, mapping, runs)
     if isinstance(exc, StateConflict | SecretMissing | SecretKeyError):
         return 409  # the resource is not in a state that allows this (yet)

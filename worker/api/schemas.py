@@ -133,7 +133,8 @@ class HealthOut(BaseModel):
 
 class CancelOut(BaseModel):
     run: RunOut
-    cancel_requested: bool = Field(description="False when the run had already ended.")
+    before: RunStatus = Field(description="The run's status when the cancel arrived.")
+    chunks_dropped: int = Field(description="Queued chunks dropped; running ones finish first.")
 
 
 class EstimateCounts(BaseModel):

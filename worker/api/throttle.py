@@ -61,7 +61,9 @@ class RedisThrottle:
         name = f"regsync:api-rate:{key}:{int(now // WINDOW_S)}"
         try:
             with self.client.pipeline(transaction=True) as pipe:
-                count, _ = pipe.incr(name).expire(name, WINDOW_S + 5).execute()
+                pipe.incr(name)
+                pipe.expire(name, WINDOW_S + 5)
+                count, _ = pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("API rate limit falls back to memory: %s", type(exc).__name__)
             return self._fallback.hit(key)

@@ -47,6 +47,7 @@ def create_backfill(
     with salesforce(scope.id) if body.needs_salesforce() else nullcontext() as crm:
         options = to_options(body, spec, scope.id, crm)
         if body.estimate:
+            assert crm is not None  # estimate needs Salesforce: opened above
             selection = resolve_selection(options, scope.id, spec)
             result = estimate(crm, selection, chunk_size=spec.sync.chunk_size, dry_run=body.dry_run)
             response.status_code = 200

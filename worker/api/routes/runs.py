@@ -9,12 +9,21 @@ from fastapi import APIRouter, Depends, Path, Query
 from worker.api import pagination
 from worker.api.deps import Caller, Scoped, require, scoped
 from worker.api.models import Role
-from worker.api.schemas import MAX_ID, MAX_PAGE, CancelOut, FailurePage, RunDetail, RunPage, UtcDatetime
+from worker.api.schemas import (
+    MAX_ID,
+    MAX_PAGE,
+    CancelOut,
+    ErrorOut,
+    FailurePage,
+    RunDetail,
+    RunPage,
+    UtcDatetime,
+)
 from worker.api.views import page_of_failures, page_of_runs, run_detail, run_out, scoped_run
 from worker.audit import append_event
-from worker.ledger import runs
+from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
-from worker.ledger.models import RunKind, RunStatus
+from worker.ledger.models import RunKind, RunStatus, utcnow
 
 router = APIRouter(tags=["runs"])
 
@@ -61,13 +70,24 @@ def list_failures(run_id: RunId, who: Caller, cursor: Cursor = None, limit: Limi
     return {"items": items, "next_cursor": pagination.encode(last) if last else None}
 
 
-@router.post("/runs/{run_id}/cancel", response_model=CancelOut, summary="Ask a queued or running run to stop")
-def cancel_run(run_id: RunId, who: Caller) -> dict[str, object]:
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=CancelOut,
+    responses={409: {"model": ErrorOut, "description": "The run already ended."}},
+    summary="Cancel a run: queued chunks are dropped, running chunks finish",
+)
+def cancel(run_id: RunId, who: Caller) -> dict[str, object]:
     with session_scope() as session:
         run, name = scoped_run(session, run_id, who)
         require(who, Role.OPERATOR)
-        requested = runs.request_cancel(session, run_id)
-        if requested:
-            append_event(session, actor=who.actor, action="run.cancel", target=f"run:{run_id}")
+        result = cancel_run(session, run_id, utcnow())
+        append_event(
+            session,
+            actor=who.actor,
+            action="run.cancel",
+            target=f"run:{run_id}",
+            before={"status": result.before},
+            after={"status": result.after, "chunks_dropped": result.chunks_dropped},
+        )
         session.refresh(run)
-        return {"run": run_out(run, name), "cancel_requested": requested}
+        return {"run": run_out(run, name), "before": result.before, "chunks_dropped": result.chunks_dropped}
