@@ -9,16 +9,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from config.settings import get_settings
 from tests.conftest import RegsyncEnv
 from tests.integration.backfill_world import World, open_world
 from worker.backfill import BackfillOptions, check_where, start_backfill
+from worker.cli.main import app
 from worker.connections.apply import load_connection
 from worker.crm.salesforce import SalesforceClient
+from worker.ledger import runs
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
-from worker.ledger.models import AuditEvent, RecordFailure, RecordWrite, utcnow
+from worker.ledger.models import AuditEvent, RecordFailure, RecordWrite, RunStatus, utcnow
 from worker.planning import plan_run
 from worker.runtime import load_runtime
 from worker.sync import sync_chunk
@@ -171,16 +174,39 @@ def test_cancel_drops_queued_chunks_lets_a_running_one_finish_and_counts_honestl
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
-def test_a_queued_run_is_cancelled_at_once_and_its_plan_task_does_nothing(world: World) -> None:
+def test_runs_cancel_ends_a_queued_run_at_once_and_is_audited(world: World) -> None:
     world.connect()
     run_id = start_backfill("demo", BackfillOptions(dry_run=True), actor="tester", dispatch=world.dispatch)
 
-    with session_scope() as session:
-        result = cancel_run(session, run_id, utcnow())
+    result = CliRunner().invoke(app, ["runs", "cancel", str(run_id), "--actor", "bob"])
+    again = CliRunner().invoke(app, ["runs", "cancel", str(run_id), "--actor", "bob"])
 
-    assert (result.before, result.after) == ("queued", "cancelled")
+    assert result.exit_code == 0, result.output
+    assert "cancelled (0 queued chunk(s) dropped)" in result.output
+    assert again.exit_code == 1 and "already ended (cancelled)" in again.output
     assert plan_run(run_id, world.dispatch, settings=get_settings()) == "not_claimed"
     assert world.stack.salesforce.api_requests() == []
     with session_scope() as session:
-        actions = list(session.execute(select(AuditEvent.action)).scalars())
-    assert "backfill.start" in actions
+        events = [
+            (e.actor, e.action, e.target, e.after) for e in session.execute(select(AuditEvent)).scalars()
+        ]
+    assert ("tester", "backfill.start") in [(actor, action) for actor, action, _t, _a in events]
+    assert ("bob", "run.cancel", f"run:{run_id}", {"status": "cancelled", "chunks_dropped": 0}) in events
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_cancelling_a_run_paused_for_api_budget_closes_it(world: World) -> None:
+    world.connect(chunk_size=100)
+    run_id = start_backfill("demo", BackfillOptions(), actor="tester", dispatch=world.dispatch)
+    world.dispatch.run_plans()
+    with session_scope() as session:
+        assert runs.transition(session, run_id, RunStatus.RUNNING, RunStatus.PAUSED_BUDGET, error="budget")
+
+    with session_scope() as session:
+        result = cancel_run(session, run_id, utcnow())
+    world.dispatch.run_chunks()  # the chunk messages still in the queue find nothing to do
+
+    assert (result.before, result.after, result.chunks_dropped) == ("paused_budget", "cancelled", 3)
+    view = world.view(run_id)
+    assert (view["status"], view["error"], view["updated"]) == ("cancelled", None, 0)
+    assert world.patches() == []

@@ -2,7 +2,8 @@
 
 Every step is compare-and-set, so a worker that claims a chunk at the same moment either gets it (and its
 chunk finishes and counts) or finds it cancelled (and does nothing). A planner still streaming sees the
-request at its next commit and stops; a run no planner has started yet is cancelled on the spot.
+request at its next commit and stops; a run no planner has started yet is cancelled on the spot, and so is a
+run paused for API budget once nothing of it is running.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def cancel_run(session: Session, run_id: int, now: dt.datetime) -> CancelResult:
     ):
         return CancelResult(before, RunStatus.CANCELLED.value, 0)
     dropped = _drop_queued_chunks(session, run_id, now)
+    # A run paused for API budget would wait for a window only to find nothing left to do: close it now.
+    runs.transition(session, run_id, RunStatus.PAUSED_BUDGET, RunStatus.RUNNING, error=None, heartbeat_at=now)
     session.expire_all()  # the run was loaded above; maybe_close must see the counters just updated
     closed = runs.maybe_close(session, run_id, now)
     after = closed.value if closed is not None else runs.get_run(session, run_id).status
