@@ -12,7 +12,14 @@ import pytest
 import time_machine
 
 from tests.conftest import RegsyncEnv
-from tests.integration.alerts_world import FakeChannels, add_connection, add_run, alerts, transitions, update_run
+from tests.integration.alerts_world import (
+    FakeChannels,
+    add_connection,
+    add_run,
+    alerts,
+    transitions,
+    update_run,
+)
 from worker.alerts.evaluator import evaluate
 from worker.ledger.db import session_scope
 from worker.scheduling.models import Schedule
@@ -20,7 +27,10 @@ from worker.scheduling.models import Schedule
 NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(minutes=20)
 MIN = dt.timedelta(minutes=1)
-ALERTS = {"notice_period_minutes": 60, "channels": {"ops": {"type": "webhook", "url": "https://hooks.example/x"}}}
+ALERTS = {
+    "notice_period_minutes": 60,
+    "channels": {"ops": {"type": "webhook", "url": "https://hooks.example/x"}},
+}
 
 Clear = Callable[[], None]
 Scenario = Callable[[int], tuple[set[str], Clear]]
@@ -92,7 +102,13 @@ def add_hourly_schedule(connection_id: int, next_slot: dt.datetime) -> None:
 
 def _served_slot(connection_id: int, slot: dt.datetime) -> None:
     add_run(
-        connection_id, "succeeded", slot + 2 * MIN, kind="scheduled", scheduled_for=slot, planned=100, updated=5
+        connection_id,
+        "succeeded",
+        slot + 2 * MIN,
+        kind="scheduled",
+        scheduled_for=slot,
+        planned=100,
+        updated=5,
     )
 
 
