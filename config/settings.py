@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         default=8, ge=1, le=64, description="Parallel registry requests per chunk."
     )
     crm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request Salesforce timeout, seconds.")
+    shared_state: Literal["auto", "redis", "local"] = Field(
+        default="auto",
+        description=(
+            "Where cluster-wide state lives (registry rate limiter, per-run company cache, daily API budget): "
+            "'redis' (REGSYNC_REDIS_URL), 'local' (this process only), 'auto' = redis unless the broker is memory://."
+        ),
+    )
     api_rate_per_minute: int = Field(
         default=600, ge=1, description="HTTP API requests per API key per minute; more answer 429."
     )

@@ -121,6 +121,12 @@ class CrmLimitExceeded(CrmError):
     code = "REQUEST_LIMIT_EXCEEDED"
 
 
+class ApiBudgetReached(CrmError):
+    """regsync's Salesforce API budget for this connection is used up; the run waits for the next window."""
+
+    code = "API_BUDGET"
+
+
 # --- registry ----------------------------------------------------------------------------------------------
 
 
@@ -210,6 +216,14 @@ class RunNotFound(LedgerError):
     """No such run; list runs with `regsync runs list`."""
 
     code = "RUN_NOT_FOUND"
+
+
+class SharedStateUnavailable(TransientError):
+    """Redis (REGSYNC_REDIS_URL) did not answer, so the cluster-wide rate limit cannot be kept; the chunk will be
+    retried. Check that Redis is running and reachable."""
+
+    transient = True
+    code = "REDIS_UNAVAILABLE"
 
 
 class StateConflict(LedgerError):

@@ -57,10 +57,15 @@ _LIMITERS_LOCK = threading.Lock()
 
 
 def limiter_for(runtime: Runtime, settings: Settings) -> RateLimiter:
-    """The rate limiter of this connection's registry token, shared by every chunk in this process."""
+    """The rate limiter of this connection's registry token: cluster-wide (Redis) or this process's (demo)."""
     from worker.ratelimit import LocalRateLimiter
+    from worker.shared_state import redis_client, shared_mode
 
     registry = runtime.spec.registry
+    if shared_mode(settings) == "redis":
+        from worker.ratelimit_redis import redis_limiter
+
+        return redis_limiter(redis_client(settings), registry, runtime.registry_token)
     key = (runtime.connection_id, registry.requests_per_second, registry.burst)
     with _LIMITERS_LOCK:
         if key not in _LIMITERS:
@@ -76,6 +81,7 @@ ClientFactory = Callable[[int, Settings], AbstractContextManager[Opened]]
 @contextmanager
 def open_clients(connection_id: int, settings: Settings) -> Iterator[Opened]:
     """The real Salesforce and registry clients of a connection, closed afterwards."""
+    from worker.budget.control import record_usage
     from worker.crm.salesforce import SalesforceClient
     from worker.registry.factory import make_provider
 
@@ -89,3 +95,4 @@ def open_clients(connection_id: int, settings: Settings) -> Iterator[Opened]:
     finally:
         registry.close()
         crm.close()
+        record_usage(connection_id, crm, settings)  # every Salesforce call counts against the daily budget

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from worker.dispatch import Dispatcher
+from worker.errors import RegsyncError
 from worker.ledger import runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
@@ -27,6 +28,7 @@ class SweepReport:
     stalled_chunks: int = 0
     plans_resent: int = 0
     runs_closed: int = 0
+    runs_resumed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -44,14 +46,28 @@ def sweep(
         stalled = _stalled_chunks(session, now, settings)
         plans = _lost_plans(session, now, settings)
         report.runs_closed = _close_finished(session, now)
+        resumed = _resume_paused(session, now, settings)
     report.expired_chunks, report.stalled_chunks, report.plans_resent = len(expired), len(stalled), len(plans)
-    if expired or stalled:
-        dispatch.sync(expired + stalled)
+    report.runs_resumed = len(resumed)
+    unpaused = [chunk_id for ids in resumed.values() for chunk_id in ids]
+    if expired or stalled or unpaused:
+        dispatch.sync(expired + stalled + unpaused)
     for run_id in plans:
         dispatch.plan(run_id)
     if any(report.as_dict().values()):
         log.info("sweep resent lost work", extra=report.as_dict())
     return report
+
+
+def _resume_paused(session: Session, now: dt.datetime, settings: Settings) -> dict[int, list[int]]:
+    """Runs paused for API budget that may go on (worker.budget); a Redis failure only postpones them."""
+    from worker.budget.control import resume_when_allowed
+
+    try:
+        return resume_when_allowed(session, settings, now)
+    except RegsyncError as exc:
+        log.warning("paused runs not checked: %s", exc.message)
+        return {}
 
 
 def _expired_chunks(session: Session, now: dt.datetime) -> list[int]:

@@ -16,9 +16,13 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from worker.backfill import BackfillOptions
+from worker.budget import control as budget
 from worker.company import CompanyKey, LookupResult
+from worker.company_cache import lookup_once
+from worker.company_cache_stores import cache_for_run
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
 from worker.errors import (
+    ApiBudgetReached,
     CrmAuthError,
     CrmLimitExceeded,
     InvalidOrgNumber,
@@ -68,7 +72,8 @@ def sync_chunk(
     clients: ClientFactory = open_clients,
     last_attempt: bool = False,
 ) -> str:
-    """Run one chunk; returns what happened (``done``, ``dropped``, ``not_claimed``, ``aborted``, ``gave_up``).
+    """Run one chunk; returns what happened (``done``, ``dropped``, ``paused``, ``not_claimed``, ``aborted``,
+    ``gave_up``). ``paused``: the API budget is spent; the chunk was handed back untouched and the run paused.
 
     Args:
         last_attempt: no retry follows; a transient failure now fails the chunk's records instead.
@@ -79,14 +84,17 @@ def sync_chunk(
     settings = settings or get_settings()
     with session_scope() as session:
         claim = chunks.claim(session, chunk_id, settings.chunk_lease_s, utcnow())
-    if claim is None:
-        return "not_claimed"
-    if claim.run_stopping:
-        _finish(claim, ChunkStatus.CANCELLED, Outcome(), error="run stopped before this chunk started")
-        return "dropped"
+    early = _not_started(claim)
+    if early is not None:
+        return early
+    assert claim is not None
     try:
         with clients(claim.connection_id, settings) as (runtime, crm, registry):
+            budget.require_budget(claim, runtime.spec, settings)
             outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
+    except (ApiBudgetReached, CrmLimitExceeded) as exc:
+        budget.pause_for_budget(claim, budget.pause_reason(exc))
+        return "paused"
     except RUN_FATAL as exc:
         _abort(claim, exc)
         return "aborted"
@@ -117,21 +125,21 @@ class ChunkWork:
         self.registry = registry
         self.settings = settings
         self.outcome = Outcome()
+        self._calls_before = (registry.calls, crm.calls)
 
     def run(self) -> Outcome:
         records = self._without_opted_out(self._read_records())
         keys = self._keys(records)
-        results = self.registry.lookup_many(
-            sorted(set(keys.values()), key=lambda k: (k.country, k.org_number))
-        )
+        results = self._lookup(sorted(set(keys.values()), key=lambda k: (k.country, k.org_number)))
         self._heartbeat()
         plans = self._plans(records, keys, results)
         if self.options.dry_run:
             self._preview(records, plans)
         else:
             self._write(plans)
-        self.outcome.registry_calls = self.registry.calls
-        self.outcome.crm_calls = self.crm.calls
+        # Differences, not totals: the clients may have served earlier work (a shared provider, a test fake).
+        self.outcome.registry_calls = self.registry.calls - self._calls_before[0]
+        self.outcome.crm_calls = self.crm.calls - self._calls_before[1]
         self.outcome.api_used = self.crm.usage.used
         return self.outcome
 
@@ -152,6 +160,12 @@ class ChunkWork:
         kept = {record_id: record for record_id, record in records.items() if record.get(name) is not True}
         self.outcome.opted_out += len(records) - len(kept)
         return kept
+
+    def _lookup(self, keys: list[CompanyKey]) -> dict[CompanyKey, LookupResult]:
+        """Registry answers, each key fetched once per run whichever chunk needs it (worker.company_cache)."""
+        cache = cache_for_run(self.settings, self.claim.run_id)
+        owner = f"{self.claim.chunk_id}:{self.claim.attempt}"
+        return lookup_once(cache, self.registry, keys, owner, claim_ttl_s=self.settings.chunk_lease_s)
 
     def _keys(self, records: dict[str, CrmRecord]) -> dict[str, CompanyKey]:
         sf = self.spec.salesforce
@@ -294,6 +308,14 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
         closed = runs.maybe_close(session, claim.run_id, now)
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})
+        _drop_cache(claim.run_id)
+
+
+def _drop_cache(run_id: int) -> None:
+    try:
+        cache_for_run(get_settings(), run_id).drop()
+    except RegsyncError as exc:  # the cache expires by itself; a closed run must not fail over it
+        log.warning("company cache of a closed run not dropped: %s", exc.message, extra={"run_id": run_id})
 
 
 def _abort(claim: Claim, exc: RegsyncError) -> None:
@@ -312,6 +334,20 @@ def _give_up(claim: Claim, exc: Exception) -> None:
         Failure(record_id, None, code, f"gave up after retries: {message}") for record_id in claim.record_ids
     ]
     _finish(claim, ChunkStatus.FAILED, Outcome(failures=failures), error=message)
+
+
+def _not_started(claim: Claim | None) -> str | None:
+    """What happens to a chunk that must not start: not claimed, dropped (run stopping), or handed back (paused)."""
+    if claim is None:
+        return "not_claimed"
+    if claim.run_stopping:
+        _finish(claim, ChunkStatus.CANCELLED, Outcome(), error="run stopped before this chunk started")
+        return "dropped"
+    if claim.run_paused:
+        with session_scope() as session:
+            budget.hand_back(session, claim)
+        return "paused"
+    return None
 
 
 def _release(claim: Claim, exc: Exception) -> None:

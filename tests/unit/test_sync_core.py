@@ -111,8 +111,8 @@ def test_chunks_are_200_records_and_duplicates_in_a_chunk_are_fetched_once(ledge
         sizes = sorted(len(c.record_ids) for c in session.execute(select(Chunk)).scalars())
         run = session.get(Run, run_id)
     assert sizes == [50, 200, 200]
-    assert registry.calls == 6  # two unique org numbers per chunk
-    assert (run.status, run.unchanged) == ("succeeded", 450)
+    assert registry.calls == 2  # two unique org numbers, each fetched once per run (worker.company_cache)
+    assert (run.status, run.unchanged, run.registry_calls) == ("succeeded", 450, 2)
 
 
 def test_per_record_write_failure_is_recorded_and_others_written(ledger: str) -> None:

@@ -17,6 +17,7 @@ from worker.cli.backfill import BACKFILL_CONTEXT, backfill_command
 from worker.cli.cancel import cancel_command
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
+from worker.cli.resume import resume_command
 from worker.cli.runs import run_command, runs_app
 from worker.cli.schedule import register as register_schedule
 from worker.crm.describe_check import check_against_org
@@ -28,6 +29,7 @@ app.add_typer(connection_app, name="connection")
 app.add_typer(secret_app, name="secret")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
+runs_app.command("resume")(resume_command)
 runs_app.command("cancel")(cancel_command)
 app.add_typer(apikey_app, name="apikey")
 app.command("run")(run_command)

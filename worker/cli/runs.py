@@ -70,7 +70,9 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
 
 
 def print_summary(view: dict[str, Any]) -> None:
-    colour = {"succeeded": "green", "partially_failed": "yellow"}.get(view["status"], "red")
+    colour = {"succeeded": "green", "partially_failed": "yellow", "paused_budget": "yellow"}.get(
+        view["status"], "red"
+    )
     console.print(
         f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
         f"in {view['duration_s']} s"
@@ -100,7 +102,9 @@ def print_summary(view: dict[str, Any]) -> None:
             f"Salesforce API usage: {view['api_used_before']} → {view['api_used_after']} "
             f"of {view['api_limit']} per day"
         )
-    if view["error"]:
+    if view["status"] == RunStatus.PAUSED_BUDGET.value:
+        console.print(f"[yellow]paused:[/] {view['error']}", highlight=False)
+    elif view["error"]:
         console.print(f"[red]{view['error_code']}:[/] {view['error']}", highlight=False)
 
 

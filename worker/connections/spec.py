@@ -117,6 +117,18 @@ class SyncSpec(_Strict):
     chunk_size: int = Field(default=200, ge=1, le=200)
 
 
+class BudgetSpec(_Strict):
+    """How much of the org's daily Salesforce API allowance regsync may use (``[budget]``)."""
+
+    max_api_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of the daily limit regsync may use."
+    )
+    stop_below_remaining: int = Field(default=0, ge=0, description="Pause when fewer calls than this remain.")
+    recheck_after_s: int = Field(
+        default=900, ge=30, description="Age after which a usage reading is re-checked."
+    )
+
+
 class ConnectionSpec(_Strict):
     """One connection: a Salesforce org, a registry account, and how registry fields map onto CRM fields."""
 
@@ -126,6 +138,7 @@ class ConnectionSpec(_Strict):
     mapping: dict[str, FieldMapping]
     sync: SyncSpec = SyncSpec()
     alerts: AlertsSpec = AlertsSpec()
+    budget: BudgetSpec = BudgetSpec()
     schedule: ScheduleSpec | None = None  # [schedule]: when it runs by itself once enabled
 
     @field_validator("name")

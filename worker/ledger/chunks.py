@@ -37,6 +37,8 @@ class Claim:
     connection_id: int
     run_stopping: bool
     options: dict[str, Any] = field(default_factory=dict)  # the run's options (backfill filters, dry run)
+    #: The run waits for API budget: hand the chunk back untouched (worker.budget.control.hand_back).
+    run_paused: bool = False
 
 
 def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Claim | None:
@@ -59,10 +61,20 @@ def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Cl
     chunk, run = session.execute(
         select(Chunk, Run).join(Run, Run.id == Chunk.run_id).where(Chunk.id == chunk_id)
     ).one()
-    stopping = bool(run.error_code) or run.cancel_requested or run.status != RunStatus.RUNNING.value
+    paused = run.status == RunStatus.PAUSED_BUDGET.value
+    stopping = (
+        bool(run.error_code) or run.cancel_requested or (run.status != RunStatus.RUNNING.value and not paused)
+    )
     options = dict(run.options or {})
     return Claim(
-        chunk.id, run.id, chunk.attempt, list(chunk.record_ids), run.connection_id, stopping, options
+        chunk.id,
+        run.id,
+        chunk.attempt,
+        list(chunk.record_ids),
+        run.connection_id,
+        stopping,
+        options,
+        run_paused=paused,
     )
 
 

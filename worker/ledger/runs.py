@@ -151,7 +151,9 @@ def final_status(run: Run) -> RunStatus:
 
 def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | None:
     """Close the run if planning is complete and every chunk is final; the status it closed with, else None."""
-    run = session.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
+    # FOR NO KEY UPDATE (key_share): a plain FOR UPDATE also waits for the KEY SHARE lock that another chunk's
+    # record_failures insert (foreign key to runs) holds, while that chunk waits for our counter UPDATE: deadlock.
+    run = session.execute(select(Run).where(Run.id == run_id).with_for_update(key_share=True)).scalar_one()
     if (
         run.status != RunStatus.RUNNING.value
         or not run.planned_complete

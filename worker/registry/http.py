@@ -1,8 +1,9 @@
 """The registry HTTP layer: a verifying httpx client and one GET-only request function with retries.
 
-Every registry call goes through :meth:`RegistryHttp.get`: it takes a rate-limiter token before each
-attempt, sends a fresh ``Correlation-ID``, retries 429/5xx/timeouts/connection errors with exponential
-backoff and full jitter, and logs one line per attempt (path, status, timing; never headers or bodies).
+Every registry call goes through :meth:`RegistryHttp.get`: it takes a rate-limiter token as each attempt goes
+on the wire (after connecting), sends a fresh ``Correlation-ID``, retries 429/5xx/timeouts/connection errors
+with exponential backoff and full jitter, and logs one line per attempt (path, status, timing; never headers or
+bodies).
 """
 
 from __future__ import annotations
@@ -114,6 +115,30 @@ def _is_cert_failure(exc: BaseException) -> bool:
     return False
 
 
+class _SendGate:
+    """Takes the rate-limit token when the request is about to go on the wire, not before connecting.
+
+    httpcore's ``trace`` extension calls us right before the request headers are written, after any TCP and
+    TLS set-up. Taking the token earlier lets a slow handshake bunch requests that were granted evenly: the
+    registry counts arrivals. A transport that does not trace (a test's MockTransport) gets its token
+    when it answers, so the limiter still sees every request.
+    """
+
+    def __init__(self, acquire: Callable[[], None]) -> None:
+        self._acquire = acquire
+        self._done = False
+
+    def trace(self, event: str, info: Mapping[str, object]) -> None:
+        if event.endswith(".send_request_headers.started") and not self._done:
+            self._done = True
+            self._acquire()
+
+    def passed(self) -> None:
+        if not self._done:
+            self._done = True
+            self._acquire()
+
+
 class RegistryHttp:
     """GET-only, retrying, rate-limited requests to one registry, shared by a provider's threads."""
 
@@ -162,9 +187,6 @@ class RegistryHttp:
         """
         last: _Retry | None = None
         for attempt in range(1, self._policy.max_retries + 2):
-            waiting = time.perf_counter()
-            self._limiter.acquire()
-            metrics.rate_limit_waited(self.provider, time.perf_counter() - waiting)
             outcome = self._attempt(url, params, headers, attempt)
             if isinstance(outcome, httpx.Response):
                 return outcome
@@ -192,8 +214,10 @@ class RegistryHttp:
         status: int | str = "error"
         with self._lock:
             self._calls += 1
+        send = _SendGate(self._acquire)
         try:
-            response = self.client.get(target, headers=request_headers)
+            response = self.client.get(target, headers=request_headers, extensions={"trace": send.trace})
+            send.passed()
             status = response.status_code
             return self._classify(response, attempt)
         except httpx.TimeoutException:
@@ -210,6 +234,11 @@ class RegistryHttp:
         finally:
             metrics.registry_request(self.provider, status)
             self._log(target, correlation_id, status, attempt, started)
+
+    def _acquire(self) -> None:
+        waiting = time.perf_counter()
+        self._limiter.acquire()
+        metrics.rate_limit_waited(self.provider, time.perf_counter() - waiting)
 
     def _classify(self, response: httpx.Response, attempt: int) -> httpx.Response | _Retry:
         status = response.status_code

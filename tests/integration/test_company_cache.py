@@ -1,0 +1,107 @@
+"""The per-run company cache on real Redis: claims, expiry, hand-over between attempts, concurrent chunks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+import redis
+
+from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
+from worker.company_cache import lookup_once
+from worker.company_cache_stores import LocalCompanyCache, RedisCompanyCache
+
+KEYS = [CompanyKey("NO", f"9{i:08d}") for i in range(40)]
+
+
+class CountingRegistry:
+    """A registry port that answers every key, slowly, and counts what it was asked."""
+
+    def __init__(self, latency_s: float = 0.01, failing: Sequence[CompanyKey] = ()) -> None:
+        self.asked: Counter[CompanyKey] = Counter()
+        self.calls = 0
+        self.latency_s = latency_s
+        self.failing = set(failing)
+        self._lock = threading.Lock()
+
+    def lookup_many(self, keys: Sequence[CompanyKey]) -> dict[CompanyKey, LookupResult]:
+        time.sleep(self.latency_s * len(keys))
+        with self._lock:
+            self.asked.update(keys)
+            self.calls += len(keys)
+        return {
+            key: LookupResult(key, error_code="REGISTRY_MALFORMED", error_message="bad")
+            if key in self.failing
+            else LookupResult(
+                key, Company(org_number=key.org_number, country="NO", name=f"Co {key.org_number}")
+            )
+            for key in keys
+        }
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(params=["redis", "local"])
+def cache_factory(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    if request.param == "local":
+        shared = LocalCompanyCache()
+        return lambda: shared
+    url = str(request.getfixturevalue("redis_url"))
+    return lambda: RedisCompanyCache(redis.Redis.from_url(url), "7-1700000000000000")
+
+
+def test_overlapping_chunks_fetch_each_key_once(cache_factory) -> None:  # type: ignore[no-untyped-def]
+    registry = CountingRegistry()
+    results: dict[int, dict[CompanyKey, LookupResult]] = {}
+
+    def chunk(n: int) -> None:
+        keys = KEYS[n * 5 : n * 5 + 20]  # every chunk shares 15 keys with its neighbours
+        results[n] = lookup_once(cache_factory(), registry, keys, f"{n}:1")
+
+    threads = [threading.Thread(target=chunk, args=(n,)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert max(registry.asked.values()) == 1
+    assert set(registry.asked) == set(KEYS[:40])
+    for n, got in results.items():
+        assert set(got) == set(KEYS[n * 5 : n * 5 + 20])
+        assert all(
+            result.company and result.company.name == f"Co {key.org_number}" for key, result in got.items()
+        )
+
+
+def test_a_failed_lookup_is_not_cached_and_others_ask_themselves(cache_factory) -> None:  # type: ignore[no-untyped-def]
+    registry = CountingRegistry(failing=[KEYS[0]])
+    first = lookup_once(cache_factory(), registry, KEYS[:3], "1:1")
+    second = lookup_once(cache_factory(), registry, KEYS[:3], "2:1")
+    assert first[KEYS[0]].error_code == second[KEYS[0]].error_code == "REGISTRY_MALFORMED"
+    assert registry.asked == Counter({KEYS[0]: 2, KEYS[1]: 1, KEYS[2]: 1})
+
+
+def test_a_dead_chunks_claim_expires_and_its_retry_inherits_it(cache_factory) -> None:  # type: ignore[no-untyped-def]
+    cache = cache_factory()
+    assert cache.claim(KEYS[:2], "1:1", ttl_s=0.3) == KEYS[:2]  # chunk 1 claims, then dies
+    assert cache.claim(KEYS[:2], "2:1", ttl_s=0.3) == []  # another chunk must wait
+    assert cache.claim(KEYS[:2], "1:2", ttl_s=0.3) == KEYS[:2]  # chunk 1's retry takes its keys back
+    time.sleep(0.35)
+    assert cache.claim(KEYS[:1], "3:1", ttl_s=5) == KEYS[:1]  # expired: anyone may take it
+    cache.put_many(
+        {KEYS[0]: Company(org_number=KEYS[0].org_number, country="NO", status=CompanyStatus.DELETED)}, "3:1"
+    )
+    assert cache.claim(KEYS[:1], "4:1", ttl_s=5) == []  # cached: nothing to claim
+    assert cache.get_many(KEYS[:2])[KEYS[0]].status is CompanyStatus.DELETED
+
+
+def test_dropping_a_run_forgets_its_companies(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    cache = RedisCompanyCache(client, "9-1")
+    lookup_once(cache, CountingRegistry(), KEYS[:3], "1:1")
+    assert client.keys("regsync:run:{9-1}:*")
+    cache.drop()
+    assert client.keys("regsync:run:*") == []

@@ -1,0 +1,40 @@
+"""The call arithmetic behind `--estimate`."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.estimate import estimate
+
+
+def test_issue_lower_bound_for_twenty_thousand_accounts() -> None:
+    # ceil(N/2000) query pages + one read per 200 + at most one write per 200 (5% changed touches every chunk).
+    assert estimate(20_000, 19_000, 0.05, 200) == (19_000, 10 + 100 + 100)
+
+
+def test_unchanged_records_cost_no_write_and_invalid_ones_no_registry_call() -> None:
+    calls = estimate(1_000, 900, 0.0, 200, n_valid=950)
+    assert calls.registry_calls == 900
+    assert calls.crm_calls == 1 + 5  # one query page, five reads, no write
+
+
+def test_few_changes_cost_at_most_one_write_each() -> None:
+    assert estimate(4_000, 4_000, 0.0005, 200).crm_calls == 2 + 20 + 2
+
+
+def test_brreg_batches_a_chunks_numbers() -> None:
+    assert estimate(20_000, 20_000, 0.0, 200, registry_batch=100).registry_calls == 200
+    assert estimate(10, 3, 0.0, 200, registry_batch=100).registry_calls == 1
+
+
+def test_an_empty_object_still_costs_one_query() -> None:
+    assert estimate(0, 0, 0.0, 200) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((10, 11, 0.1, 200), {}), ((10, 5, 1.5, 200), {}), ((10, 5, 0.1, 0), {}), ((-1, 0, 0.1, 200), {})],
+)
+def test_nonsense_is_refused(args: tuple, kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        estimate(*args, **kwargs)

@@ -1,0 +1,1 @@
+"""The Salesforce API budget guard: how much regsync may spend per day, pausing and resuming runs."""

@@ -1,0 +1,153 @@
+"""The cluster-wide registry rate limiter: GCRA in one Lua script on Redis, on Redis's clock.
+
+Every worker process on every machine that uses one registry token shares one pair of keys:
+
+* ``…:tat`` — GCRA's *theoretical arrival time* (µs, Redis server time). A request may go when
+  ``tat - (burst - 1) · interval <= now``; it then moves ``tat`` on by one emission interval. Over any
+  window of T seconds at most ``burst + T · rate`` requests pass.
+* ``…:blocked`` — "nobody sends before" (µs). A 429 seen by one worker sets it from ``Retry-After`` and pushes
+  ``tat`` past it, so every worker on that token waits and nobody bursts when the penalty ends.
+
+The script reads ``redis.call('TIME')``, never a host's clock, so skewed machines still share one schedule.
+Keys are named by a hash of (provider, registry host, token): never the token, and two connections that share
+a token share its limit (the registry counts per token).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import redis
+
+from worker.connections.spec import RegistrySpec
+from worker.errors import RegistryTransientError
+from worker.shared_state import redis_errors
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] tat (µs), KEYS[2] blocked-until (µs).
+# ARGV[1] 'take' | 'penalise', ARGV[2] emission interval (µs), ARGV[3] burst, ARGV[4] penalty (µs).
+# Returns the µs to wait before asking again (0: the request may go now; for 'penalise' always 0).
+# Numbers are formatted with %.0f: Lua 5.1's tostring would write 1.7e+15 and lose the microseconds.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local blocked = tonumber(redis.call('GET', KEYS[2])) or 0
+local function keep(key, value)
+  redis.call('SET', key, string.format('%.0f', value), 'PX', math.ceil((value - now) / 1000) + 1000)
+end
+if ARGV[1] == 'penalise' then
+  local untl = now + tonumber(ARGV[4])
+  if untl > blocked then
+    blocked = untl
+    keep(KEYS[2], blocked)
+  end
+  local restart = blocked + (burst - 1) * interval
+  if tat < restart then keep(KEYS[1], restart) end
+  return 0
+end
+if blocked > now then return blocked - now end
+if tat < now then tat = now end
+local allowed_at = tat - (burst - 1) * interval
+if allowed_at > now then return allowed_at - now end
+keep(KEYS[1], tat + interval)
+return 0
+"""
+
+#: Share of the configured rate left unused. The registry counts requests when they *arrive*; we count them when
+#: they are *granted*, and the time in between (thread scheduling, a TLS handshake, the network) varies, so
+#: requests granted evenly can arrive bunched. 3% of slack absorbs ~30 ms of such jitter per second at any rate.
+HEADROOM = 0.03
+#: Longest single sleep between two asks (a penalty set meanwhile is seen at the next ask).
+MAX_SLEEP_S = 1.0
+#: Longest total wait in one acquire: past it the chunk is released and retried later, keeping its lease honest.
+MAX_WAIT_S = 60.0
+
+
+def limiter_key(spec: RegistrySpec, token: str | None) -> str:
+    """The Redis key prefix of one registry token: a SHA-256 of provider, host and token (never the token)."""
+    host = urlsplit(spec.base_url).netloc.lower()
+    digest = hashlib.sha256(f"{spec.provider}\0{host}\0{token or ''}".encode()).hexdigest()[:32]
+    return f"regsync:ratelimit:{{{digest}}}"  # {…}: one Redis Cluster slot for both keys
+
+
+class RedisRateLimiter:
+    """GCRA shared through Redis; implements ``worker.registry.port.RateLimiter``.
+
+    Args:
+        client: Redis client (thread-safe; shared by the provider's threads).
+        key: Prefix from :func:`limiter_key`.
+        rate_per_s: Requests per second allowed on this token (the connection's ``requests_per_second``);
+            the limiter schedules :data:`HEADROOM` below it.
+        burst: Requests that may go at once after a quiet spell (``burst``; 1 = evenly spaced).
+        max_wait_s: Longest time one acquire may block before giving up with a transient error.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        rate_per_s: float,
+        burst: int,
+        *,
+        max_wait_s: float = MAX_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.key = key
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        # Rounded up: a limiter may be a hair slower than asked, never faster.
+        self.interval_us = math.ceil(1_000_000 / (rate_per_s * (1 - HEADROOM)))
+        self.max_wait_s = max_wait_s
+        self._sleep = sleep
+        self._script = client.register_script(GCRA_LUA)
+        self._keys = [f"{key}:tat", f"{key}:blocked"]
+
+    def acquire(self) -> None:
+        """Block until one request may be sent on this token.
+
+        Raises:
+            SharedStateUnavailable: Redis did not answer (never "unlimited" instead).
+            RegistryTransientError: the wait would pass ``max_wait_s`` (a long Retry-After elsewhere).
+        """
+        waited = 0.0
+        while True:
+            wait_s = self._ask("take", 0) / 1_000_000
+            if wait_s <= 0:
+                return
+            if waited + wait_s > self.max_wait_s:
+                raise RegistryTransientError(
+                    f"the registry rate limit would hold this chunk for {waited + wait_s:.0f} s; "
+                    "it will be retried later",
+                    retry_after=wait_s,
+                )
+            step = min(wait_s, MAX_SLEEP_S)
+            self._sleep(step)
+            waited += step
+
+    def penalise(self, retry_after_s: float) -> None:
+        """A 429 was seen: every process using this token waits ``retry_after_s`` from now (Redis time)."""
+        self._ask("penalise", max(0, math.ceil(retry_after_s * 1_000_000)))
+        log.info("registry rate limit penalty shared", extra={"retry_after_s": retry_after_s})
+
+    def _ask(self, mode: str, penalty_us: int) -> int:
+        with redis_errors("taking a registry rate-limit token"):
+            wait = self._script(keys=self._keys, args=[mode, self.interval_us, self.burst, penalty_us])
+        return int(wait)
+
+
+def redis_limiter(client: redis.Redis, spec: RegistrySpec, token: str | None) -> RedisRateLimiter:
+    """The cluster-wide limiter of a connection's registry token, at its configured rate and burst."""
+    return RedisRateLimiter(client, limiter_key(spec, token), spec.requests_per_second, spec.burst)
