@@ -157,6 +157,7 @@ class Run(Base):
         CheckConstraint("chunks_done <= chunks_total", name="chunk_counter"),
         Index("ix_runs_connection_queued", "connection_id", "queued_at"),
         Index("ix_runs_status_queued", "status", "queued_at"),
+        Index("ix_runs_queued_id", "queued_at", "id"),  # `runs list`: newest first, LIMIT n (bench/ledger.py)
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
