@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task
+from celery.signals import worker_init
 
 from tasks.app import app
 from worker.dispatch import (
@@ -69,5 +72,8 @@ def _evaluate_alerts_after(run_id: int) -> None:
     app.send_task(ALERTS_EVALUATE, kwargs={"run_id": run_id})
 
 
-if _evaluate_alerts_after not in run_closed_listeners:
-    run_closed_listeners.append(_evaluate_alerts_after)
+@worker_init.connect
+def _evaluate_alerts_after_runs(**_kwargs: Any) -> None:
+    # Only in a worker (prefork children inherit it): importing this module elsewhere must not send tasks.
+    if _evaluate_alerts_after not in run_closed_listeners:
+        run_closed_listeners.append(_evaluate_alerts_after)
