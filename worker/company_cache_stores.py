@@ -85,7 +85,7 @@ class RedisCompanyCache:
 
     def claim(self, keys: Sequence[CompanyKey], owner: str, ttl_s: float) -> list[CompanyKey]:
         by_field = {field_of(key): key for key in keys}
-        args = [owner, _chunk_prefix(owner), int(ttl_s * 1_000_000), *by_field]
+        args: list[str | int] = [owner, _chunk_prefix(owner), int(ttl_s * 1_000_000), *by_field]
         with redis_errors("claiming registry lookups"):
             won = self._claim(keys=[self._claims, self._companies], args=args)
         return [by_field[raw.decode()] for raw in won]

@@ -35,6 +35,10 @@ class BudgetStore(Protocol):
         ...
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _prefix(connection_tag: str) -> str:
     return f"regsync:budget:{{{connection_tag}}}"
 
@@ -61,10 +65,11 @@ class RedisBudgetStore:
 
     def save_reading(self, connection_tag: str, reading: ApiReading) -> None:
         key = f"{_prefix(connection_tag)}:reading"
-        mapping = {"used": reading.used, "limit": reading.limit, "seen_at": repr(reading.seen_at)}
         with redis_errors("saving the Salesforce API usage"):
             pipe = self._redis.pipeline()
-            pipe.hset(key, mapping=mapping)
+            pipe.hset(
+                key, mapping={"used": reading.used, "limit": reading.limit, "seen_at": repr(reading.seen_at)}
+            )
             pipe.expire(key, READING_TTL_S)
             pipe.execute()
 
@@ -73,7 +78,7 @@ class RedisBudgetStore:
             raw = self._redis.hgetall(f"{_prefix(connection_tag)}:reading")
         if not raw:
             return None
-        values = {key.decode(): value.decode() for key, value in raw.items()}
+        values = {_text(key): _text(value) for key, value in raw.items()}
         return ApiReading(int(values["used"]), int(values["limit"]), float(values["seen_at"]))
 
     def forget_reading(self, connection_tag: str) -> None:
