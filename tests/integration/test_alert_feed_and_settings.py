@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from tests.conftest import RegsyncEnv
 from tests.integration.alerts_world import (
@@ -28,6 +29,7 @@ from worker.alerts.evaluator import evaluate
 from worker.alerts.models import AlertTransition
 from worker.alerts.notice_settings import set_alert_settings
 from worker.alerts.siem import FileSink
+from worker.cli.main import app
 from worker.errors import NoticeSettingsRefused
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent
@@ -137,3 +139,50 @@ def test_notice_settings_are_admin_only_audited_and_at_most_72_hours(env: Regsyn
     tick(NOW, FakeChannels())
     (alert,) = alerts()
     assert alert.notify_by - alert.detected_at == dt.timedelta(minutes=30)
+
+
+LONG_NOTICE_TOML = """\
+name = "acme"
+
+[salesforce]
+token_url = "https://acme.my.salesforce.com/services/oauth2/token"
+client_id = "3MVG9abcdef"
+org_number_field = "OrgNr__c"
+country = "NO"
+
+[registry]
+provider = "proff"
+base_url = "https://api.proff.no"
+
+[mapping]
+name = { field = "Name" }
+
+[alerts]
+notice_period_minutes = 4321
+"""
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_cli_refuses_a_notice_period_above_72_hours_from_file_and_command(
+    env: RegsyncEnv, tmp_path: Path
+) -> None:
+    add_connection(alerts=ALERTS_ONE_CHANNEL)
+    (tmp_path / "long.toml").write_text(LONG_NOTICE_TOML, encoding="utf-8")
+    runner = CliRunner()
+
+    from_file = runner.invoke(
+        app, ["connection", "apply", str(tmp_path / "long.toml"), "--skip-describe", "--actor", "root"]
+    )
+    from_command = runner.invoke(
+        app, ["alerts", "settings", "acme", "--notice-period-minutes", "4321", "--actor", "root"]
+    )
+    allowed = runner.invoke(
+        app, ["alerts", "settings", "acme", "--notice-period-minutes", "4320", "--actor", "root"]
+    )
+
+    assert from_file.exit_code == 2 and "refused" in from_file.output
+    assert from_command.exit_code == 2 and "at most 4320" in from_command.output
+    assert allowed.exit_code == 0, allowed.output
+    with session_scope() as session:
+        actions = [(e.actor, e.action) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert actions == [("test", "connection.create"), ("root", "alerts.settings")]
