@@ -105,27 +105,24 @@ def _due_schedule_ids(now: dt.datetime) -> list[int]:
 
 
 def _load(session: Session, schedule_id: int, now: dt.datetime) -> _Due | None:
+    """The schedule, its due slots and its connection's active runs; None if gone or disabled meanwhile."""
     row = session.get(Schedule, schedule_id)
-    if row is None or not session.scalar(
-        select(Connection.enabled).where(Connection.id == row.connection_id)
-    ):
+    if row is None:
+        return None
+    if not session.scalar(select(Connection.enabled).where(Connection.id == row.connection_id)):
         return None
     cron = CronSchedule(row.cron, row.timezone)
     last = row.last_slot or now
-    active = session.scalars(
-        select(Run.id)
-        .where(Run.connection_id == row.connection_id, Run.status.in_(ACTIVE_STATES))
-        .order_by(Run.id)
-    )
+    active = select(Run.id).where(Run.connection_id == row.connection_id, Run.status.in_(ACTIVE_STATES))
     return _Due(
-        row.id,
-        row.connection_id,
-        cron,
-        Concurrency(row.concurrency_policy),
-        row.starting_deadline_s,
-        last,
-        due_slots(cron, last, now),
-        list(active),
+        schedule_id=row.id,
+        connection_id=row.connection_id,
+        cron=cron,
+        policy=Concurrency(row.concurrency_policy),
+        starting_deadline_s=row.starting_deadline_s,
+        last_slot=last,
+        slots=due_slots(cron, last, now),
+        active=list(session.scalars(active.order_by(Run.id))),
     )
 
 
