@@ -1,0 +1,128 @@
+"""Command-line options of ``python -m bench``: which benchmarks, at which sizes, with which settings."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big each benchmark is. ``FULL`` is what the issue asks for; ``QUICK`` is a smoke run (< 60 s)."""
+
+    accounts: int = 20_000
+    dedup_accounts: int = 5_000
+    baseline_accounts: int = 1_000
+    scale: tuple[int, ...] = (100_000, 300_000, 1_000_000)
+    ledger_runs: int = 100_000
+    ledger_chunks: int = 5_000_000
+    samples: int = 300
+    cold_cli_repeat: int = 3
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    accounts=600,
+    dedup_accounts=400,
+    baseline_accounts=30,
+    scale=(1_000, 3_000, 10_000),
+    ledger_runs=1_000,
+    ledger_chunks=20_000,
+    samples=30,
+    cold_cli_repeat=1,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The sandbox registry's behaviour and the connection's limiter settings for the regsync runs."""
+
+    limit_rps: float = 200.0  # R: the sandbox answers 429 above it (fixed one-second windows)
+    latency_s: float = 0.05
+    requests_per_second: float = 185.0  # the connection's limiter: below R, for the registry's window jitter
+    burst: int = 10
+    workers: int = 2
+    concurrency: int = 16  # REGSYNC_REGISTRY_CONCURRENCY: requests in flight per chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    only: tuple[str, ...]
+    sizes: Sizes
+    registry: Registry
+    results: Path | None  # None: RESULTS.md in the work directory (quick runs)
+    workdir: Path | None
+    quick: bool
+    strict: bool
+
+
+def _sizes_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("give at least one positive size")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description="regsync benchmarks (see bench/RESULTS.md)."
+    )
+    p.add_argument("--only", action="append", choices=BENCHMARKS, help="run only this benchmark (repeatable)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run; results go to the work dir")
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="where to write RESULTS.md (default bench/RESULTS.md; with --quick, the work directory)",
+    )
+    p.add_argument("--workdir", type=Path, help="scratch directory (default: a new temporary directory)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--accounts", type=int, help="Accounts in the regsync run (throughput, calls)")
+    p.add_argument("--dedup-accounts", type=int, help="Accounts in the duplicates/invalid calls run")
+    p.add_argument("--baseline-accounts", type=int, help="Accounts the naive baseline is timed on")
+    p.add_argument("--scale-sizes", type=_sizes_list, help="planning sizes, e.g. 100000,300000,1000000")
+    p.add_argument("--ledger-runs", type=int, help="runs bulk-loaded into the ledger")
+    p.add_argument("--ledger-chunks", type=int, help="chunk rows bulk-loaded into the ledger")
+    p.add_argument("--samples", type=int, help="timed calls per ledger query path")
+    p.add_argument("--workers", type=int, help="celery worker processes (default 2)")
+    p.add_argument("--registry-concurrency", type=int, help="REGSYNC_REGISTRY_CONCURRENCY (default 16)")
+    p.add_argument("--rps", type=float, help="the connection's requests_per_second (default 185)")
+    p.add_argument("--burst", type=int, help="the connection's burst (default 10)")
+    return p
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    args = parser().parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    overrides = {
+        "accounts": args.accounts,
+        "dedup_accounts": args.dedup_accounts,
+        "baseline_accounts": args.baseline_accounts,
+        "scale": args.scale_sizes,
+        "ledger_runs": args.ledger_runs,
+        "ledger_chunks": args.ledger_chunks,
+        "samples": args.samples,
+    }
+    sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
+    registry_overrides = {
+        "workers": args.workers,
+        "concurrency": args.registry_concurrency,
+        "requests_per_second": args.rps,
+        "burst": args.burst,
+    }
+    registry = replace(Registry(), **{k: v for k, v in registry_overrides.items() if v is not None})
+    default_results = Path(__file__).resolve().parent / "RESULTS.md"
+    return Options(
+        only=tuple(args.only or BENCHMARKS),
+        sizes=sizes,
+        registry=registry,
+        results=args.results or (None if args.quick else default_results),
+        workdir=args.workdir,
+        quick=args.quick,
+        strict=args.strict,
+    )
