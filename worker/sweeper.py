@@ -71,9 +71,17 @@ def _resume_paused(session: Session, now: dt.datetime, settings: Settings) -> di
 
 
 def _expired_chunks(session: Session, now: dt.datetime) -> list[int]:
-    """Running chunks whose worker stopped heart-beating (killed, or lost its connection)."""
-    query = select(Chunk.id).where(Chunk.status == ChunkStatus.RUNNING.value, Chunk.lease_until < now)
-    return list(session.execute(query).scalars())
+    """Running chunks whose worker stopped heart-beating (killed, or lost its connection), put back in the queue.
+
+    Queued again rather than left running: the resend claims it at once, the next sweeps do not resend it again
+    while it waits behind other chunks, and an old attempt that wakes up finds the chunk no longer its own.
+    """
+    expired = (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.lease_until < now)
+    ids = list(session.execute(select(Chunk.id).where(expired)).scalars())
+    if ids:
+        requeue = {"status": ChunkStatus.QUEUED.value, "lease_until": None, "enqueued_at": now}
+        session.execute(update(Chunk).where(Chunk.id.in_(ids), expired).values(**requeue))
+    return ids
 
 
 def _stalled_chunks(session: Session, now: dt.datetime, settings: Settings) -> list[int]:

@@ -181,6 +181,7 @@ def assert_run_json(view: dict[str, Any], status: str = "partially_failed") -> N
     )
 
 
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)  # SQLite: the cluster and demo tests
 def test_cli_flow_leaks_no_secret_and_registry_sees_only_gets(
     world: ClusterEnv, stack: Stack, tmp_path: Path
 ) -> None:
