@@ -136,6 +136,33 @@ def _each(
             setattr(report, counter, getattr(report, counter) + 1)
 
 
+def _send_due(
+    now: dt.datetime, clock: notify.Clock, channels: ChannelFactory, url: str | None, report: EvaluateReport
+) -> None:
+    """First notices, escalations and recovery notices whose time has come (sent at ``clock()``)."""
+    _each(
+        due_notices(now),
+        lambda a, _l: notify.notify(a, clock(), channels, url, clock=clock),
+        report,
+        "notified",
+        now,
+    )
+    _each(
+        due_escalations(now),
+        lambda a, lvl: notify.escalate(a, lvl, clock(), channels, url, clock=clock),
+        report,
+        "escalated",
+        now,
+    )
+    _each(
+        due_recoveries(now),
+        lambda a, _l: notify.recover(a, clock(), channels, url, clock=clock),
+        report,
+        "recovered",
+        now,
+    )
+
+
 def evaluate(
     now: dt.datetime | None = None,
     *,
@@ -149,7 +176,9 @@ def evaluate(
         channels: Builds a connection's channels (fakes in unit tests).
         sinks: SIEM sinks; default from REGSYNC_SIEM_FILE / REGSYNC_SIEM_SYSLOG.
     """
-    now = now or utcnow()
+    fixed = now
+    now = fixed or utcnow()
+    clock: notify.Clock = (lambda: now) if fixed is not None else utcnow
     settings = get_settings()
     report = EvaluateReport()
     with session_scope() as session:
@@ -160,16 +189,7 @@ def evaluate(
         except Exception:
             log.exception("alerts of connection %s could not be evaluated", state.name)
             report.errors += 1
-    url = settings.public_url
-    _each(due_notices(now), lambda a, _l: notify.notify(a, now, channels, url), report, "notified", now)
-    _each(
-        due_escalations(now),
-        lambda a, lvl: notify.escalate(a, lvl, now, channels, url),
-        report,
-        "escalated",
-        now,
-    )
-    _each(due_recoveries(now), lambda a, _l: notify.recover(a, now, channels, url), report, "recovered", now)
+    _send_due(now, clock, channels, settings.public_url, report)
     try:
         report.exported = siem.export(siem.sinks_from_settings(settings) if sinks is None else sinks, now)
     except Exception:

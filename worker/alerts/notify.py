@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import update
@@ -32,6 +33,8 @@ CLAIM_LEASE = dt.timedelta(minutes=2)
 #: An alert of a connection without channels is looked at again after this long (channels may be added).
 NO_CHANNEL_RECHECK = dt.timedelta(minutes=5)
 ESCALATION_RETRY = dt.timedelta(minutes=1)
+#: The time after a send (the real clock in production; the frozen one in tests).
+Clock = Callable[[], dt.datetime]
 
 
 @dataclass(slots=True)
@@ -142,7 +145,14 @@ def _targets(ctx: Context, names: list[str]) -> list[str]:
     return others or [name for name in sorted(ctx.settings.channels) if name != ctx.alert.subject]
 
 
-def notify(alert_id: int, now: dt.datetime, factory: ChannelFactory, public_url: str | None) -> str:
+def notify(
+    alert_id: int,
+    now: dt.datetime,
+    factory: ChannelFactory,
+    public_url: str | None,
+    *,
+    clock: Clock | None = None,
+) -> str:
     """Send the first notice of an open alert (step 1 of its policy); returns what happened."""
     with session_scope() as session:
         claim = (
@@ -162,19 +172,26 @@ def notify(alert_id: int, now: dt.datetime, factory: ChannelFactory, public_url:
     result = send_all(
         ctx.channels, names, build_notice(NoticeKind.ALERT, ctx.alert, ctx.connection, now, public_url)
     )
+    sent = clock() if clock else now
     with session_scope() as session:
         lifecycle.serialise_writers(session)
-        record_deliveries(session, ctx, NoticeKind.ALERT, result, now)
+        record_deliveries(session, ctx, NoticeKind.ALERT, result, sent)
         if result.delivered:
-            lifecycle.mark_notified(session, alert_id, now, next_escalation(ctx.settings, 0, now))
+            lifecycle.mark_notified(session, alert_id, sent, next_escalation(ctx.settings, 0, sent))
         else:
-            _set_retry(session, alert_id, now + backoff(ctx.alert.attempts + 1), result.summary())
-        channel_health(session, ctx, result, now)
+            _set_retry(session, alert_id, sent + backoff(ctx.alert.attempts + 1), result.summary())
+        channel_health(session, ctx, result, sent)
     return "notified" if result.delivered else "failed"
 
 
 def escalate(
-    alert_id: int, level: int, now: dt.datetime, factory: ChannelFactory, public_url: str | None
+    alert_id: int,
+    level: int,
+    now: dt.datetime,
+    factory: ChannelFactory,
+    public_url: str | None,
+    *,
+    clock: Clock | None = None,
 ) -> str:
     """Notify the next step of an unacknowledged alert whose ``escalate_at`` has passed."""
     with session_scope() as session:
@@ -195,24 +212,32 @@ def escalate(
     ctx.alert.escalation_level = level + 1  # the notice shows the level it is sent at
     notice = build_notice(NoticeKind.ESCALATION, ctx.alert, ctx.connection, now, public_url)
     result = send_all(ctx.channels, _targets(ctx, step.channels), notice)
+    sent = clock() if clock else now
     with session_scope() as session:
         lifecycle.serialise_writers(session)
-        record_deliveries(session, ctx, NoticeKind.ESCALATION, result, now)
+        record_deliveries(session, ctx, NoticeKind.ESCALATION, result, sent)
         if result.delivered:
             lifecycle.mark_escalated(
-                session, alert_id, level, now, next_escalation(ctx.settings, level + 1, now)
+                session, alert_id, level, sent, next_escalation(ctx.settings, level + 1, sent)
             )
         else:
             session.execute(
                 update(Alert)
                 .where(Alert.id == alert_id, Alert.status == AlertStatus.NOTIFIED.value)
-                .values(escalate_at=now + ESCALATION_RETRY, last_error=result.summary())
+                .values(escalate_at=sent + ESCALATION_RETRY, last_error=result.summary())
             )
-        channel_health(session, ctx, result, now)
+        channel_health(session, ctx, result, sent)
     return "escalated" if result.delivered else "failed"
 
 
-def recover(alert_id: int, now: dt.datetime, factory: ChannelFactory, public_url: str | None) -> str:
+def recover(
+    alert_id: int,
+    now: dt.datetime,
+    factory: ChannelFactory,
+    public_url: str | None,
+    *,
+    clock: Clock | None = None,
+) -> str:
     """Send the one recovery notice of a resolved alert that had been notified."""
     with session_scope() as session:
         claim = (
@@ -228,20 +253,21 @@ def recover(alert_id: int, now: dt.datetime, factory: ChannelFactory, public_url
     names = _targets(ctx, channels_through(ctx.settings, ctx.alert.escalation_level))
     notice = build_notice(NoticeKind.RECOVERY, ctx.alert, ctx.connection, now, public_url)
     result = send_all(ctx.channels, names, notice)
+    sent = clock() if clock else now
     with session_scope() as session:
         lifecycle.serialise_writers(session)
-        record_deliveries(session, ctx, NoticeKind.RECOVERY, result, now)
+        record_deliveries(session, ctx, NoticeKind.RECOVERY, result, sent)
         if not result.delivered and names:
             session.execute(
                 update(Alert)
                 .where(Alert.id == alert_id)
                 .values(
                     recovery_sent_at=None,
-                    retry_at=now + backoff(ctx.alert.attempts),
+                    retry_at=sent + backoff(ctx.alert.attempts),
                     last_error=result.summary(),
                 )
             )
-        channel_health(session, ctx, result, now)
+        channel_health(session, ctx, result, sent)
     return "recovered" if result.delivered or not names else "failed"
 
 
