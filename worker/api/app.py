@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from worker.api import problems
 from worker.api.metrics import router as metrics_router
@@ -42,6 +43,7 @@ def create_app(
 ) -> FastAPI:
     """A new API application (uvicorn calls it with no arguments; tests pass a throttle or a dispatcher)."""
     settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(
         title="regsync API",
         version="1.0.0",
