@@ -202,3 +202,18 @@ def test_keys_record_their_last_use(env: Env) -> None:
     with session_scope() as session:
         used = {row["role"]: row["last_used_at"] for row in list_keys(session) if A in row["connections"]}
     assert used["admin"] is not None
+
+
+def test_metrics_need_the_metrics_token_when_one_is_set(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import reset_settings
+
+    monkeypatch.setenv("REGSYNC_METRICS_TOKEN", "m-token-0123456789")
+    reset_settings()
+    try:
+        assert env.client.get("/metrics").status_code == 401
+        assert env.client.get("/metrics", headers=_auth("wrong")).status_code == 401
+        scraped = env.client.get("/metrics", headers=_auth("m-token-0123456789"))
+        assert scraped.status_code == 200 and "regsync_runs{" in scraped.text
+    finally:
+        monkeypatch.delenv("REGSYNC_METRICS_TOKEN")
+        reset_settings()

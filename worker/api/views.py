@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from worker.api.keys import Principal
 from worker.api.problems import not_found
 from worker.api.progress import progress
-from worker.ledger.models import Connection, RecordFailure, Run, RunKind, RunStatus, utcnow
+from worker.ledger.models import RecordFailure, Run, RunKind, RunStatus, utcnow
 from worker.ledger.views import failure_view, run_view
 
 
@@ -66,7 +66,3 @@ def page_of_failures(
     more = len(rows) > limit
     rows = rows[:limit]
     return [failure_view(f) for f in rows], (rows[-1].id if more and rows else None)
-
-
-def connection_name(session: Session, connection_id: int) -> str:
-    return session.execute(select(Connection.name).where(Connection.id == connection_id)).scalar_one()
