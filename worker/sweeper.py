@@ -111,16 +111,25 @@ def _lost_plans(session: Session, now: dt.datetime, settings: Settings) -> list[
         & (Run.queued_at < cutoff)
         & (Run.plan_lease_until.is_(None) | (Run.plan_lease_until < cutoff))
     )
+    lease_expired = Run.plan_lease_until < now
+    # Resent (lease cleared below) and nothing happened since: the resent message was lost too.
+    resend_lost = Run.plan_lease_until.is_(None) & (Run.heartbeat_at < cutoff)
     planner_died = (
         (Run.status == RunStatus.RUNNING.value)
         & Run.planned_complete.is_(False)
-        & (Run.plan_lease_until < now)
+        & (lease_expired | resend_lost)
     )
     ids = list(session.execute(select(Run.id).where(never_started | planner_died)).scalars())
     if ids:
         # Remember the resend so that a still-queued run is not resent on every tick.
         session.execute(
             update(Run).where(Run.id.in_(ids), Run.status == "queued").values(plan_lease_until=now)
+        )
+        # A running run's resend clears its plan lease: claimable at once, not resent again while it waits.
+        session.execute(
+            update(Run)
+            .where(Run.id.in_(ids), Run.status == RunStatus.RUNNING.value, lease_expired)
+            .values(plan_lease_until=None)
         )
     return ids
 

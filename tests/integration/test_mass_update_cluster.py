@@ -37,7 +37,7 @@ from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.dispatch import CeleryDispatcher
 from worker.errors import InvalidOrgNumber
 from worker.ledger.db import session_scope
-from worker.ledger.models import Chunk, ChunkStatus
+from worker.ledger.models import Chunk, ChunkStatus, Run
 from worker.ledger.views import list_failures
 from worker.orgnr import normalise
 from worker.policies import plan_record
@@ -354,3 +354,38 @@ def test_sigkilled_worker_loses_no_record_and_no_count(
         f"killed {moment}: chunk {lost[0]} (attempt {lost[1]}) taken over; run done {after_kill:.1f} s after the kill"
     )
     print(f"test {total:.1f} s, sweeper {sweeper.totals()}")
+
+
+def asked_for_next_page(world: World) -> bool:
+    """The planner committed page 1's chunks, dispatched them, and now waits for queryMore (page 2)."""
+    return any(
+        request.path.rsplit("/", 1)[-1].startswith("01g") for request in world.stack.salesforce.requests
+    )
+
+
+def planner_between_commits(run_id: int) -> bool:
+    """Planning has stored some chunks (and its cursor) but not all of them yet."""
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run.chunks_total > 0 and run.plan_cursor is not None and not run.planned_complete
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+@pytest.mark.timeout(150)
+def test_planner_killed_between_commits_resumes_from_its_cursor(make_world: Callable[..., World]) -> None:
+    # Two query pages (2,000 + 100 records); the planner commits every 1,000 valid records.
+    world = make_world(2_100, chunk_size=100)
+    with celery_cluster(world.env, world.directory / "workers", 2) as cluster, sweeper_loop() as sweeper:
+        world.stack.salesforce.latency_s = 0.5  # the planner's queryMore for page 2 now takes a while
+        run_id = start_run(CONNECTION, CeleryDispatcher(), triggered_by="test")
+        wait_until(lambda: asked_for_next_page(world), 60, "the planner to ask for page 2")
+        assert planner_between_commits(run_id)
+        planner = next(worker for worker in cluster.workers if "regsync.plan_run[" in worker.output())
+        planner.kill()
+        world.stack.salesforce.latency_s = 0.0
+        view = wait_for(run_id, lambda _view: None, poll_s=0.2, timeout_s=90)
+
+    assert_run_correct(world, view, cluster)  # planned == 2,100 exactly: nothing was planned twice
+    assert sweeper.totals()["plans_resent"] == 1, "the dead planner should be resent once, and only once"
+    print(f"planner killed: sweeper {sweeper.totals()}")
