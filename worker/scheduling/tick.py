@@ -131,6 +131,15 @@ def _tick_schedule(schedule_id: int, now: dt.datetime, dispatch: Dispatcher, rep
         due = _load(session, schedule_id, now)
     if due is None:
         return
+    if len(due.slots) >= MAX_SLOTS_PER_TICK:
+        log.warning(
+            "more slots were due than one tick records; only the newest are recorded as missed",
+            extra={
+                "schedule_id": schedule_id,
+                "recorded": len(due.slots),
+                "since": due.last_slot.isoformat(),
+            },
+        )
     decisions = decide(
         due.slots,
         now,
