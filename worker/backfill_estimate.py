@@ -2,12 +2,12 @@
 
 Counting the selected records costs Salesforce calls too, and we say how many: one ``SELECT COUNT()`` for a
 filter, none for a plain ids list (its length is the upper bound), one per 200 Ids for a list with filters.
-The arithmetic (the issue-4 budget code has none to share yet; move it there when it has) is:
+The arithmetic is the budget guard's (``worker.estimate``) with a backfill's own query count:
 
 * queries: ``ceil(N / 2000)`` pages (at least one), or one ``Id IN`` query per 200 listed Ids;
 * re-reads: ``ceil(N / chunk_size)``, one sObject Collections GET per chunk;
 * writes: at most ``ceil(N / chunk_size)`` (none for unchanged records; none at all in a dry run);
-* registry: at most one call per unique valid org number, so at most ``N`` (brreg batches up to 100).
+* registry: at most one call per unique valid org number, so at most ``N``; fewer with brreg's batch lookup.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from worker import estimate as budget_arithmetic
 from worker.backfill import Selection
 from worker.crm.ids import ID_BATCH, id_batches, id_in
 from worker.filters import combine
@@ -52,14 +53,20 @@ class Estimate:
 
 
 def arithmetic(
-    records: int, *, listed_ids: int | None, chunk_size: int, dry_run: bool
+    records: int, *, listed_ids: int | None, chunk_size: int, dry_run: bool, registry_batch: int = 1
 ) -> tuple[int, int, int, int]:
-    """(query calls, re-read calls, write calls at most, registry calls at most) for ``records`` records."""
+    """(query calls, re-read calls, write calls at most, registry calls at most) for ``records`` records.
+
+    Upper bounds: every record may have a valid, distinct org number and (unless a dry run) change.
+    """
     queries = (
         max(1, math.ceil(records / QUERY_PAGE)) if listed_ids is None else math.ceil(listed_ids / ID_BATCH)
     )
     chunks = math.ceil(records / chunk_size)
-    return queries, chunks, 0 if dry_run else chunks, records
+    shared = budget_arithmetic.estimate(
+        records, records, 0.0 if dry_run else 1.0, chunk_size, registry_batch=registry_batch
+    )
+    return queries, chunks, 0 if dry_run else chunks, shared.registry_calls
 
 
 def count_selection(crm: RecordCounter, selection: Selection) -> tuple[int, bool]:
@@ -72,12 +79,18 @@ def count_selection(crm: RecordCounter, selection: Selection) -> tuple[int, bool
     return total, False
 
 
-def estimate(crm: RecordCounter, selection: Selection, *, chunk_size: int, dry_run: bool) -> Estimate:
-    """Count the selection and work out the calls a backfill of it will make at most."""
+def estimate(
+    crm: RecordCounter, selection: Selection, *, chunk_size: int, dry_run: bool, registry_batch: int = 1
+) -> Estimate:
+    """Count the selection and work out the calls a backfill of it will make at most.
+
+    Args:
+        registry_batch: Org numbers per registry request (1 for Proff, 100 for brreg's batch lookup).
+    """
     before = crm.calls
     records, upper = count_selection(crm, selection)
     listed = None if selection.ids is None else len(selection.ids)
     queries, reads, writes, registry = arithmetic(
-        records, listed_ids=listed, chunk_size=chunk_size, dry_run=dry_run
+        records, listed_ids=listed, chunk_size=chunk_size, dry_run=dry_run, registry_batch=registry_batch
     )
     return Estimate(records, upper, crm.calls - before, queries, reads, writes, registry)

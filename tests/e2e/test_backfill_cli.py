@@ -100,7 +100,7 @@ def test_estimate_then_dry_run_print_their_numbers_and_write_nothing(world: Worl
         f"Salesforce API calls: at most {1 + reads} = 1 query + {reads} re-read + writes (none: dry run)"
         in (estimate.stdout)
     )
-    assert f"registry calls: at most {big} (one per unique valid org number)" in estimate.stdout
+    assert f"registry calls: at most {big} (one per unique valid org number, or batch)" in estimate.stdout
     assert "nothing was started" in estimate.stdout
     queries = [r.query["q"][0] for r in world.stack.salesforce.api_requests() if "q" in r.query]
     assert queries == ["SELECT COUNT() FROM Account WHERE NumberOfEmployees > 10"]

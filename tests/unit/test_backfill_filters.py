@@ -11,6 +11,7 @@ from worker.cli.backfill import parse_where_args
 from worker.crm.ids import canonical_id, id_batches, parse_ids
 from worker.crm.port import FieldInfo
 from worker.errors import InvalidFilter, LedgerError
+from worker.estimate import estimate as budget_estimate
 from worker.filters import Condition, make_condition, soql, where_clause
 from worker.ledger.field_changes import tally
 from worker.policies import RecordPlan
@@ -213,6 +214,17 @@ def test_estimate_counts_once_and_bounds_every_call() -> None:
     assert result.crm_calls_max == 49
     dry = estimate(CountingCrm(0), Selection(), chunk_size=200, dry_run=True)
     assert (dry.query_calls, dry.read_calls, dry.write_calls_max) == (1, 0, 0)
+
+
+@pytest.mark.parametrize(("records", "chunk", "batch"), [(0, 200, 1), (4_500, 200, 1), (4_999, 150, 100)])
+def test_estimate_agrees_with_the_budget_guard_arithmetic(records: int, chunk: int, batch: int) -> None:
+    result = estimate(
+        CountingCrm(records), Selection(), chunk_size=chunk, dry_run=False, registry_batch=batch
+    )
+
+    shared = budget_estimate(records, records, 1.0, chunk, registry_batch=batch)
+    assert (result.crm_calls_max, result.registry_calls_max) == (shared.crm_calls, shared.registry_calls)
+    assert batch == 1 or result.registry_calls_max < records  # brreg's batch lookup needs fewer calls
 
 
 def test_estimate_of_an_ids_list_costs_nothing_without_filters() -> None:

@@ -34,6 +34,7 @@ from worker.errors import InvalidFilter
 from worker.ledger.db import session_scope
 from worker.ledger.field_changes import field_changes
 from worker.ledger.views import show_run
+from worker.registry.brreg import MAX_BATCH as BRREG_BATCH
 from worker.runtime import load_runtime
 
 WhereArgs = list[tuple[str, str, str]]
@@ -152,6 +153,7 @@ def backfill_command(
                 resolve_selection(options, connection_id, spec),
                 chunk_size=spec.sync.chunk_size,
                 dry_run=dry_run,
+                registry_batch=BRREG_BATCH if spec.registry.provider == "brreg" else 1,
             )
             _print_estimate(connection, options, result, as_json)
             return
@@ -189,7 +191,7 @@ def _print_estimate(connection: str, options: BackfillOptions, result: Estimate,
         f"  records selected: {bound}{result.records} (counting them cost {result.count_calls} Salesforce call(s))",
         f"  Salesforce API calls: at most {result.crm_calls_max} = {result.query_calls} query + "
         f"{result.read_calls} re-read + writes ({writes})",
-        f"  registry calls: at most {result.registry_calls_max} (one per unique valid org number)",
+        f"  registry calls: at most {result.registry_calls_max} (one per unique valid org number, or batch)",
         "nothing was started; run the same command without --estimate to start it",
     ]
     console.print("\n".join(lines), highlight=False)
