@@ -24,6 +24,8 @@ from worker.registry.port import RegistryProvider
 #: Seconds between two looks at keys another chunk is fetching.
 POLL_S = 0.05
 NO_ANSWER = "REGISTRY_NO_ANSWER"
+#: Seconds between two heartbeats of a chunk that waits for other chunks' lookups.
+WAIT_BEAT_S = 10.0
 
 
 def field_of(key: CompanyKey) -> str:
@@ -67,6 +69,7 @@ def lookup_once(
     owner: str,
     *,
     claim_ttl_s: float = 120.0,
+    while_waiting: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[CompanyKey, LookupResult]:
     """One result per unique key, asking the registry only for keys no other chunk of the run has or is fetching.
@@ -77,9 +80,12 @@ def lookup_once(
         keys: Valid keys of this chunk.
         owner: ``"<chunk id>:<attempt>"``; a later attempt of the same chunk inherits its earlier claims.
         claim_ttl_s: How long a claim holds before others fetch the key themselves.
+        while_waiting: Called every :data:`WAIT_BEAT_S` while waiting for other chunks (the chunk's heartbeat, so
+            that its own lease does not run out meanwhile).
     """
     results: dict[CompanyKey, LookupResult] = {}
     pending = list(dict.fromkeys(keys))
+    beat_at = time.monotonic() + WAIT_BEAT_S
     while pending:
         results.update({key: LookupResult(key, company) for key, company in cache.get_many(pending).items()})
         pending = [key for key in pending if key not in results]
@@ -89,6 +95,9 @@ def lookup_once(
             pending = [key for key in pending if key not in results]
         elif pending:
             sleep(POLL_S)  # every remaining key is being fetched by another chunk right now
+            if while_waiting is not None and time.monotonic() >= beat_at:
+                while_waiting()
+                beat_at = time.monotonic() + WAIT_BEAT_S
     return results
 
 

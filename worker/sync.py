@@ -165,7 +165,14 @@ class ChunkWork:
         """Registry answers, each key fetched once per run whichever chunk needs it (worker.company_cache)."""
         cache = cache_for_run(self.settings, self.claim.run_id)
         owner = f"{self.claim.chunk_id}:{self.claim.attempt}"
-        return lookup_once(cache, self.registry, keys, owner, claim_ttl_s=self.settings.chunk_lease_s)
+        return lookup_once(
+            cache,
+            self.registry,
+            keys,
+            owner,
+            claim_ttl_s=self.settings.chunk_lease_s,
+            while_waiting=self._heartbeat,
+        )
 
     def _keys(self, records: dict[str, CrmRecord]) -> dict[str, CompanyKey]:
         sf = self.spec.salesforce

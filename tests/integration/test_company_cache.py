@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from unittest import mock
 
 import pytest
 import redis
@@ -105,3 +106,27 @@ def test_dropping_a_run_forgets_its_companies(redis_url: str) -> None:
     assert client.keys("regsync:run:{9-1}:*")
     cache.drop()
     assert client.keys("regsync:run:*") == []
+
+
+def test_a_chunk_waiting_for_another_keeps_its_own_lease_alive() -> None:
+    cache = LocalCompanyCache()
+    assert cache.claim(KEYS[:1], "1:1", ttl_s=60) == KEYS[:1]  # chunk 1 is fetching KEYS[0], slowly
+    clock = {"now": 0.0}
+    beats: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        clock["now"] += seconds
+        if clock["now"] > 25:
+            cache.put_many({KEYS[0]: Company(org_number=KEYS[0].org_number, country="NO")}, "1:1")
+
+    with mock.patch("worker.company_cache.time.monotonic", lambda: clock["now"]):
+        got = lookup_once(
+            cache,
+            CountingRegistry(),
+            KEYS[:1],
+            "2:1",
+            while_waiting=lambda: beats.append(clock["now"]),
+            sleep=sleep,
+        )
+    assert got[KEYS[0]].company is not None
+    assert len(beats) == 2 and beats[0] >= 10  # every 10 s of waiting, not on every poll
