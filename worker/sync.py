@@ -9,9 +9,11 @@ the last chunk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
@@ -34,7 +36,7 @@ from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.db import session_scope
 from worker.ledger.field_changes import FieldTally
-from worker.ledger.models import ChunkStatus, utcnow
+from worker.ledger.models import ChunkStatus, Run, utcnow
 from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
 from worker.policies import RecordPlan, plan_record, value_hash
@@ -89,7 +91,10 @@ def sync_chunk(
         return early
     assert claim is not None
     try:
-        with clients(claim.connection_id, settings) as (runtime, crm, registry):
+        with (
+            clients(claim.connection_id, settings) as (runtime, crm, registry),
+            _charged_if_failed(claim, crm, registry),
+        ):
             budget.require_budget(claim, runtime.spec, settings)
             outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
     except (ApiBudgetReached, CrmLimitExceeded) as exc:
@@ -341,6 +346,24 @@ def _give_up(claim: Claim, exc: Exception) -> None:
         Failure(record_id, None, code, f"gave up after retries: {message}") for record_id in claim.record_ids
     ]
     _finish(claim, ChunkStatus.FAILED, Outcome(failures=failures), error=message)
+
+
+@contextmanager
+def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider) -> Iterator[None]:
+    """An attempt that fails still spent calls: add them to the run's counts (a success counts in ``_finish``)."""
+    before = (registry.calls, crm.calls)
+    try:
+        yield
+    except BaseException:
+        spent = (registry.calls - before[0], crm.calls - before[1])
+        if any(spent):
+            with session_scope() as session:
+                session.execute(
+                    update(Run)
+                    .where(Run.id == claim.run_id)
+                    .values(registry_calls=Run.registry_calls + spent[0], crm_calls=Run.crm_calls + spent[1])
+                )
+        raise
 
 
 def _not_started(claim: Claim | None) -> str | None:

@@ -21,7 +21,7 @@ from tests.integration.inprocess_runs import (
     use_world,
     view,
 )
-from worker.errors import InvalidOrgNumber
+from worker.errors import InvalidOrgNumber, RegistryTransientError
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk
 from worker.orgnr import normalise
@@ -84,3 +84,32 @@ def test_shared_org_numbers_cost_one_registry_call_per_run(
         assert batches and len(requests) < truth.unique_valid_org_numbers / 2  # the batch lookup is used
     for key in ("planned", "invalid", "unchanged", "updated", "failed"):
         assert run[key] == getattr(truth, key), key
+
+
+def test_registry_calls_of_a_failed_attempt_count_too(
+    env: object, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGSYNC_REGISTRY_MAX_RETRIES", "1")
+    with sandbox_stack(tmp_path, 40, invalid_share=0.0) as stack:
+        use_world(monkeypatch, stack, redis_url)
+        connection_id = install_connection(
+            stack, stack.spec_data("exact", requests_per_second=1000, burst=50)
+        )
+        dispatch = ListDispatcher()
+        run_id = start_run(connection_id, dispatch)
+        [chunk_id] = dispatch.take_chunks()
+        broken = stack.dataset.companies[3].org_number
+        stack.registry.fail_with(broken, 503)
+        with pytest.raises(RegistryTransientError):
+            sync_all([chunk_id])  # released for a retry after 2 attempts at the broken number
+        failed_attempt = len(stack.registry.requests)
+        stack.registry.fail_with(broken, None)
+        assert sync_all([chunk_id]) == ["done"]
+        run = view(run_id)
+        sent = len(stack.registry.requests)
+
+    assert failed_attempt >= 2
+    # Every request the registry received is counted, the failed attempt's included. (That attempt's good answers
+    # are not cached: a provider's lookup_many is all-or-nothing, so the retry asks for them again.)
+    unique = stack.truth(stack.spec("exact")).unique_valid_org_numbers
+    assert run["registry_calls"] == sent == failed_attempt + unique
