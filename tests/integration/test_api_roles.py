@@ -156,14 +156,31 @@ def test_b_admin_sees_b_but_not_a(api: Api) -> None:
 
 
 def test_operator_backfill_queues_a_backfill_run_of_a_and_sends_it_to_planning(api: Api) -> None:
-    status, body = api.call(
-        api.world.keys["operator"], "POST", f"/v1/connections/{A}/backfills", {"dry_run": True}
-    )
-    assert status == 202
-    run = json.loads(body)
-    assert (run["connection"], run["kind"], run["status"]) == (A, "backfill", "queued")
-    assert run["options"]["dry_run"] is True
+    body = {"dry_run": True, "ids": ["001000000000001", "001000000000002"], "fields": ["name"]}
+    status, raw = api.call(api.world.keys["operator"], "POST", f"/v1/connections/{A}/backfills", body)
+    assert status == 202, raw
+    run = json.loads(raw)
+    assert (run["connection"], run["kind"], run["status"], run["dry_run"]) == (A, "backfill", "queued", True)
+    assert run["options"] == {"dry_run": True, "ids": 2, "fields": ["name"]}  # the ids list only as a count
+    assert run["field_changes"] == []
     assert api.dispatcher.plans[-1] == run["id"]
+
+
+def test_backfill_options_that_do_not_fit_the_connection_are_422_and_start_nothing(api: Api) -> None:
+    planned = len(api.dispatcher.plans)
+    for body in (
+        {"fields": ["not_mapped"]},
+        {"country": "SE"},  # A only holds NO records
+        {"ids": ["001000000000001XYZ"]},  # checksum does not match
+        {"only_failed_run": B_RUN_IDS[0]},  # B's run: the same answer as a run that does not exist
+        {"only_failed_run": 999_999_999},
+    ):
+        status, raw = api.call(api.world.keys["operator"], "POST", f"/v1/connections/{A}/backfills", body)
+        assert status == 422 and json.loads(raw)["error"]["code"] == "INVALID_FILTER", (body, raw)
+        if "only_failed_run" in body:
+            expected = f"only_failed_run: this connection has no run {body['only_failed_run']}"
+            assert json.loads(raw)["error"]["message"] == expected
+    assert len(api.dispatcher.plans) == planned
 
 
 def test_cancel_of_a_queued_run_cancels_it_is_audited_and_a_second_cancel_conflicts(api: Api) -> None:

@@ -63,6 +63,8 @@ class RunOut(BaseModel):
     unchanged: int
     updated: int
     failed: int
+    protected: int = Field(description="Fields kept because someone edited them by hand (protect_manual).")
+    opted_out: int = Field(description="Records that opted out of registry updates.")
     registry_calls: int
     crm_calls: int
     api_used_before: int | None
@@ -71,9 +73,10 @@ class RunOut(BaseModel):
     chunks_total: int
     chunks_done: int
     not_processed: int
+    dry_run: bool = Field(description="A dry run: `updated` counts the updates it would have made.")
     error_code: str | None
     error: str | None
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="Backfill filters (ids as a count).")
 
 
 class Progress(BaseModel):
@@ -89,8 +92,16 @@ class Progress(BaseModel):
     eta_at: dt.datetime | None
 
 
+class FieldChange(BaseModel):
+    field: str
+    count: int = Field(description="Records whose field this dry run would change.")
+
+
 class RunDetail(RunOut):
     progress: Progress
+    field_changes: list[FieldChange] | None = Field(
+        description="Dry runs only: changes per field, no values."
+    )
 
 
 class RunPage(BaseModel):

@@ -11,12 +11,14 @@ from sqlalchemy.orm import Session
 from worker.api.keys import Principal
 from worker.api.problems import not_found
 from worker.api.progress import progress
+from worker.ledger.field_changes import field_changes
 from worker.ledger.models import RecordFailure, Run, RunKind, RunStatus, utcnow
 from worker.ledger.views import failure_view, run_view
 
 
 def run_out(run: Run, connection: str) -> dict[str, Any]:
-    return run_view(run, connection) | {"options": run.options or {}}
+    """A run as `regsync runs show --json` shows it (an ids filter shown as its length)."""
+    return run_view(run, connection)
 
 
 def scoped_run(session: Session, run_id: int, who: Principal) -> tuple[Run, str]:
@@ -27,8 +29,10 @@ def scoped_run(session: Session, run_id: int, who: Principal) -> tuple[Run, str]
     return run, who.connections[run.connection_id]
 
 
-def run_detail(run: Run, connection: str) -> dict[str, Any]:
-    return run_out(run, connection) | {"progress": progress(run, utcnow())}
+def run_detail(session: Session, run: Run, connection: str) -> dict[str, Any]:
+    """A run with its progress and ETA, and, for a dry run, the per-field counts (never the sampled values)."""
+    changes = field_changes(session, run.id, samples=False) if (run.options or {}).get("dry_run") else None
+    return run_out(run, connection) | {"progress": progress(run, utcnow()), "field_changes": changes}
 
 
 def page_of_runs(

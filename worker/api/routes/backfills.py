@@ -56,4 +56,4 @@ def create_backfill(
     with session_scope() as session:
         run = session.get(Run, run_id)
         assert run is not None
-        return RunDetail.model_validate(run_detail(run, scope.name))
+        return RunDetail.model_validate(run_detail(session, run, scope.name))

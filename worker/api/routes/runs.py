@@ -58,7 +58,7 @@ def list_runs(
 def get_run(run_id: RunId, who: Caller) -> dict[str, object]:
     with session_scope() as session:
         run, name = scoped_run(session, run_id, who)
-        return run_detail(run, name)
+        return run_detail(session, run, name)
 
 
 @router.get("/runs/{run_id}/failures", response_model=FailurePage, summary="Records a run could not sync")
