@@ -84,11 +84,18 @@ class HeartbeatThread(threading.Thread):
 _THREADS: list[HeartbeatThread] = []
 
 
-def start(role: str, name: str) -> HeartbeatThread:
-    """Start beating for this process (REGSYNC_REDIS_URL) until :func:`stop_all`; the Celery signals call it."""
+def start(role: str, name: str) -> HeartbeatThread | None:
+    """Start beating for this process (REGSYNC_REDIS_URL) until :func:`stop_all`; the Celery signals call it.
+
+    Not for an embedded worker on the memory transport (``regsync demo``): it is no member of a cluster, and
+    there may be no Redis to write to.
+    """
     from config.settings import get_settings
 
-    thread = HeartbeatThread(get_settings().redis_url, role, name)
+    settings = get_settings()
+    if settings.broker_url.startswith("memory://"):
+        return None
+    thread = HeartbeatThread(settings.redis_url, role, name)
     thread.start()
     _THREADS.append(thread)
     return thread
