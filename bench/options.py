@@ -45,6 +45,8 @@ class Registry:
     requests_per_second: float = 185.0  # the connection's limiter: below R, for the registry's window jitter
     burst: int = 10
     workers: int = 2
+    pool: str = "prefork"  # celery worker --pool
+    worker_concurrency: int = 1  # celery worker --concurrency: chunks one worker process runs at once
     concurrency: int = 16  # REGSYNC_REGISTRY_CONCURRENCY: requests in flight per chunk
 
 
@@ -57,6 +59,8 @@ class Options:
     workdir: Path | None
     quick: bool
     strict: bool
+    #: Also measure throughput with this (pool, --concurrency) in the same worker processes; None: don't.
+    variant: tuple[str, int] | None
 
 
 def _sizes_list(text: str) -> tuple[int, ...]:
@@ -93,7 +97,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--registry-concurrency", type=int, help="REGSYNC_REGISTRY_CONCURRENCY (default 16)")
     p.add_argument("--rps", type=float, help="the connection's requests_per_second (default 185)")
     p.add_argument("--burst", type=int, help="the connection's burst (default 10)")
+    p.add_argument("--pool", choices=("prefork", "threads"), help="celery worker --pool (default prefork)")
+    p.add_argument("--worker-concurrency", type=int, help="celery worker --concurrency (default 1)")
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="also measure throughput with POOL:CONCURRENCY per worker process (default threads:2; "
+        "none with --quick); 'none' to skip",
+    )
     return p
+
+
+def _variant(text: str | None, quick: bool) -> tuple[str, int] | None:
+    if text is None:
+        return None if quick else ("threads", 2)
+    if text == "none":
+        return None
+    pool, _, concurrency = text.partition(":")
+    if pool not in ("prefork", "threads") or not concurrency.isdigit() or int(concurrency) < 1:
+        raise SystemExit(f"--variant {text!r}: expected POOL:CONCURRENCY, e.g. threads:2")
+    return pool, int(concurrency)
 
 
 def parse(argv: list[str] | None = None) -> Options:
@@ -114,6 +137,8 @@ def parse(argv: list[str] | None = None) -> Options:
         "concurrency": args.registry_concurrency,
         "requests_per_second": args.rps,
         "burst": args.burst,
+        "pool": args.pool,
+        "worker_concurrency": args.worker_concurrency,
     }
     registry = replace(Registry(), **{k: v for k, v in registry_overrides.items() if v is not None})
     default_results = Path(__file__).resolve().parent / "RESULTS.md"
@@ -125,4 +150,5 @@ def parse(argv: list[str] | None = None) -> Options:
         workdir=args.workdir,
         quick=args.quick,
         strict=args.strict,
+        variant=_variant(args.variant, args.quick),
     )

@@ -63,3 +63,15 @@ def rate_stats(times: Sequence[float]) -> RateStats:
         peak_sliding_1s=peak_sliding(ordered),
         peak_aligned_1s=peak_aligned(ordered),
     )
+
+
+def silences(
+    times: Sequence[float], longer_than_s: float = 0.25, trim: float = TRIM_SHARE
+) -> tuple[int, float]:
+    """(count, total seconds) of pauses between consecutive requests longer than ``longer_than_s``, in the
+    steady part: time in which no worker process had a registry request to send."""
+    ordered = sorted(times)
+    first, last = int(len(ordered) * trim), max(0, math.ceil(len(ordered) * (1 - trim)) - 1)
+    pauses = [b - a for a, b in zip(ordered[first:last], ordered[first + 1 : last + 1], strict=True)]
+    long = [p for p in pauses if p > longer_than_s]
+    return len(long), sum(long)

@@ -36,6 +36,8 @@ class ScalePoint:
     sandbox_calls: int
     seeding_s: float
     sandbox_rss_mib: float
+    first_half_s: float
+    second_half_s: float
 
     @property
     def per_100k_s(self) -> float:
@@ -172,6 +174,8 @@ def _point(
         sandbox_calls=stats["api_calls"],
         seeding_s=ready["seconds"],
         sandbox_rss_mib=sandbox_rss,
+        first_half_s=measured["first_half_s"],
+        second_half_s=measured["second_half_s"],
     )
 
 

@@ -8,6 +8,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -19,7 +20,7 @@ from bench.options import Options, parse
 from bench.report import Section, print_table, write_results
 from bench.scale import run_scale
 from bench.sections_scale import ledger_section, scale_section
-from bench.sections_sync import baseline_section, calls_section, throughput_section
+from bench.sections_sync import baseline_section, calls_section, throughput_section, variant_rows
 from bench.services import Services
 from bench.sync_run import BOUND_DATASET, SyncResult, SyncSetup, run_syncs
 
@@ -36,6 +37,8 @@ console = Console(width=200, stderr=True)
 def _setup(options: Options, accounts: int, dataset: dict[str, float]) -> SyncSetup:
     r = options.registry
     return SyncSetup(
+        pool=r.pool,
+        worker_concurrency=r.worker_concurrency,
         accounts=accounts,
         dataset=dataset,
         workers=r.workers,
@@ -79,7 +82,18 @@ class Suite:
         return self.syncs()[0]
 
     def throughput(self) -> Section:
-        return throughput_section(self.sync(), self.options.registry, self.options.sizes.accounts)
+        section = throughput_section(self.sync(), self.options.registry, self.options.sizes.accounts)
+        if self.options.variant is not None:
+            pool, concurrency = self.options.variant
+            accounts = self.options.sizes.accounts
+            self._say(
+                f"regsync run over {accounts:,} Accounts, workers with --pool {pool} --concurrency {concurrency}"
+            )
+            setup = replace(
+                _setup(self.options, accounts, BOUND_DATASET), pool=pool, worker_concurrency=concurrency
+            )
+            variant_rows(section, run_syncs([setup], self.services, self.workdir / "variant")[0], setup)
+        return section
 
     def calls(self) -> Section:
         sizes = self.options.sizes

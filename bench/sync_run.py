@@ -40,6 +40,8 @@ class SyncSetup:
     accounts: int
     dataset: dict[str, float]
     workers: int = 2
+    pool: str = "prefork"
+    worker_concurrency: int = 1  # tasks each worker process runs at once (--concurrency)
     latency_s: float = 0.05
     registry_limit_rps: float | None = 200.0
     requests_per_second: float = 190.0
@@ -72,6 +74,8 @@ class SyncResult:
     load: tuple[float, float]
     registry_paths: Counter[str]
     limiter: str
+    registry_times: list[float]
+    salesforce_log: list[tuple[float, str]]
 
     @property
     def salesforce_total(self) -> int:
@@ -219,6 +223,10 @@ def _measure(stack: Stack, setup: SyncSetup, name: str, workers: list[WorkerProc
         load=(load_before, seen.load_after),
         registry_paths=Counter(r.path for r in seen.registry_requests),
         limiter=_limiter_in_use(stack, setup),
+        registry_times=sorted(r.at for r in seen.registry_requests),
+        salesforce_log=[
+            (r.at, classify_salesforce(r.method, r.path)) for r in stack.salesforce.api_requests()
+        ],
     )
 
 
@@ -246,7 +254,12 @@ def run_syncs(setups: Sequence[SyncSetup], services: Services, workdir: Path) ->
         scope.enter_context(environment(_world_env(db_url, redis_url, bundle, setups[0])))
         pairs = list(zip(stacks, setups, strict=True))
         names = [_create_connection(stack, setup, f"bench-{i}") for i, (stack, setup) in enumerate(pairs)]
-        workers = scope.enter_context(celery_workers(setups[0].workers, workdir / "workers"))
+        first = setups[0]
+        workers = scope.enter_context(
+            celery_workers(
+                first.workers, workdir / "workers", pool=first.pool, concurrency=first.worker_concurrency
+            )
+        )
         return [
             _measure(stack, setup, name, workers) for (stack, setup), name in zip(pairs, names, strict=True)
         ]

@@ -68,7 +68,9 @@ def group_cpu_s(pgid: int) -> float:
     return total / ticks
 
 
-def _spawn(name: str, queue: str, directory: Path, env: Mapping[str, str]) -> WorkerProcess:
+def _spawn(
+    name: str, queue: str, directory: Path, env: Mapping[str, str], *, pool: str, concurrency: int
+) -> WorkerProcess:
     log_path = directory / f"{name}.log"
     command = [
         sys.executable,
@@ -78,9 +80,9 @@ def _spawn(name: str, queue: str, directory: Path, env: Mapping[str, str]) -> Wo
         "tasks",
         "worker",
         "--pool",
-        "prefork",
+        pool,
         "--concurrency",
-        "1",
+        str(concurrency),
         "-Q",
         queue,
         "-n",
@@ -128,12 +130,17 @@ def celery_workers(
     *,
     queue: str = "regsync",
     env: Mapping[str, str] | None = None,
+    pool: str = "prefork",
+    concurrency: int = 1,
     ready_timeout_s: float = 60.0,
 ) -> Iterator[list[WorkerProcess]]:
-    """``count`` ready worker processes (``--pool prefork --concurrency 1``) for the length of the block."""
+    """``count`` ready ``celery worker`` processes (``--pool prefork --concurrency 1`` by default)."""
     directory.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{os.urandom(2).hex()}"
-    workers = [_spawn(f"bench{i}-{tag}", queue, directory, env or {}) for i in range(count)]
+    workers = [
+        _spawn(f"bench{i}-{tag}", queue, directory, env or {}, pool=pool, concurrency=concurrency)
+        for i in range(count)
+    ]
     try:
         _wait_ready(workers, ready_timeout_s)
         yield workers
