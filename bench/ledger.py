@@ -116,11 +116,13 @@ def _cli_calls(runs: int, rng: random.Random) -> dict[str, Callable[[], object]]
         return out.getvalue()
 
     return {
-        "CLI `runs list`": lambda: invoke("runs", "list"),
-        "CLI `runs list -c NAME`": lambda: invoke(
+        "CLI `runs list` (query + rich table)": lambda: invoke("runs", "list"),
+        "CLI `runs list -c NAME` (query + rich table)": lambda: invoke(
             "runs", "list", "-c", f"bench-{rng.randint(1, CONNECTIONS):02d}"
         ),
-        "CLI `runs show ID`": lambda: invoke("runs", "show", str(rng.randint(1, runs))),
+        "CLI `runs show ID` (query + rich summary)": lambda: invoke(
+            "runs", "show", str(rng.randint(1, runs))
+        ),
         "CLI `runs show ID --json`": lambda: invoke("runs", "show", str(rng.randint(1, runs)), "--json"),
     }
 
@@ -133,7 +135,7 @@ def _explain(runs: int) -> dict[str, str]:
         "runs list": "SELECT runs.id FROM runs JOIN connections ON connections.id = runs.connection_id "
         "ORDER BY runs.queued_at DESC, runs.id DESC LIMIT 20",
         "runs list -c": "SELECT runs.id FROM runs JOIN connections ON connections.id = runs.connection_id "
-        "WHERE connections.name = 'bench-07' ORDER BY runs.queued_at DESC, runs.id DESC LIMIT 20",
+        "WHERE runs.connection_id = 7 ORDER BY runs.queued_at DESC, runs.id DESC LIMIT 20",  # as list_runs asks
         "runs show": f"SELECT * FROM runs WHERE id = {runs // 2}",
     }
     plans: dict[str, str] = {}
