@@ -12,6 +12,7 @@ from config.logging import configure_logging
 from config.settings import get_settings
 from worker.cli import admin
 from worker.cli.admin import audit_app, connection_app, secret_app
+from worker.cli.alerts import alerts_app, report_app
 from worker.cli.apikey import apikey_app
 from worker.cli.backfill import BACKFILL_CONTEXT, backfill_command
 from worker.cli.cancel import cancel_command
@@ -32,6 +33,8 @@ app.add_typer(runs_app, name="runs")
 runs_app.command("resume")(resume_command)
 runs_app.command("cancel")(cancel_command)
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(report_app, name="report")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("backfill", context_settings=BACKFILL_CONTEXT)(backfill_command)

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from worker.errors import RunNotFound
@@ -164,7 +164,15 @@ def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | 
     if not transition(session, run_id, RunStatus.RUNNING, status, finished_at=now, heartbeat_at=now):
         return None
     session.refresh(run)
+    _announce_when_committed(session, run_id)
     return status
+
+
+def _announce_when_committed(session: Session, run_id: int) -> None:
+    """Tell the run-closed listeners (alert evaluation) once the closing transaction has committed."""
+    from worker.dispatch import run_closed
+
+    event.listen(session, "after_commit", lambda _session: run_closed(run_id), once=True)
 
 
 def duration_s(run: Run) -> float | None:
