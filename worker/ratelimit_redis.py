@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -114,6 +115,10 @@ class RedisRateLimiter:
         self._sleep = sleep
         self._script = client.register_script(GCRA_LUA)
         self._keys = [f"{key}:tat", f"{key}:blocked"]
+        # One thread of this process asks Redis at a time; the others queue here. Without it every waiting
+        # thread is told the same "allowed at", wakes at that instant, and all but one ask again: a herd of
+        # Redis calls and wake-ups per request that grows with the pool and adds its own jitter.
+        self._one_asker = threading.Lock()
 
     def acquire(self) -> None:
         """Block until one request may be sent on this token.
@@ -122,6 +127,10 @@ class RedisRateLimiter:
             SharedStateUnavailable: Redis did not answer (never "unlimited" instead).
             RegistryTransientError: the wait would pass ``max_wait_s`` (a long Retry-After elsewhere).
         """
+        with self._one_asker:
+            self._wait_for_token()
+
+    def _wait_for_token(self) -> None:
         waited = 0.0
         while True:
             wait_s = self._ask("take", 0) / 1_000_000

@@ -375,9 +375,9 @@ def _not_started(claim: Claim | None) -> str | None:
         return "dropped"
     if claim.run_paused:
         with session_scope() as session:
-            budget.hand_back(session, claim)
-        return "paused"
-    return None
+            if budget.hand_back_if_paused(session, claim):
+                return "paused"
+    return None  # (a run resumed since the claim read it goes on like any running run)
 
 
 def _release(claim: Claim, exc: Exception) -> None:

@@ -22,13 +22,13 @@ from tests.integration.inprocess_runs import (
     use_world,
     view,
 )
+from worker.budget.control import hand_back_if_paused, resume
 from worker.cli.main import app
+from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
-from worker.ledger.models import Chunk
+from worker.ledger.models import Chunk, Connection, RunKind, RunStatus, utcnow
 from worker.sandbox.stack import sandbox_stack
 from worker.sweeper import sweep
-
-pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 
 
 def _chunks(run_id: int) -> list[Chunk]:
@@ -38,6 +38,7 @@ def _chunks(run_id: int) -> list[Chunk]:
         )
 
 
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 def test_run_pauses_at_its_daily_share_and_the_sweeper_resumes_it_next_day(
     env: object, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,3 +84,27 @@ def test_run_pauses_at_its_daily_share_and_the_sweeper_resumes_it_next_day(
         assert final[key] == getattr(truth, key), key
     assert final["status"] == "partially_failed" and final["error"] is None
     assert max(writes.values()) == 1 and sum(writes.values()) == truth.updated  # none lost, none twice
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_chunk_claimed_while_paused_is_never_stranded_by_a_resume(env: object) -> None:
+    with session_scope() as session:
+        connection = Connection(name="race", spec={}, spec_hash="x")
+        session.add(connection)
+        session.flush()
+        run = runs.create_run(session, connection.id, kind=RunKind.MANUAL, triggered_by="test")
+        run.status = RunStatus.PAUSED_BUDGET.value
+        first, second = chunks.add_chunks(session, run, [["001A"], ["001B"]], utcnow())
+    with session_scope() as session:
+        early = chunks.claim(session, first, 60, utcnow())  # claimed while the run is paused …
+        late = chunks.claim(session, second, 60, utcnow())
+    assert early is not None and late is not None and early.run_paused and late.run_paused
+    with session_scope() as session:
+        assert hand_back_if_paused(session, early)  # … handed back before the resume: the resume sends it
+    with session_scope() as session:
+        resent = resume(session, early.run_id, utcnow())
+    with session_scope() as session:
+        kept = not hand_back_if_paused(session, late)  # … or it sees the resume and goes on itself
+        statuses = dict(session.execute(select(Chunk.id, Chunk.status)).tuples().all())
+    assert resent == [first]
+    assert kept and statuses == {first: "queued", second: "running"}

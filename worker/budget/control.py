@@ -102,14 +102,42 @@ def pause_reason(exc: RegsyncError) -> str:
 
 
 def pause_for_budget(claim: Claim, reason: str) -> None:
-    """Hand the chunk back un-attempted and pause its run (if it is still running) with ``reason``."""
-    with session_scope() as session:
-        paused = runs.transition(
-            session, claim.run_id, RunStatus.RUNNING, RunStatus.PAUSED_BUDGET, error=reason
-        )
-        hand_back(session, claim)
-    if paused:
-        log.warning("run paused: %s", reason, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
+    """Pause the chunk's run with ``reason`` (unless another chunk did already) and hand the chunk back.
+
+    Raises:
+        StateConflict: the run was resumed three times while we tried; the chunk's lease will bring it back.
+    """
+    for _ in range(3):
+        with session_scope() as session:
+            paused = runs.transition(
+                session, claim.run_id, RunStatus.RUNNING, RunStatus.PAUSED_BUDGET, error=reason
+            )
+            if hand_back_if_paused(session, claim):
+                if paused:
+                    log.warning(
+                        "run paused: %s", reason, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id}
+                    )
+                return
+    raise StateConflict(f"run {claim.run_id} kept being resumed while chunk {claim.chunk_id} paused it")
+
+
+def hand_back_if_paused(session: Session, claim: Claim) -> bool:
+    """Hand the chunk back if its run is paused; False if the run is not (it was resumed: go on with the chunk).
+
+    The run row is locked first (a no-op UPDATE, which SQLite turns into its write lock), so this and a resume
+    happen one after the other: either the resume finds the chunk queued and sends it again, or we see the run
+    running. Without it a resume could list the queued chunks just before this chunk is handed back, and the
+    chunk would wait in the queue with no message.
+    """
+    locked = session.execute(
+        update(Run)
+        .where(Run.id == claim.run_id, Run.status == RunStatus.PAUSED_BUDGET.value)
+        .values(status=Run.status)
+    )
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    hand_back(session, claim)
+    return True
 
 
 def hand_back(session: Session, claim: Claim) -> bool:
