@@ -1,6 +1,6 @@
 """Helpers (not a test module) that run real Celery worker *processes* and a sweeper loop for a test.
 
-Workers: ``python -m celery -A tasks worker --pool prefork --concurrency 1 -Q <queue of this test>``, each in
+Workers: ``python -m celery -A tasks worker --pool prefork --concurrency 1 -Q <REGSYNC_QUEUE of this test>``, each in
 its own process group (so SIGKILL of the group takes the prefork parent and its child together, like a
 machine losing a container), with stdout/stderr captured to files that tests search for secrets. A worker is
 ready when its log says ``ready.``; :meth:`Cluster.stop` sends SIGTERM, then SIGKILL after a grace period.
@@ -126,6 +126,7 @@ class WorkerProcess:
         if self.alive():
             # Not to the group: a pool child that gets SIGTERM itself dies mid-task (WorkerLostError).
             self.popen.send_signal(signal.SIGTERM)
+            self.signal_group(signal.SIGCONT)  # a worker a test froze (SIGSTOP) must wake up to hear it
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=STOP_GRACE_S)
         self.signal_group(signal.SIGKILL)  # pool children left behind by a parent that exited
