@@ -42,8 +42,8 @@ class Registry:
 
     limit_rps: float = 200.0  # R: the sandbox answers 429 above it (fixed one-second windows)
     latency_s: float = 0.05
-    requests_per_second: float = 185.0  # the connection's limiter: below R, for the registry's window jitter
-    burst: int = 10
+    requests_per_second: float = 200.0  # the connection's limit = R; the Redis limiter keeps its own headroom
+    burst: int = 5
     workers: int = 2
     pool: str = "prefork"  # celery worker --pool
     worker_concurrency: int = 1  # celery worker --concurrency: chunks one worker process runs at once
@@ -95,8 +95,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="timed calls per ledger query path")
     p.add_argument("--workers", type=int, help="celery worker processes (default 2)")
     p.add_argument("--registry-concurrency", type=int, help="REGSYNC_REGISTRY_CONCURRENCY (default 16)")
-    p.add_argument("--rps", type=float, help="the connection's requests_per_second (default 185)")
-    p.add_argument("--burst", type=int, help="the connection's burst (default 10)")
+    p.add_argument("--rps", type=float, help="the connection's requests_per_second (default 200)")
+    p.add_argument("--burst", type=int, help="the connection's burst (default 5)")
     p.add_argument("--pool", choices=("prefork", "threads"), help="celery worker --pool (default prefork)")
     p.add_argument("--worker-concurrency", type=int, help="celery worker --concurrency (default 1)")
     p.add_argument(

@@ -8,14 +8,13 @@ a fresh PostgreSQL ledger, a claimed Redis DB as broker and rate-limiter store, 
 from __future__ import annotations
 
 import os
-import resource
 import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from resource import RUSAGE_SELF
+from resource import RUSAGE_SELF, getrusage
 from typing import Any
 
 from bench.rates import RateStats, rate_stats
@@ -44,8 +43,8 @@ class SyncSetup:
     worker_concurrency: int = 1  # tasks each worker process runs at once (--concurrency)
     latency_s: float = 0.05
     registry_limit_rps: float | None = 200.0
-    requests_per_second: float = 190.0
-    burst: int = 10
+    requests_per_second: float = 200.0
+    burst: int = 5
     registry_concurrency: int = 16
     timeout_s: float = 1800.0
     stall_s: float = 60.0
@@ -172,11 +171,14 @@ def _limiter_in_use(stack: Stack, setup: SyncSetup) -> str:
         "unused",
         stack.registry_token,
     )
-    return type(limiter_for(runtime, get_settings())).__name__
+    limiter = limiter_for(runtime, get_settings())
+    interval_us = getattr(limiter, "interval_us", None)  # RedisRateLimiter: its schedule, headroom included
+    paced = 1_000_000 / interval_us if interval_us else getattr(limiter, "rate_per_s", 0.0)
+    return f"{type(limiter).__name__}, paces {paced:.1f} req/s"
 
 
 def _cpu_s(who: int) -> float:
-    usage = resource.getrusage(who)
+    usage = getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
