@@ -105,6 +105,6 @@ def test_a_chunk_claimed_while_paused_is_never_stranded_by_a_resume(env: object)
         resent = resume(session, early.run_id, utcnow())
     with session_scope() as session:
         kept = not hand_back_if_paused(session, late)  # … or it sees the resume and goes on itself
-        statuses = dict(session.execute(select(Chunk.id, Chunk.status)).tuples().all())
+        statuses = {chunk_id: status for chunk_id, status in session.execute(select(Chunk.id, Chunk.status))}
     assert resent == [first]
     assert kept and statuses == {first: "queued", second: "running"}
