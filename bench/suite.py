@@ -97,8 +97,12 @@ class Suite:
 
     def calls(self) -> Section:
         sizes = self.options.sizes
+        shared = bool(self._syncs)
         bound_run, dedup = self.syncs()
-        return calls_section(bound_run, dedup, sizes.accounts, sizes.dedup_accounts)
+        section = calls_section(bound_run, dedup, sizes.accounts, sizes.dedup_accounts)
+        if shared:
+            section.notes.append("Both runs were made, and timed, with the throughput benchmark's workers.")
+        return section
 
     def baseline(self) -> Section:
         regsync, sizes, registry = self.sync(), self.options.sizes, self.options.registry
