@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from worker.alerts.notice_settings import set_alert_settings
 from worker.alerts.probe import send_test_notice
@@ -16,6 +15,7 @@ from worker.alerts.report import compliance_report, parse_since
 from worker.alerts.report_html import render_html
 from worker.cli.admin import ActorOption, JsonOption, ledger, say
 from worker.cli.common import EXIT_FAILED, console, handles_errors, print_json, require_actor
+from worker.cli.tables import print_table
 from worker.ledger.models import utcnow
 
 alerts_app = typer.Typer(
@@ -44,11 +44,9 @@ def alerts_list(
     if as_json:
         print_json(rows)
         return
-    table = Table(
-        "id", "connection", "kind", "subject", "status", "detected", "notify by", "notified", "level"
-    )
-    for row in rows:
-        table.add_row(
+    headers = ("id", "connection", "kind", "subject", "status", "detected", "notify by", "notified", "level")
+    table = (
+        (
             str(row["id"]),
             row["connection"],
             row["kind"],
@@ -59,7 +57,9 @@ def alerts_list(
             _short(row["notified_at"]),
             str(row["escalation_level"]),
         )
-    console.print(table)
+        for row in rows
+    )
+    print_table(console, headers, table, right=("id", "level"))
 
 
 @alerts_app.command("show")

@@ -7,10 +7,10 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from worker.cli.common import EXIT_FAILED, EXIT_OK, console, handles_errors, print_json
 from worker.cli.previews import print_field_changes
+from worker.cli.tables import print_table
 from worker.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus
@@ -77,7 +77,6 @@ def print_summary(view: dict[str, Any]) -> None:
         f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
         f"in {view['duration_s']} s"
     )
-    table = Table(show_header=True, header_style="bold")
     keys = (
         "planned",
         "invalid",
@@ -91,10 +90,9 @@ def print_summary(view: dict[str, Any]) -> None:
         "registry_calls",
         "crm_calls",
     )
-    for key in keys:
-        table.add_column("would update" if key == "updated" and view.get("dry_run") else key, justify="right")
-    table.add_row(*(str(view[key]) for key in keys))
-    console.print(table)
+    label = {"updated": "would update"} if view.get("dry_run") else {}
+    rows = ((label.get(key, key.replace("_", " ")), str(view[key])) for key in keys)
+    print_table(console, ("count", "value"), rows, right=("value",))
     if view.get("field_changes") is not None:
         print_field_changes(view["field_changes"])
     if view["api_used_after"] is not None:
@@ -121,11 +119,9 @@ def list_command(
     if as_json:
         print_json(views)
         return
-    table = Table(
-        "id", "connection", "kind", "status", "queued", "duration s", "planned", "updated", "failed"
-    )
-    for v in views:
-        table.add_row(
+    headers = ("id", "connection", "kind", "status", "queued", "duration s", "planned", "updated", "failed")
+    rows = (
+        (
             str(v["id"]),
             v["connection"],
             v["kind"],
@@ -136,7 +132,9 @@ def list_command(
             str(v["updated"]),
             str(v["failed"] + v["invalid"]),
         )
-    console.print(table)
+        for v in views
+    )
+    print_table(console, headers, rows, right=("id", "duration s", "planned", "updated", "failed"))
 
 
 @runs_app.command("show")
@@ -166,7 +164,8 @@ def failures_command(
     if as_json:
         print_json(rows)
         return
-    table = Table("record", "org number", "code", "message")
-    for row in rows:
-        table.add_row(row["record_id"], row["org_number"] or "", row["error_code"], row["message"])
-    console.print(table)
+    print_table(
+        console,
+        ("record", "org number", "code", "message"),
+        ((r["record_id"], r["org_number"] or "", r["error_code"], r["message"]) for r in rows),
+    )
