@@ -116,11 +116,11 @@ def _cli_calls(runs: int, rng: random.Random) -> dict[str, Callable[[], object]]
         return out.getvalue()
 
     return {
-        "CLI `runs list` (query + rich table)": lambda: invoke("runs", "list"),
-        "CLI `runs list -c NAME` (query + rich table)": lambda: invoke(
+        "CLI `runs list` (query + table)": lambda: invoke("runs", "list"),
+        "CLI `runs list -c NAME` (query + table)": lambda: invoke(
             "runs", "list", "-c", f"bench-{rng.randint(1, CONNECTIONS):02d}"
         ),
-        "CLI `runs show ID` (query + rich summary)": lambda: invoke(
+        "CLI `runs show ID` (query + summary)": lambda: invoke(
             "runs", "show", str(rng.randint(1, runs))
         ),
         "CLI `runs show ID --json`": lambda: invoke("runs", "show", str(rng.randint(1, runs)), "--json"),
