@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -61,10 +62,10 @@ def _pg_admin() -> psycopg.Connection:
         service_missing(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (database {PG_ADMIN_DB}): {exc}")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards (FORCE ends leftover sessions)."""
-    name = f"regsync_t_{secrets.token_hex(6)}"
+@contextmanager
+def fresh_pg_database(prefix: str = "regsync_t") -> Iterator[str]:
+    """A new, empty PostgreSQL database; dropped afterwards (FORCE ends leftover sessions)."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
     with _pg_admin() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -73,6 +74,13 @@ def pg_url() -> Iterator[str]:
         reset_engines()
         with _pg_admin() as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -104,9 +112,9 @@ def _claim_redis_db(claims: redis.Redis, token: str) -> int:
     service_missing("every Redis DB index 1..15 is claimed by other test runs")
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database (index 1..15) that no other test run is using, flushed before and after."""
+@contextmanager
+def claimed_redis() -> Iterator[str]:
+    """A Redis DB index (1..15) that no other test run is using, flushed before and after."""
     claims = redis.Redis.from_url(f"{REDIS_BASE}/0", socket_connect_timeout=3)
     try:
         claims.ping()
@@ -126,6 +134,13 @@ def redis_url() -> Iterator[str]:
         if claims.get(key) == token.encode():
             claims.delete(key)
         claims.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of this test's own."""
+    with claimed_redis() as url:
+        yield url
 
 
 @dataclass(frozen=True)

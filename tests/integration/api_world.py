@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from psycopg import sql
 
 from config.settings import reset_settings
 from worker.alerts.models import Alert, AlertKind, AlertStatus
@@ -206,57 +204,21 @@ def ledger_env(**extra: str) -> Iterator[str]:
     Module-scoped on purpose: the API tests only read, or add rows they look up by id, so one database
     serves every test of a module (a fresh database per test costs ~1 s each).
     """
-    from tests.conftest import PG_HOST, PG_PORT, PG_USER, _pg_admin
+    from tests.conftest import fresh_pg_database
 
-    name = f"regsync_api_{secrets.token_hex(6)}"
-    with _pg_admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    try:
+    with fresh_pg_database("regsync_api") as url, pytest.MonkeyPatch.context() as patch:
         upgrade(url)
-        with pytest.MonkeyPatch.context() as patch:
-            for variable in [
-                v for v in os.environ if v.startswith("REGSYNC_") and not v.startswith("REGSYNC_TEST")
-            ]:
-                patch.delenv(variable)
-            values = {
-                "REGSYNC_DATABASE_URL": url,
-                "REGSYNC_SECRET_KEY": Fernet.generate_key().decode(),
-            } | extra
-            for variable, value in values.items():
-                patch.setenv(variable, value)
-            reset_settings()
-            reset_engines()
-            yield url
-    finally:
-        reset_engines()
+        for variable in [
+            v for v in os.environ if v.startswith("REGSYNC_") and not v.startswith("REGSYNC_TEST")
+        ]:
+            patch.delenv(variable)
+        values = {"REGSYNC_DATABASE_URL": url, "REGSYNC_SECRET_KEY": Fernet.generate_key().decode()} | extra
+        for variable, value in values.items():
+            patch.setenv(variable, value)
         reset_settings()
-        with _pg_admin() as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@contextmanager
-def claimed_redis() -> Iterator[str]:
-    """A Redis DB index for a whole module (the conftest fixture is per test), flushed before and after."""
-    import redis
-
-    from tests.conftest import REDIS_BASE, _claim_redis_db, service_missing
-
-    claims = redis.Redis.from_url(f"{REDIS_BASE}/0", socket_connect_timeout=3)
-    try:
-        claims.ping()
-    except redis.RedisError as exc:
-        service_missing(f"Redis is not reachable at {REDIS_BASE}: {exc}")
-    token = f"{os.getpid()}:{secrets.token_hex(4)}"
-    index = _claim_redis_db(claims, token)
-    url = f"{REDIS_BASE}/{index}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
-        if claims.get(f"regsync:test-redis-db:{index}") == token.encode():
-            claims.delete(f"regsync:test-redis-db:{index}")
-        claims.close()
+        reset_engines()
+        try:
+            yield url
+        finally:
+            reset_engines()
+            reset_settings()

@@ -11,7 +11,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.integration.api_world import A, World, build_world, claimed_redis, ledger_env
+from tests.conftest import claimed_redis
+from tests.integration.api_world import A, World, build_world, ledger_env
 from tests.unit.fakes import FakeDispatcher
 from worker import heartbeat
 from worker.api.app import create_app

@@ -20,7 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.api_world import claimed_redis, ledger_env
+from tests.conftest import claimed_redis
+from tests.integration.api_world import ledger_env
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 from worker.sandbox.stack import Stack, sandbox_stack

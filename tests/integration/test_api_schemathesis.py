@@ -14,7 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.integration.api_world import A, World, build_world, claimed_redis, ledger_env
+from tests.conftest import claimed_redis
+from tests.integration.api_world import A, World, build_world, ledger_env
 from tests.unit.fakes import FakeDispatcher
 from worker import heartbeat
 from worker.api.app import create_app
