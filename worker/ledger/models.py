@@ -146,7 +146,21 @@ class Secret(Base):
     set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Run(Base):
+class SyncCounters:
+    """What a chunk counted, and a run summed over its chunks: records by fate, calls by service."""
+
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Fields left alone because someone edited them by hand (protect_manual); records that opted out.
+    protected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    opted_out: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    registry_calls: Mapped[int] = mapped_column(Integer, default=0)
+    crm_calls: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Run(SyncCounters, Base):
     """One mass update of one connection: its state, times and counts."""
 
     __tablename__ = "runs"
@@ -181,21 +195,12 @@ class Run(Base):
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     planned: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
-    fetched: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    updated: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    # Fields left alone because someone edited them by hand (protect_manual); records that opted out.
-    protected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    opted_out: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    registry_calls: Mapped[int] = mapped_column(Integer, default=0)
-    crm_calls: Mapped[int] = mapped_column(Integer, default=0)
     api_used_before: Mapped[int | None] = mapped_column(Integer)
     api_used_after: Mapped[int | None] = mapped_column(Integer)
     api_limit: Mapped[int | None] = mapped_column(Integer)
 
 
-class Chunk(Base):
+class Chunk(SyncCounters, Base):
     """Up to 200 CRM record Ids of a run, synced by one task; claimed and finished by compare-and-set."""
 
     __tablename__ = "chunks"
@@ -215,14 +220,6 @@ class Chunk(Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     lease_until: Mapped[dt.datetime | None]
-    fetched: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    updated: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    protected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    opted_out: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    registry_calls: Mapped[int] = mapped_column(Integer, default=0)
-    crm_calls: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
 
 
