@@ -100,8 +100,33 @@ def load_context(alert_id: int, factory: ChannelFactory) -> Context:
         return Context(alert, connection.name, settings, factory(session, connection.id, settings))
 
 
-def _claimed(session: Session, statement: object) -> bool:
-    return bool(session.execute(statement).rowcount == 1)  # type: ignore[call-overload]
+def _claim(statement: object) -> bool:
+    """Run a compare-and-set UPDATE in its own transaction; True when it took exactly this alert."""
+    with session_scope() as session:
+        return bool(session.execute(statement).rowcount == 1)  # type: ignore[call-overload]
+
+
+Settle = Callable[[Session, Delivery, dt.datetime], None]
+
+
+def _send_and_record(
+    ctx: Context,
+    kind: NoticeKind,
+    names: list[str],
+    notice: Notice,
+    *,
+    sent_at: Clock,
+    settle: Settle,
+) -> Delivery:
+    """Send ``notice`` to ``names``, then in one transaction: the deliveries, ``settle``, channel health."""
+    result = send_all(ctx.channels, names, notice)
+    sent = sent_at()
+    with session_scope() as session:
+        lifecycle.serialise_writers(session)
+        record_deliveries(session, ctx, kind, result, sent)
+        settle(session, result, sent)
+        channel_health(session, ctx, result, sent)
+    return result
 
 
 def record_deliveries(
@@ -154,33 +179,31 @@ def notify(
     clock: Clock | None = None,
 ) -> str:
     """Send the first notice of an open alert (step 1 of its policy); returns what happened."""
-    with session_scope() as session:
-        claim = (
-            update(Alert)
-            .where(Alert.id == alert_id, Alert.status == AlertStatus.OPEN.value)
-            .where(Alert.retry_at.is_(None) | (Alert.retry_at <= now))
-            .values(retry_at=now + CLAIM_LEASE, attempts=Alert.attempts + 1)
-        )
-        if not _claimed(session, claim):
-            return "not_claimed"
+    claim = (
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == AlertStatus.OPEN.value)
+        .where(Alert.retry_at.is_(None) | (Alert.retry_at <= now))
+        .values(retry_at=now + CLAIM_LEASE, attempts=Alert.attempts + 1)
+    )
+    if not _claim(claim):
+        return "not_claimed"
     ctx = load_context(alert_id, factory)
     step = step_for(ctx.settings, 0)
     names = _targets(ctx, step.channels if step else [])
     if not names:
         _postpone(alert_id, now + NO_CHANNEL_RECHECK, "no alert channels configured for this connection")
         return "no_channels"
-    result = send_all(
-        ctx.channels, names, build_notice(NoticeKind.ALERT, ctx.alert, ctx.connection, now, public_url)
-    )
-    sent = clock() if clock else now
-    with session_scope() as session:
-        lifecycle.serialise_writers(session)
-        record_deliveries(session, ctx, NoticeKind.ALERT, result, sent)
+
+    def settle(session: Session, result: Delivery, sent: dt.datetime) -> None:
         if result.delivered:
             lifecycle.mark_notified(session, alert_id, sent, next_escalation(ctx.settings, 0, sent))
         else:
             _set_retry(session, alert_id, sent + backoff(ctx.alert.attempts + 1), result.summary())
-        channel_health(session, ctx, result, sent)
+
+    notice = build_notice(NoticeKind.ALERT, ctx.alert, ctx.connection, now, public_url)
+    result = _send_and_record(
+        ctx, NoticeKind.ALERT, names, notice, sent_at=clock or (lambda: now), settle=settle
+    )
     return "notified" if result.delivered else "failed"
 
 
@@ -194,15 +217,14 @@ def escalate(
     clock: Clock | None = None,
 ) -> str:
     """Notify the next step of an unacknowledged alert whose ``escalate_at`` has passed."""
-    with session_scope() as session:
-        claim = (
-            update(Alert)
-            .where(Alert.id == alert_id, Alert.status == AlertStatus.NOTIFIED.value)
-            .where(Alert.escalation_level == level, Alert.escalate_at <= now)
-            .values(escalate_at=now + CLAIM_LEASE)
-        )
-        if not _claimed(session, claim):
-            return "not_claimed"
+    claim = (
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == AlertStatus.NOTIFIED.value)
+        .where(Alert.escalation_level == level, Alert.escalate_at <= now)
+        .values(escalate_at=now + CLAIM_LEASE)
+    )
+    if not _claim(claim):
+        return "not_claimed"
     ctx = load_context(alert_id, factory)
     step = step_for(ctx.settings, level + 1)
     if step is None:  # the policy changed since: nothing more to escalate to
@@ -210,23 +232,23 @@ def escalate(
             session.execute(update(Alert).where(Alert.id == alert_id).values(escalate_at=None))
         return "policy_exhausted"
     ctx.alert.escalation_level = level + 1  # the notice shows the level it is sent at
-    notice = build_notice(NoticeKind.ESCALATION, ctx.alert, ctx.connection, now, public_url)
-    result = send_all(ctx.channels, _targets(ctx, step.channels), notice)
-    sent = clock() if clock else now
-    with session_scope() as session:
-        lifecycle.serialise_writers(session)
-        record_deliveries(session, ctx, NoticeKind.ESCALATION, result, sent)
+
+    def settle(session: Session, result: Delivery, sent: dt.datetime) -> None:
         if result.delivered:
-            lifecycle.mark_escalated(
-                session, alert_id, level, sent, next_escalation(ctx.settings, level + 1, sent)
-            )
+            next_at = next_escalation(ctx.settings, level + 1, sent)
+            lifecycle.mark_escalated(session, alert_id, level, sent, next_at)
         else:
             session.execute(
                 update(Alert)
                 .where(Alert.id == alert_id, Alert.status == AlertStatus.NOTIFIED.value)
                 .values(escalate_at=sent + ESCALATION_RETRY, last_error=result.summary())
             )
-        channel_health(session, ctx, result, sent)
+
+    notice = build_notice(NoticeKind.ESCALATION, ctx.alert, ctx.connection, now, public_url)
+    names = _targets(ctx, step.channels)
+    result = _send_and_record(
+        ctx, NoticeKind.ESCALATION, names, notice, sent_at=clock or (lambda: now), settle=settle
+    )
     return "escalated" if result.delivered else "failed"
 
 
@@ -239,35 +261,31 @@ def recover(
     clock: Clock | None = None,
 ) -> str:
     """Send the one recovery notice of a resolved alert that had been notified."""
-    with session_scope() as session:
-        claim = (
-            update(Alert)
-            .where(Alert.id == alert_id, Alert.status == AlertStatus.RESOLVED.value)
-            .where(Alert.notified_at.is_not(None), Alert.recovery_sent_at.is_(None))
-            .where(Alert.retry_at.is_(None) | (Alert.retry_at <= now))
-            .values(recovery_sent_at=now, attempts=Alert.attempts + 1)
-        )
-        if not _claimed(session, claim):
-            return "not_claimed"
+    claim = (
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == AlertStatus.RESOLVED.value)
+        .where(Alert.notified_at.is_not(None), Alert.recovery_sent_at.is_(None))
+        .where(Alert.retry_at.is_(None) | (Alert.retry_at <= now))
+        .values(recovery_sent_at=now, attempts=Alert.attempts + 1)
+    )
+    if not _claim(claim):
+        return "not_claimed"
     ctx = load_context(alert_id, factory)
     names = _targets(ctx, channels_through(ctx.settings, ctx.alert.escalation_level))
     notice = build_notice(NoticeKind.RECOVERY, ctx.alert, ctx.connection, now, public_url)
-    result = send_all(ctx.channels, names, notice)
-    sent = clock() if clock else now
-    with session_scope() as session:
-        lifecycle.serialise_writers(session)
-        record_deliveries(session, ctx, NoticeKind.RECOVERY, result, sent)
+
+    def settle(session: Session, result: Delivery, sent: dt.datetime) -> None:
         if not result.delivered and names:
+            retry_at = sent + backoff(ctx.alert.attempts)
             session.execute(
                 update(Alert)
                 .where(Alert.id == alert_id)
-                .values(
-                    recovery_sent_at=None,
-                    retry_at=sent + backoff(ctx.alert.attempts),
-                    last_error=result.summary(),
-                )
+                .values(recovery_sent_at=None, retry_at=retry_at, last_error=result.summary())
             )
-        channel_health(session, ctx, result, sent)
+
+    result = _send_and_record(
+        ctx, NoticeKind.RECOVERY, names, notice, sent_at=clock or (lambda: now), settle=settle
+    )
     return "recovered" if result.delivered or not names else "failed"
 
 
