@@ -20,7 +20,7 @@ from worker.connections.apply import load_connection
 from worker.connections.spec import ConnectionSpec
 from worker.crm.ids import id_batches, id_in, id_order
 from worker.crm.port import FieldInfo
-from worker.crm.salesforce import soql_quote
+from worker.crm.soql import soql_quote
 from worker.dispatch import Dispatcher
 from worker.errors import InvalidFilter, LedgerError
 from worker.filters import Condition, combine, condition_from_dict, make_condition, where_clause

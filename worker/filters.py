@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from worker.crm.port import FieldInfo
-from worker.crm.salesforce import soql_quote
+from worker.crm.soql import soql_quote
 from worker.errors import InvalidFilter
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "LIKE")

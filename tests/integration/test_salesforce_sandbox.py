@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.describe_check import check_mapping
 from worker.crm.port import ApiUsage, WriteResult
-from worker.crm.salesforce import SalesforceClient, soql_quote
+from worker.crm.salesforce import SalesforceClient
+from worker.crm.soql import soql_quote
 from worker.errors import CrmAuthError, CrmError, CrmLimitExceeded, CrmTransientError, MappingError
 from worker.sandbox.salesforce import SandboxSalesforce
 from worker.sandbox.tls import SandboxCA

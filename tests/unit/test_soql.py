@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from worker.crm.salesforce import build_soql, soql_quote
+from worker.crm.soql import build_soql, soql_quote
 from worker.sandbox.soql import Query, SoqlError, parse, tokenize
 
 SCHEMA = {

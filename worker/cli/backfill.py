@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -28,7 +29,6 @@ from worker.cli.runs import exit_code_for, print_summary, watch
 from worker.connections.apply import load_connection
 from worker.connections.spec import ConnectionSpec
 from worker.crm.ids import read_ids_file
-from worker.crm.salesforce import SalesforceClient
 from worker.dispatch import CeleryDispatcher
 from worker.errors import InvalidFilter
 from worker.ledger.db import session_scope
@@ -36,6 +36,9 @@ from worker.ledger.field_changes import field_changes
 from worker.ledger.views import show_run
 from worker.registry.brreg import MAX_BATCH as BRREG_BATCH
 from worker.runtime import load_runtime
+
+if TYPE_CHECKING:
+    from worker.crm.salesforce import SalesforceClient
 
 WhereArgs = list[tuple[str, str, str]]
 #: `--where FIELD OP VALUE` triples arrive as extra arguments: Typer has no list-of-3-values option.
@@ -65,6 +68,8 @@ def parse_where_args(args: list[str]) -> WhereArgs:
 
 @contextmanager
 def _crm(connection_id: int) -> Iterator[SalesforceClient]:
+    from worker.crm.salesforce import SalesforceClient  # simple-salesforce: only for commands that call it
+
     runtime = load_runtime(connection_id)
     with SalesforceClient(runtime.spec, runtime.crm_secret, timeout_s=get_settings().crm_timeout_s) as crm:
         yield crm

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from config.settings import get_settings
-from worker.budget.control import resume_by_admin
 from worker.cli.common import ACTOR_HELP, console, err_console, handles_errors, print_json, require_actor
 from worker.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
@@ -23,6 +22,8 @@ def resume_command(
     """Resume a run paused at the API budget: its queued chunks are sent again (nothing is lost or redone)."""
     who = require_actor(actor)
     with session_scope() as session:
+        from worker.budget.control import resume_by_admin  # redis: only for this command
+
         result = resume_by_admin(session, run_id, who, get_settings(), utcnow())
     CeleryDispatcher().sync(result["chunk_ids"])
     if as_json:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from worker.crm.salesforce import soql_quote
+from worker.crm.soql import soql_quote
 from worker.errors import InvalidFilter
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"

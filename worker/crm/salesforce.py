@@ -23,44 +23,14 @@ from worker.connections.spec import ConnectionSpec
 from worker.crm.auth import fetch_token
 from worker.crm.http import build_session
 from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
+from worker.crm.soql import build_soql
 from worker.crm.translate import sanitize, translate
 from worker.errors import CrmAuthError, CrmError
 
 #: sObject Collections accept at most 200 records per call (update and, by our port's contract, retrieve).
 COLLECTION_MAX = 200
-_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 _LIMIT_INFO = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
-_SOQL_ESCAPES = {
-    "\\": "\\\\",
-    "'": "\\'",
-    '"': '\\"',
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\b": "\\b",
-    "\f": "\\f",
-}
-
 T = TypeVar("T")
-
-
-def soql_quote(value: str) -> str:
-    """``value`` as a quoted SOQL string literal, with backslash escapes, so it can only match itself."""
-    return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in value) + "'"
-
-
-def build_soql(
-    object_name: str, fields: Sequence[str], where: str | None = None, order_by: str | None = None
-) -> str:
-    """``SELECT <fields> FROM <object> [WHERE <where>] [ORDER BY <field>]``; names are checked, ``where`` is
-    trusted SOQL."""
-    bad = [name for name in [*fields, *([order_by] if order_by else [])] if not _FIELD.match(name)]
-    if not fields or bad:
-        raise ValueError(f"not Salesforce field API names: {bad or 'no fields'}")
-    # Field names are checked above and ``object_name`` comes from the validated spec: no injection path.
-    soql = f"SELECT {', '.join(dict.fromkeys(fields))} FROM {object_name}"  # noqa: S608
-    soql = f"{soql} WHERE {where}" if where else soql
-    return f"{soql} ORDER BY {order_by}" if order_by else soql
 
 
 class SalesforceClient:
@@ -105,7 +75,7 @@ class SalesforceClient:
 
         Args:
             fields: Field API names to select (checked; duplicates dropped).
-            where: Optional trusted SOQL condition (quote literals with ``soql_quote``).
+            where: Optional trusted SOQL condition (quote literals with ``worker.crm.soql.soql_quote``).
             order_by: Optional field to order by (the planner orders by Id to resume from a cursor).
 
         Raises:
@@ -123,7 +93,7 @@ class SalesforceClient:
         """How many records match ``where``: ``SELECT COUNT()``, one API call whatever the number.
 
         Args:
-            where: Optional trusted SOQL condition (quote literals with ``soql_quote``).
+            where: Optional trusted SOQL condition (quote literals with ``worker.crm.soql.soql_quote``).
         """
         soql = f"SELECT COUNT() FROM {self._object}" + (f" WHERE {where}" if where else "")  # noqa: S608
         body = self._call(partial(_query, soql=soql, timeout=self._timeout_s))
