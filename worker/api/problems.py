@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -26,6 +27,7 @@ from worker.errors import (
     SecretMissing,
     StateConflict,
 )
+from worker.ledger.db import ledger_error
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +161,15 @@ async def _regsync_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.message, exc.code)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    return await _regsync_error(request, ledger_error(exc))
+
+
 def install(app: FastAPI) -> None:
     """Route every error to the JSON shape above."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RegsyncError, _regsync_error)
+    app.add_exception_handler(DBAPIError, _database_error)

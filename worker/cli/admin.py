@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from worker import secrets
@@ -31,8 +31,8 @@ from worker.cli.common import (
 )
 from worker.connections.apply import apply_connection, flatten, load_connection
 from worker.connections.spec import ConnectionSpec, load_spec
-from worker.errors import LedgerError, SecretMissing
-from worker.ledger.db import session_scope
+from worker.errors import SecretMissing
+from worker.ledger.db import ledger_error, session_scope
 from worker.ledger.models import AuditEvent, Connection, Secret
 
 # HOOK (wired later to worker/crm/describe_check.py): checks the mapping against the CRM's describe.
@@ -67,21 +67,14 @@ def note(text: str) -> None:
     err_console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _ledger_problem(exc: SQLAlchemyError) -> str:
-    detail = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
-    if "no such table" in detail or "does not exist" in detail:
-        return f"the ledger has no regsync tables yet ({detail}); run `alembic upgrade head` first"
-    return f"the ledger could not be used: {detail}; check REGSYNC_DATABASE_URL"
-
-
 @contextmanager
 def ledger() -> Iterator[Session]:
     """A ledger session (commit on success) whose database errors become one readable LedgerError."""
     try:
         with session_scope() as session:
             yield session
-    except SQLAlchemyError as exc:
-        raise LedgerError(_ledger_problem(exc)) from exc
+    except DBAPIError as exc:
+        raise ledger_error(exc) from exc
 
 
 # --- connection ------------------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
 
 from config.logging import redact
 from config.settings import get_settings
 from worker.errors import ConfigurationError, RegsyncError
+from worker.ledger.db import ledger_error
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,6 +46,8 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(exc.message, EXIT_USAGE)
         except RegsyncError as exc:
             fail(exc.message, EXIT_FAILED)
+        except DBAPIError as exc:
+            fail(ledger_error(exc).message, EXIT_FAILED)
 
     return wrapper
 

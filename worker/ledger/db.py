@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import get_settings
+from worker.errors import LedgerError
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -58,3 +60,27 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+_MISSING_TABLE = ("no such table", "does not exist", "undefinedtable", "no such column", "undefinedcolumn")
+
+
+def ledger_error(exc: DBAPIError) -> LedgerError:
+    """What a database error means for the person running regsync, and what to do about it.
+
+    The driver's first line is kept (it names the table, host or file) and the statement is dropped: it can
+    hold record Ids. Callers redact the message before printing, as for every error.
+    """
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    lowered = f"{type(exc.orig).__name__} {detail}".lower()
+    if any(marker in lowered for marker in _MISSING_TABLE):
+        return LedgerError(
+            f"the ledger's tables are missing or older than this regsync ({detail}): run "
+            "`alembic upgrade head` with REGSYNC_DATABASE_URL pointing at this ledger"
+        )
+    if isinstance(exc, OperationalError):
+        return LedgerError(
+            f"cannot use the ledger database ({detail}): check REGSYNC_DATABASE_URL and that the database "
+            "is running and reachable"
+        )
+    return LedgerError(f"the ledger database refused a query ({detail}); the regsync logs have the details")

@@ -1,0 +1,74 @@
+"""A ledger that is missing, unreachable or not migrated gets a message that says what to do, not a traceback.
+
+The CLI and the HTTP API both turn the database driver's error into a LedgerError: the CLI prints one line and
+exits 1, the API answers 503 in its JSON error shape. Neither shows the SQL (it can hold record Ids) or the
+password of the database URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from config.settings import reset_settings
+from worker.api.app import create_app
+from worker.api.throttle import MemoryThrottle
+from worker.cli.main import app
+from worker.ledger.db import reset_engines
+
+PASSWORD = "pg-pass-7f3a9c"  # must never be shown
+
+
+@pytest.fixture
+def ledger_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    def point(url: str) -> None:
+        monkeypatch.setenv("REGSYNC_DATABASE_URL", url)
+        reset_settings()
+        reset_engines()
+
+    yield point
+    reset_engines()
+    reset_settings()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "300"})
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("command", [("runs", "list"), ("runs", "show", "1"), ("alerts", "list")])
+def test_a_sqlite_ledger_without_tables_says_to_migrate(ledger_at, tmp_path: Path, command) -> None:  # type: ignore[no-untyped-def]
+    ledger_at(f"sqlite:///{tmp_path / 'empty.db'}")
+    code, output = cli(*command)
+    assert code == 1
+    assert "error: the ledger's tables are missing" in output and "alembic upgrade head" in output
+    assert "Traceback" not in output and "SELECT" not in output
+
+
+def test_a_postgresql_ledger_not_migrated_names_the_table(ledger_at, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    ledger_at(pg_url)
+    code, output = cli("runs", "list")
+    assert code == 1 and 'relation "runs" does not exist' in output and "alembic upgrade head" in output
+
+
+def test_an_unreachable_ledger_says_where_to_look_and_hides_the_password(ledger_at) -> None:  # type: ignore[no-untyped-def]
+    ledger_at(f"postgresql+psycopg://regsync:{PASSWORD}@127.0.0.1:1/ledger?connect_timeout=3")
+    code, output = cli("runs", "list")
+    assert code == 1
+    assert "cannot use the ledger database" in output and "REGSYNC_DATABASE_URL" in output
+    assert PASSWORD not in output and "Traceback" not in output
+
+
+def test_the_api_answers_503_in_its_error_shape(ledger_at, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ledger_at(f"sqlite:///{tmp_path / 'empty.db'}")
+    api = create_app(throttle=MemoryThrottle(100))
+    with TestClient(api, raise_server_exceptions=False) as client:
+        response = client.get("/v1/runs/1", headers={"Authorization": "Bearer rsk_" + "x" * 43})
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"]["code"] == "LEDGER" and "try again" in body["error"]["message"]
+    assert "Traceback" not in response.text and "SELECT" not in response.text
