@@ -46,6 +46,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(getattr(pytest.mark, tier))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_salesforce_tokens() -> None:
+    """Each test logs in to its own sandbox org: no token cached by an earlier test (ports get reused)."""
+    from worker.crm.auth import TOKENS
+
+    TOKENS.clear()
+
+
 def service_missing(message: str) -> NoReturn:
     """Skip the test, or fail it when running in CI, because a service it needs is unavailable."""
     if os.environ.get("CI", "").lower() == "true":

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.connections.spec import ConnectionSpec, parse_spec
+from worker.crm.auth import TokenCache
 from worker.crm.describe_check import check_mapping
 from worker.crm.port import ApiUsage, WriteResult
 from worker.crm.salesforce import SalesforceClient
@@ -148,6 +149,49 @@ def test_jwt_for_another_user_is_refused(sandbox: SandboxSalesforce, rsa_key: tu
         pytest.raises(CrmAuthError, match="invalid_grant"),
     ):
         crm.describe()
+
+
+def test_clients_of_one_process_share_one_login(sandbox: SandboxSalesforce) -> None:
+    spec = make_spec(sandbox)
+    for _ in range(3):  # three chunks of one run in one worker process
+        with SalesforceClient(spec, SECRET) as crm:
+            crm.read_by_ids(["001000000000001AAA"], ["Name"])
+    assert sandbox.tokens_issued == 1
+    assert len(bearer_tokens(sandbox)) == 1
+
+
+def test_a_cached_token_is_never_handed_to_another_secret(sandbox: SandboxSalesforce) -> None:
+    spec = make_spec(sandbox)
+    with SalesforceClient(spec, SECRET) as crm:
+        crm.describe()
+    with (
+        SalesforceClient(spec, "not-the-secret") as crm,
+        pytest.raises(CrmAuthError, match="invalid_client"),
+    ):
+        crm.describe()
+    assert sandbox.tokens_issued == 1  # the wrong secret got no token
+
+
+def test_a_token_refused_by_salesforce_is_replaced_for_every_client(sandbox: SandboxSalesforce) -> None:
+    spec = make_spec(sandbox)
+    with SalesforceClient(spec, SECRET) as first, SalesforceClient(spec, SECRET) as second:
+        first.describe()
+        sandbox.expire_sessions()
+        first.describe()  # INVALID_SESSION_ID, one new login
+        second.describe()  # starts with the new token: no refused call, no third login
+    assert sandbox.tokens_issued == 2 and first.calls == 3 and second.calls == 1
+
+
+def test_an_old_token_is_not_reused(sandbox: SandboxSalesforce) -> None:
+    now = [0.0]
+    cache = TokenCache(max_age_s=600, clock=lambda: now[0])
+    spec = make_spec(sandbox).salesforce
+    logins = iter([("t1", "https://a.example"), ("t2", "https://a.example")])
+    assert cache.token(spec, SECRET, lambda: next(logins))[0] == "t1"
+    now[0] = 599.0
+    assert cache.token(spec, SECRET, lambda: next(logins))[0] == "t1"
+    now[0] = 600.0
+    assert cache.token(spec, SECRET, lambda: next(logins))[0] == "t2"
 
 
 def test_wrong_client_secret_is_an_auth_error_without_the_secret(sandbox: SandboxSalesforce) -> None:

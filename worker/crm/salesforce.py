@@ -20,7 +20,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
 from worker.connections.spec import ConnectionSpec
-from worker.crm.auth import fetch_token
+from worker.crm.auth import TOKENS, fetch_token
 from worker.crm.http import build_session
 from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
 from worker.crm.soql import build_soql
@@ -158,7 +158,7 @@ class SalesforceClient:
         except SalesforceExpiredSession:
             pass
         try:
-            return self._attempt(self._connect(), operation)
+            return self._attempt(self._connect(failed=self._token), operation)
         except SalesforceExpiredSession as exc:
             raise CrmAuthError("Salesforce rejected a freshly issued session (INVALID_SESSION_ID)") from exc
 
@@ -171,8 +171,14 @@ class SalesforceClient:
         except (SalesforceError, requests.RequestException, ValueError) as exc:
             raise translate(exc, (self._secret, self._token)) from exc
 
-    def _connect(self) -> Salesforce:
-        token, instance_url = fetch_token(self._spec, self._secret, self.session, timeout_s=self._timeout_s)
+    def _connect(self, failed: str | None = None) -> Salesforce:
+        """A simple-salesforce handle on this process's token for the connection (a new login if ``failed``
+        is that token: Salesforce refused it)."""
+
+        def login() -> tuple[str, str]:
+            return fetch_token(self._spec, self._secret, self.session, timeout_s=self._timeout_s)
+
+        token, instance_url = TOKENS.token(self._spec, self._secret, login, failed=failed)
         self._token = token
         self._sf = Salesforce(
             instance_url=instance_url,
