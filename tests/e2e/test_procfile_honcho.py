@@ -1,12 +1,10 @@
 """Issue 6, acceptance 3: `honcho start` with the Procfile runs a scheduled run end to end, seen through the API.
 
-Everything an operator would do, as they would do it: the Procfile's ``release`` line migrates the ledger,
-the CLI sets up the connection (file, secrets, schedule, enable) and an API key, then ``honcho start web worker
-beat`` runs the long-lived processes. beat's tick inserts the run at its slot, the worker syncs a sandbox org
-over TLS, and the test only ever looks through the HTTP API (runs, run, health, /metrics).
-
-``release`` is started on its own first: honcho stops every process as soon as one exits, and a release step
-exits by design.
+Everything an operator would do, as they would do it: plain ``honcho start`` runs the whole Procfile against a
+fresh ledger (``release`` migrates it, then stands by so honcho keeps web, worker and beat running), the CLI
+sets up the connection (file, secrets, schedule, enable) and an API key, beat's tick inserts the run at its
+slot, the worker syncs a sandbox org over TLS, and the test only ever looks through the HTTP API (runs, run,
+health, /metrics). Last, SIGTERM to honcho stops every process of the set.
 """
 
 from __future__ import annotations
@@ -27,12 +25,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.api_world import claimed_redis
+from tests.conftest import claimed_redis
 from worker.sandbox.stack import Stack, sandbox_stack
 
 REPO = Path(__file__).resolve().parents[2]
 HONCHO = [sys.executable, "-m", "honcho", "-f", str(REPO / "Procfile")]
 WEB_URL = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+STARTED = re.compile(r"system\s+\| (\w+)\.1 started \(pid=(\d+)\)")
+STANDBY = "release.1 | ledger migrated to head; standing by"
 
 
 def toml(data: dict[str, Any]) -> str:
@@ -58,7 +58,7 @@ def run(args: list[str], environ: dict[str, str], cwd: Path, stdin: str | None =
 
 
 def next_slot(lead_s: int = 15) -> dt.datetime:
-    """The first whole minute at least ``lead_s`` from now (UTC): the processes are up by then."""
+    """The first whole minute at least ``lead_s`` from now (UTC): the CLI has enabled the schedule by then."""
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead_s)
     return soon.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
 
@@ -83,6 +83,8 @@ def world(pg_url: str, tmp_path: Path) -> Iterator[tuple[Stack, dict[str, str]]]
             "REGSYNC_ACTOR": "ops@example.com",
             "PROMETHEUS_MULTIPROC_DIR": str(prometheus),
             "PYTHONUNBUFFERED": "1",
+            # honcho runs in the test's directory (beat writes its schedule file there, not in the checkout)
+            "ALEMBIC_CONFIG": str(REPO / "alembic.ini"),
             # as in an activated virtualenv: the Procfile names alembic, uvicorn and celery by name
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
@@ -90,11 +92,10 @@ def world(pg_url: str, tmp_path: Path) -> Iterator[tuple[Stack, dict[str, str]]]
 
 
 def set_up(stack: Stack, environ: dict[str, str], work: Path) -> tuple[str, dt.datetime]:
-    """release, then the CLI: connection, secrets, an API key, a schedule with a slot soon, enable.
+    """The CLI: connection, secrets, an API key, a schedule with a slot soon, enable.
 
     Returns the API key and the slot. The slot is chosen last: enabling forgets slots that already passed.
     """
-    run([*HONCHO, "-d", str(REPO), "start", "release"], environ, REPO)
     regsync = [sys.executable, "-m", "worker.cli.main"]
     (work / "alpha.toml").write_text(toml(stack.spec_data("alpha", requests_per_second=200, burst=20)))
     run([*regsync, "connection", "apply", "alpha.toml"], environ, work)
@@ -113,35 +114,30 @@ def set_up(stack: Stack, environ: dict[str, str], work: Path) -> tuple[str, dt.d
 
 
 @pytest.fixture
-def processes(
+def honcho(
     world: tuple[Stack, dict[str, str]], tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    """A handle on `honcho start web worker beat` (started by the test) and its log; stopped afterwards."""
-    holder: dict[str, subprocess.Popen[str]] = {}
+    """Plain `honcho start` (every Procfile process) in the test's directory, and its log; stopped afterwards."""
+    _, environ = world
     log = tmp_path / "honcho.log"
-    yield holder, log  # type: ignore[misc]
-    process = holder.get("honcho")
-    if process is not None and process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)  # honcho passes it on to web, worker and beat
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def start_processes(environ: dict[str, str], work: Path, log: Path) -> subprocess.Popen[str]:
     base_port = 20000 + secrets.randbelow(400) * 100
-    command = [*HONCHO, "-d", str(work), "start", "-p", str(base_port), "web", "worker", "beat"]
     with log.open("w") as out:
-        return subprocess.Popen(
-            command,
-            cwd=work,
+        process = subprocess.Popen(
+            [*HONCHO, "-d", str(tmp_path), "start", "-p", str(base_port)],
+            cwd=tmp_path,
             env=environ,
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
+    yield process, log
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)  # honcho passes it on to every process of the set
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def wait_for(what: str, check: Any, log: Path, timeout_s: float) -> Any:
@@ -155,15 +151,33 @@ def wait_for(what: str, check: Any, log: Path, timeout_s: float) -> Any:
     raise AssertionError(f"timed out waiting for {what}; honcho log:\n" + "\n".join(lines[-80:]))
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def in_groups(groups: set[int]) -> list[int]:
+    """Live processes whose process group is one of ``groups`` (honcho starts each Procfile line in its own)."""
+    found: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) in groups and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_honcho_runs_a_scheduled_run_end_to_end_visible_through_the_api(
-    world: tuple[Stack, dict[str, str]], processes: Any, tmp_path: Path
+    world: tuple[Stack, dict[str, str]], honcho: tuple[subprocess.Popen[str], Path], tmp_path: Path
 ) -> None:
     stack, environ = world
-    holder, log = processes
+    process, log = honcho
+    wait_for("release to migrate and stand by", lambda: STANDBY in log.read_text(), log, 90)
     key, slot = set_up(stack, environ, tmp_path)
-    # beat's first tick comes 30 s after it starts: start the set 25 s before the slot, the tick lands just after
-    time.sleep(max(0.0, (slot - dt.datetime.now(dt.UTC)).total_seconds() - 25))
-    holder["honcho"] = start_processes(environ, tmp_path, log)
 
     base = wait_for("the web process", lambda: (m := WEB_URL.search(log.read_text())) and m.group(1), log, 60)
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10)
@@ -191,3 +205,18 @@ def test_honcho_runs_a_scheduled_run_end_to_end_visible_through_the_api(
     assert f'regsync_runs{{kind="scheduled",status="{outcome}"}} 1.0' in metrics
     done_chunks = re.search(r'regsync_chunk_duration_seconds_count\{outcome="done"\} (\d+)', metrics)
     assert done_chunks and float(done_chunks.group(1)) == run["chunks_total"], metrics[-3000:]
+
+    # honcho kept the whole set running all along, release included: its shell waits on `regsync standby`
+    pids = {name: int(pid) for name, pid in STARTED.findall(log.read_text())}
+    assert sorted(pids) == ["beat", "release", "web", "worker"], pids
+    assert process.poll() is None and " stopped (rc=" not in log.read_text()
+    assert any("standby" in command_line(pid) for pid in in_groups({pids["release"]})), log.read_text()[
+        -3000:
+    ]
+
+    # SIGTERM to honcho (what Ctrl-C does) stops every process of the set, and their children
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    for name in pids:
+        assert f"{name}.1 stopped (rc=" in log.read_text(), name
+    wait_for("every process of the set to exit", lambda: not in_groups(set(pids.values())), log, 15)

@@ -21,6 +21,7 @@ from worker.cli.demo import demo_command
 from worker.cli.resume import resume_command
 from worker.cli.runs import run_command, runs_app
 from worker.cli.schedule import register as register_schedule
+from worker.cli.standby import standby_command
 from worker.crm.describe_check import check_against_org
 
 admin.describe_checker = check_against_org
@@ -37,6 +38,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+app.command("standby")(standby_command)
 app.command("backfill", context_settings=BACKFILL_CONTEXT)(backfill_command)
 register_schedule(app)  # schedule set/show, enable, disable
 
