@@ -1,10 +1,16 @@
 """The cluster-wide registry rate limiter: GCRA in one Lua script on Redis, on Redis's clock.
 
-Every worker process on every machine that uses one registry token shares one pair of keys:
+Every worker process on every machine that uses one registry token shares three keys:
 
 * ``…:tat`` — GCRA's *theoretical arrival time* (µs, Redis server time). A request may go when
   ``tat - (burst - 1) · interval <= now``; it then moves ``tat`` on by one emission interval. Over any
   window of T seconds at most ``burst + T · rate`` requests pass.
+* ``…:sent`` — the grant times (µs) of the last ``cap`` requests, newest first, where ``cap`` is the most
+  requests one second may hold (:func:`window_cap`). A request may go only when the ``cap``-th most recent
+  grant is at least one second old, so *no* one-second window holds more than ``cap``: a burst is spent
+  within the per-second limit, never on top of it. Registries count requests per second (often in fixed
+  wall-clock windows), and GCRA alone lets ``burst - 1`` more into a second whenever a waiting asker comes
+  back late, which used up all of the headroom.
 * ``…:blocked`` — "nobody sends before" (µs). A 429 seen by one worker sets it from ``Retry-After`` and pushes
   ``tat`` past it, so every worker on that token waits and nobody bursts when the penalty ends.
 
@@ -31,8 +37,9 @@ from worker.shared_state import redis_errors
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] tat (µs), KEYS[2] blocked-until (µs).
-# ARGV[1] 'take' | 'penalise', ARGV[2] emission interval (µs), ARGV[3] burst, ARGV[4] penalty (µs).
+# KEYS[1] tat (µs), KEYS[2] blocked-until (µs), KEYS[3] list of the last ARGV[5] grant times (µs, newest first).
+# ARGV[1] 'take' | 'penalise', ARGV[2] emission interval (µs), ARGV[3] burst, ARGV[4] penalty (µs),
+# ARGV[5] the most grants any one-second window may hold.
 # Returns the µs to wait before asking again (0: the request may go now; for 'penalise' always 0).
 # Numbers are formatted with %.0f: Lua 5.1's tostring would write 1.7e+15 and lose the microseconds.
 GCRA_LUA = """
@@ -58,19 +65,48 @@ end
 if blocked > now then return blocked - now end
 if tat < now then tat = now end
 local allowed_at = tat - (burst - 1) * interval
+local cap = tonumber(ARGV[5])
+if redis.call('LLEN', KEYS[3]) >= cap then
+  local cap_th = tonumber(redis.call('LINDEX', KEYS[3], cap - 1))
+  if cap_th + 1000000 > allowed_at then allowed_at = cap_th + 1000000 end
+end
 if allowed_at > now then return allowed_at - now end
 keep(KEYS[1], tat + interval)
+redis.call('LPUSH', KEYS[3], string.format('%.0f', now))
+redis.call('LTRIM', KEYS[3], 0, cap - 1)
+redis.call('PEXPIRE', KEYS[3], 2000)
 return 0
 """
 
 #: Share of the configured rate left unused. The registry counts requests when they *arrive*; we count them when
-#: they are *granted*, and the time in between (thread scheduling, a TLS handshake, the network) varies, so
-#: requests granted evenly can arrive bunched. 3% of slack absorbs ~30 ms of such jitter per second at any rate.
-HEADROOM = 0.03
+#: they are *granted*, and the time in between (thread scheduling, a TLS handshake, the network, the registry's own
+#: load) varies, so requests granted evenly can arrive bunched: in a busy 2-core benchmark run, requests granted
+#: up to 100 ms before a second began were counted in it while others left it late, 7 more in than out. 5% (10
+#: requests a second at 200 req/s) absorbs that, and only because bursts no longer spend it (:func:`window_cap`).
+HEADROOM = 0.05
 #: Longest single sleep between two asks (a penalty set meanwhile is seen at the next ask).
 MAX_SLEEP_S = 1.0
 #: Longest total wait in one acquire: past it the chunk is released and retried later, keeping its lease honest.
 MAX_WAIT_S = 60.0
+
+
+_ASKER_LOCKS: dict[str, threading.Lock] = {}
+_ASKER_LOCKS_GUARD = threading.Lock()
+
+
+def _asker_lock(key: str) -> threading.Lock:
+    """This process's one lock for asking Redis about ``key``."""
+    with _ASKER_LOCKS_GUARD:
+        return _ASKER_LOCKS.setdefault(key, threading.Lock())
+
+
+def window_cap(rate_per_s: float, burst: int) -> int:
+    """The most requests any one-second window may hold: the rate less :data:`HEADROOM`, burst included.
+
+    A burst larger than that is still allowed to go at once (it is what the connection asks for), but then
+    nothing more goes in that second.
+    """
+    return max(1, burst, math.floor(rate_per_s * (1 - HEADROOM)))
 
 
 def limiter_key(spec: RegistrySpec, token: str | None) -> str:
@@ -88,7 +124,8 @@ class RedisRateLimiter:
         key: Prefix from :func:`limiter_key`.
         rate_per_s: Requests per second allowed on this token (the connection's ``requests_per_second``);
             the limiter schedules :data:`HEADROOM` below it.
-        burst: Requests that may go at once after a quiet spell (``burst``; 1 = evenly spaced).
+        burst: Requests that may go at once after a quiet spell (``burst``; 1 = evenly spaced); a burst is
+            spent within the second's :func:`window_cap`, not on top of it.
         max_wait_s: Longest time one acquire may block before giving up with a transient error.
     """
 
@@ -111,14 +148,16 @@ class RedisRateLimiter:
         self.burst = burst
         # Rounded up: a limiter may be a hair slower than asked, never faster.
         self.interval_us = math.ceil(1_000_000 / (rate_per_s * (1 - HEADROOM)))
+        self.window_cap = window_cap(rate_per_s, burst)
         self.max_wait_s = max_wait_s
         self._sleep = sleep
         self._script = client.register_script(GCRA_LUA)
-        self._keys = [f"{key}:tat", f"{key}:blocked"]
+        self._keys = [f"{key}:tat", f"{key}:blocked", f"{key}:sent"]
         # One thread of this process asks Redis at a time; the others queue here. Without it every waiting
         # thread is told the same "allowed at", wakes at that instant, and all but one ask again: a herd of
-        # Redis calls and wake-ups per request that grows with the pool and adds its own jitter.
-        self._one_asker = threading.Lock()
+        # Redis calls and wake-ups per request that grows with the pool and adds its own jitter. Per key, not
+        # per instance: each chunk builds its own limiter, and a threads pool runs several chunks at once.
+        self._one_asker = _asker_lock(key)
 
     def acquire(self) -> None:
         """Block until one request may be sent on this token.
@@ -153,7 +192,10 @@ class RedisRateLimiter:
 
     def _ask(self, mode: str, penalty_us: int) -> int:
         with redis_errors("taking a registry rate-limit token"):
-            wait = self._script(keys=self._keys, args=[mode, self.interval_us, self.burst, penalty_us])
+            wait = self._script(
+                keys=self._keys,
+                args=[mode, self.interval_us, self.burst, penalty_us, self.window_cap],
+            )
         return int(wait)
 
 

@@ -12,7 +12,7 @@ import redis
 from config.settings import Settings
 from worker.connections.spec import RegistrySpec
 from worker.errors import RegistryTransientError, SharedStateUnavailable, TransientError
-from worker.ratelimit_redis import RedisRateLimiter, limiter_key, redis_limiter
+from worker.ratelimit_redis import RedisRateLimiter, limiter_key, redis_limiter, window_cap
 from worker.shared_state import redis_client
 
 TOKEN = "proff-token-0123456789abcdef"
@@ -76,6 +76,35 @@ def test_burst_goes_at_once_then_requests_are_spaced(redis_url: str) -> None:
     assert 0.19 <= sixth_s <= 0.35  # then one every 100 ms: the sixth 200 ms after the first
 
 
+def test_a_burst_is_spent_within_the_seconds_limit_not_on_top_of_it(redis_url: str) -> None:
+    # 10 req/s less 5% headroom: at most 9 in any second, burst included. GCRA alone lets the burst of 5 go
+    # and then paces on at 9.5/s: 14 requests in the first second, 4 more than the registry allows.
+    limiter = RedisRateLimiter(redis.Redis.from_url(redis_url), limiter_key(SPEC, TOKEN), 10, 5)
+    assert limiter.window_cap == 9
+    times = []
+    for _ in range(14):
+        limiter.acquire()
+        times.append(time.monotonic())
+    assert times[4] - times[0] < 0.15  # the burst still goes at once
+    # 20 ms less than a second: the local stamps are taken after Redis's grant and may jitter.
+    assert max_in_window(times, window_s=0.98) <= 9
+    assert times[-1] - times[0] < 1.6  # and the pace does not drop: 9 in the first second, then 9.5/s
+
+
+def test_window_cap_is_the_rate_less_headroom_burst_included() -> None:
+    assert window_cap(200, 5) == 190
+    assert window_cap(10, 10) == 10  # a burst larger than the second's share still goes at once
+    assert window_cap(0.5, 1) == 1
+
+
+def test_the_chunks_of_one_process_have_one_asker(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    first, second = (redis_limiter(client, SPEC, TOKEN) for _ in range(2))
+    other = redis_limiter(client, SPEC, TOKEN + "x")
+    assert first._one_asker is second._one_asker
+    assert other._one_asker is not first._one_asker
+
+
 def test_threads_of_one_process_share_the_rate(redis_url: str) -> None:
     limiter = redis_limiter(redis.Redis.from_url(redis_url), SPEC.model_copy(update={"burst": 1}), TOKEN)
     times: list[float] = []
@@ -133,7 +162,12 @@ def test_keys_are_named_by_a_hash_never_the_token(redis_url: str) -> None:
     limiter.acquire()
     limiter.penalise(0.01)
     keys = [key.decode() for key in client.keys("*")]
-    values = [client.get(key) or b"" for key in keys]
+    values = [
+        value
+        for key in keys
+        for value in (client.lrange(key, 0, -1) if client.type(key) == b"list" else [client.get(key) or b""])
+    ]
+    assert {key.rsplit(":", 1)[1] for key in keys} == {"tat", "blocked", "sent"}
     assert keys and all(key.startswith("regsync:ratelimit:{") for key in keys)
     assert not any(TOKEN in key or TOKEN[-12:] in key for key in keys)
     assert not any(TOKEN.encode() in value for value in values)
