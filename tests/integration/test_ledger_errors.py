@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from config.settings import reset_settings
+from worker import heartbeat
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 from worker.cli.main import app
 from worker.ledger.db import reset_engines
+from worker.ledger.migrate import upgrade
 
 PASSWORD = "pg-pass-7f3a9c"  # must never be shown
 
@@ -72,3 +75,26 @@ def test_the_api_answers_503_in_its_error_shape(ledger_at, tmp_path: Path) -> No
     body = response.json()
     assert body["error"]["code"] == "LEDGER" and "try again" in body["error"]["message"]
     assert "Traceback" not in response.text and "SELECT" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("revision", "detail"),
+    [(None, "the ledger is not migrated"), ("0005", "the ledger is not at this release's schema")],
+    ids=["never-migrated", "one-behind"],
+)
+def test_health_is_503_until_the_ledger_is_at_this_releases_schema(  # type: ignore[no-untyped-def]
+    ledger_at, monkeypatch: pytest.MonkeyPatch, pg_url: str, redis_url: str, *, revision, detail: str
+) -> None:
+    monkeypatch.setenv("REGSYNC_REDIS_URL", redis_url)
+    heartbeat.beat_once(redis_url, "beat", "beat-1")
+    heartbeat.beat_once(redis_url, "worker", "worker-1")
+    ledger_at(pg_url)
+    if revision:
+        upgrade(pg_url, revision)
+    with TestClient(create_app(throttle=MemoryThrottle(100)), raise_server_exceptions=False) as client:
+        before = client.get("/v1/health")
+        upgrade(pg_url)
+        after = client.get("/v1/health")
+    assert before.status_code == 503 and before.json()["ledger"] == {"ok": False, "detail": ANY}
+    assert before.json()["ledger"]["detail"].startswith(detail) and "alembic upgrade head" in before.text
+    assert after.status_code == 200 and after.json()["ledger"]["ok"] is True

@@ -65,6 +65,12 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
 _MISSING_TABLE = ("no such table", "does not exist", "undefinedtable", "no such column", "undefinedcolumn")
 
 
+def missing_table(exc: DBAPIError) -> bool:
+    """True when the database says a table or column does not exist: the ledger is not migrated (enough)."""
+    lowered = f"{type(exc.orig).__name__} {exc.orig}".lower()
+    return any(marker in lowered for marker in _MISSING_TABLE)
+
+
 def ledger_error(exc: DBAPIError) -> LedgerError:
     """What a database error means for the person running regsync, and what to do about it.
 
@@ -72,8 +78,7 @@ def ledger_error(exc: DBAPIError) -> LedgerError:
     hold record Ids. Callers redact the message before printing, as for every error.
     """
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-    lowered = f"{type(exc.orig).__name__} {detail}".lower()
-    if any(marker in lowered for marker in _MISSING_TABLE):
+    if missing_table(exc):
         return LedgerError(
             f"the ledger's tables are missing or older than this regsync ({detail}): run "
             "`alembic upgrade head` with REGSYNC_DATABASE_URL pointing at this ledger"

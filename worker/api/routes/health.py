@@ -6,30 +6,47 @@ only, no connection names, no host names, no URLs.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import redis
 from fastapi import APIRouter, Response
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from config.settings import get_settings
 from worker import heartbeat
 from worker.api.schemas import HealthOut
-from worker.ledger.db import session_scope
+from worker.ledger.db import missing_table, session_scope
+from worker.ledger.migrate import heads
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
+@functools.cache
+def _schema_heads() -> frozenset[str]:
+    return frozenset(heads())
+
+
 def _ledger() -> dict[str, Any]:
+    """The ledger answers and is at this release's schema (a web process started before `release` finished
+    migrating, or after a deploy that skipped it, is not healthy: its queries would fail)."""
     try:
         with session_scope() as session:
-            session.execute(text("SELECT 1"))
+            version = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as exc:
+        if isinstance(exc, DBAPIError) and missing_table(exc):
+            return {"ok": False, "detail": "the ledger is not migrated; run `alembic upgrade head`"}
         log.warning("health: ledger unreachable: %s", type(exc).__name__)
         return {"ok": False, "detail": "the ledger does not answer"}
+    if version not in _schema_heads():
+        log.warning("health: ledger at revision %s, this release needs %s", version, sorted(_schema_heads()))
+        return {
+            "ok": False,
+            "detail": "the ledger is not at this release's schema; run `alembic upgrade head`",
+        }
     return {"ok": True}
 
 
