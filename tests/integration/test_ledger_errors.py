@@ -7,6 +7,7 @@ password of the database URL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import ANY
@@ -98,3 +99,17 @@ def test_health_is_503_until_the_ledger_is_at_this_releases_schema(  # type: ign
     assert before.status_code == 503 and before.json()["ledger"] == {"ok": False, "detail": ANY}
     assert before.json()["ledger"]["detail"].startswith(detail) and "alembic upgrade head" in before.text
     assert after.status_code == 200 and after.json()["ledger"]["ok"] is True
+
+
+@pytest.mark.parametrize("task", ["tick", "sweep", "alerts_evaluate"])
+def test_beat_tasks_on_an_unmigrated_ledger_skip_with_one_clear_line(  # type: ignore[no-untyped-def]
+    ledger_at, tmp_path: Path, caplog: pytest.LogCaptureFixture, task: str
+) -> None:
+    from tasks import jobs
+
+    ledger_at(f"sqlite:///{tmp_path / 'empty.db'}")
+    with caplog.at_level(logging.ERROR, logger="tasks.jobs"):
+        result = getattr(jobs, task).run()
+    assert result == {"skipped_unmigrated": 1}
+    (record,) = [r for r in caplog.records if r.name == "tasks.jobs"]
+    assert "alembic upgrade head" in record.getMessage() and record.exc_info is None
