@@ -7,12 +7,11 @@ a fresh PostgreSQL ledger, a claimed Redis DB as broker and rate-limiter store, 
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from resource import RUSAGE_SELF, getrusage
@@ -21,6 +20,7 @@ from typing import Any
 from bench.rates import RateStats, rate_stats
 from bench.services import Services, environment
 from bench.workers import WorkerProcess, celery_workers
+from worker.sandbox.gc_pause import no_gc_pauses
 from worker.sandbox.stack import Stack, Truth, sandbox_stack
 
 #: Only 5 % of the Accounts differ from the registry; none invalid, none sharing an org number, none
@@ -192,27 +192,6 @@ class _Observed:
     registry_requests: list[Any]
     statuses: dict[int, int]
     load_after: float
-
-
-@contextmanager
-def no_gc_pauses() -> Iterator[None]:
-    """Keep this process's garbage collector from stopping the sandbox servers' threads mid-measurement.
-
-    The sandbox registry runs in this process, stamps each request as its thread reads it and counts it
-    against the 429 limit 50 ms later. A full collection of this heap (the seeded org and registry, the
-    request logs) stopped every sandbox thread for 240-490 ms in a 20,000-Account run; the requests that
-    reached the socket meanwhile were then read, stamped and counted together: bunches of 22 (prefork) and
-    47 (threads pool) requests inside 10 ms, a busiest second of 219-240 while the limiter had granted at most
-    200 in any second. No real registry shares our heap. Same as tests/integration/test_cluster_rate_limit.py.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.unfreeze()
 
 
 def _observe(stack: Stack, setup: SyncSetup, name: str, workers: list[WorkerProcess]) -> _Observed:

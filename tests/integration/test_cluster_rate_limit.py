@@ -8,11 +8,8 @@ most R·1.05 requests; the run completes with exactly the counts the seeded data
 
 from __future__ import annotations
 
-import gc
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from tests.integration.test_ratelimit_redis import max_in_window
 from worker.dispatch import CeleryDispatcher
 from worker.ledger.models import RunStatus
 from worker.runner import start_run
+from worker.sandbox.gc_pause import no_gc_pauses
 from worker.sandbox.stack import sandbox_stack
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
@@ -31,24 +29,6 @@ pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True
 R = 50
 N_ACCOUNTS = 440  # ~420 unique valid org numbers: about 8 s of traffic at R
 WORKERS = 4
-
-
-@contextmanager
-def no_gc_pauses() -> Iterator[None]:
-    """Keep this process's garbage collector from stopping the sandbox registry's threads mid-measurement.
-
-    The sandbox registry runs in the test process and stamps each request as its thread reads it; a full
-    collection of the test's heap stalls those threads for a while and then stamps the waiting requests
-    together, a bunching no real registry (which does not share our heap) would see.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.unfreeze()
 
 
 def wait_final(run_id: int, timeout_s: float) -> dict[str, object]:
