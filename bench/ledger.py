@@ -120,9 +120,7 @@ def _cli_calls(runs: int, rng: random.Random) -> dict[str, Callable[[], object]]
         "CLI `runs list -c NAME` (query + table)": lambda: invoke(
             "runs", "list", "-c", f"bench-{rng.randint(1, CONNECTIONS):02d}"
         ),
-        "CLI `runs show ID` (query + summary)": lambda: invoke(
-            "runs", "show", str(rng.randint(1, runs))
-        ),
+        "CLI `runs show ID` (query + summary)": lambda: invoke("runs", "show", str(rng.randint(1, runs))),
         "CLI `runs show ID --json`": lambda: invoke("runs", "show", str(rng.randint(1, runs)), "--json"),
     }
 

@@ -95,7 +95,8 @@ def throughput_section(result: SyncResult, registry: Registry, accounts: int) ->
         "reached it meanwhile were then stamped and counted together (bunches of 22-47), a stall no real "
         "registry would add.",
         "Between two chunks a worker process sends no registry request (finish the chunk, take the next task, "
-        "build its clients, fetch a token, re-read the records). With one chunk per process the two processes "
+        "build its clients, re-read the records; the Salesforce login is cached per process). "
+        "With one chunk per process the two processes "
         "tend to reach that point together, since one shared limiter paces both: the 'registry silent' row "
         "counts those pauses. The variant runs two chunks per process so that one chunk's pause overlaps the "
         "other's registry phase.",
