@@ -112,7 +112,7 @@ class NaiveSync:
 
 
 def run_naive(
-    accounts: int, dataset: dict[str, float], workdir: Path, *, latency_s: float, limit_rps: float | None
+    accounts: int, dataset: dict[str, Any], workdir: Path, *, latency_s: float, limit_rps: float | None
 ) -> NaiveResult:
     """Seed a sandbox like the regsync run's (same seed: the same first ``accounts`` Accounts) and time the
     naive job over it."""

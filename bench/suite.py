@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -34,7 +35,7 @@ DEDUP_DATASET: dict[str, float] = {
 console = Console(width=200, stderr=True)
 
 
-def _setup(options: Options, accounts: int, dataset: dict[str, float]) -> SyncSetup:
+def _setup(options: Options, accounts: int, dataset: dict[str, Any]) -> SyncSetup:
     r = options.registry
     return SyncSetup(
         pool=r.pool,

@@ -38,7 +38,7 @@ class SyncSetup:
     """What one benchmark run looks like; ``settings_env`` are REGSYNC_* values given to the workers."""
 
     accounts: int
-    dataset: dict[str, float]
+    dataset: dict[str, Any]
     workers: int = 2
     pool: str = "prefork"
     worker_concurrency: int = 1  # tasks each worker process runs at once (--concurrency)
