@@ -223,6 +223,13 @@ def configure_logging(
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+#: Third-party loggers whose INFO lines say nothing an operator acts on (alembic lists its plugins at every
+#: upgrade); their warnings and errors still show.
+_CHATTY = ("alembic.runtime.plugins",)
 
 
 def install_redaction(logger: logging.Logger | None = None) -> None:
