@@ -14,6 +14,8 @@ from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from config.settings import reset_settings
@@ -21,7 +23,7 @@ from worker import heartbeat
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 from worker.cli.main import app
-from worker.ledger.db import reset_engines
+from worker.ledger.db import reset_engines, session_scope
 from worker.ledger.migrate import upgrade
 
 PASSWORD = "pg-pass-7f3a9c"  # must never be shown
@@ -113,3 +115,58 @@ def test_beat_tasks_on_an_unmigrated_ledger_skip_with_one_clear_line(  # type: i
     assert result == {"skipped_unmigrated": 1}
     (record,) = [r for r in caplog.records if r.name == "tasks.jobs"]
     assert "alembic upgrade head" in record.getMessage() and record.exc_info is None
+
+
+def test_health_stays_ok_when_a_newer_release_migrated_the_ledger(  # type: ignore[no-untyped-def]
+    ledger_at, monkeypatch: pytest.MonkeyPatch, pg_url: str, redis_url: str
+) -> None:
+    """Mid rolling deploy: the old web processes must not all drop out of the load balancer at once."""
+    monkeypatch.setenv("REGSYNC_REDIS_URL", redis_url)
+    heartbeat.beat_once(redis_url, "beat", "beat-1")
+    heartbeat.beat_once(redis_url, "worker", "worker-1")
+    ledger_at(pg_url)
+    upgrade(pg_url)
+    with session_scope() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    with TestClient(create_app(throttle=MemoryThrottle(100)), raise_server_exceptions=False) as client:
+        answer = client.get("/v1/health")
+    assert answer.status_code == 200
+    assert answer.json()["ledger"] == {
+        "ok": True,
+        "detail": "the ledger is at a newer schema than this release",
+    }
+
+
+def test_a_database_error_that_is_a_bug_is_a_500_not_a_retry_later(ledger_at, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ledger_at(f"sqlite:///{tmp_path / 'empty.db'}")
+    api = create_app(throttle=MemoryThrottle(100))
+
+    def duplicate() -> None:
+        raise IntegrityError("INSERT …", {}, Exception("UNIQUE constraint failed: connections.name"))
+
+    api.add_api_route("/v1/boom", duplicate)
+    with TestClient(api, raise_server_exceptions=False) as client:
+        answer = client.get("/v1/boom")
+    assert answer.status_code == 500 and "try again" not in answer.text and "UNIQUE" not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("url", "says", "code"),
+    [
+        (
+            "postgresql+psycopg://postgres@127.0.0.1:5432/regsync_no_such_db",
+            "cannot use the ledger database",
+            1,
+        ),
+        ("postgresql+psycopg://no_such_role@127.0.0.1:5432/test", "cannot use the ledger database", 1),
+        ("postgresql+nodriver://u:pg-pass-7f3a9c@h/db", "REGSYNC_DATABASE_URL is not a database URL", 2),
+    ],
+    ids=["no-database", "no-role", "no-driver"],
+)
+def test_a_wrong_database_url_is_not_mistaken_for_a_missing_migration(  # type: ignore[no-untyped-def]
+    ledger_at, url: str, says: str, code: int
+) -> None:
+    ledger_at(url)
+    exit_code, output = cli("runs", "list")
+    assert exit_code == code and says in output
+    assert "alembic upgrade head" not in output and PASSWORD not in output and "Traceback" not in output

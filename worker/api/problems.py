@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -27,7 +27,7 @@ from worker.errors import (
     SecretMissing,
     StateConflict,
 )
-from worker.ledger.db import ledger_error
+from worker.ledger.db import ledger_error, missing_table
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,11 @@ async def _regsync_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """503 when the ledger is down, unreachable or not migrated; any other database error is a bug, and goes
+    on to the generic 500 (logged with its traceback under the correlation id)."""
     assert isinstance(exc, DBAPIError)
+    if not (isinstance(exc, OperationalError | InterfaceError) or missing_table(exc)):
+        raise exc
     return await _regsync_error(request, ledger_error(exc))
 
 

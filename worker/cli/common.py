@@ -11,7 +11,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from config.logging import redact
 from config.settings import get_settings
@@ -48,6 +48,8 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(exc.message, EXIT_FAILED)
         except DBAPIError as exc:
             fail(ledger_error(exc).message, EXIT_FAILED)
+        except ArgumentError as exc:  # also NoSuchModuleError: an unknown scheme or driver
+            fail(f"REGSYNC_DATABASE_URL is not a database URL regsync can use ({exc})", EXIT_USAGE)
 
     return wrapper
 

@@ -62,13 +62,19 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         yield session
 
 
-_MISSING_TABLE = ("no such table", "does not exist", "undefinedtable", "no such column", "undefinedcolumn")
+#: PostgreSQL's SQLSTATEs for an undefined table and an undefined column. By code, not text: "database … does
+#: not exist" and "role … does not exist" are connection errors that migrating would not fix.
+_UNDEFINED = frozenset({"42P01", "42703"})
+_SQLITE_MISSING = ("no such table", "no such column")
 
 
 def missing_table(exc: DBAPIError) -> bool:
     """True when the database says a table or column does not exist: the ledger is not migrated (enough)."""
-    lowered = f"{type(exc.orig).__name__} {exc.orig}".lower()
-    return any(marker in lowered for marker in _MISSING_TABLE)
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _UNDEFINED
+    message = str(exc.orig).lower()
+    return any(marker in message for marker in _SQLITE_MISSING)
 
 
 def ledger_error(exc: DBAPIError) -> LedgerError:
@@ -88,4 +94,4 @@ def ledger_error(exc: DBAPIError) -> LedgerError:
             f"cannot use the ledger database ({detail}): check REGSYNC_DATABASE_URL and that the database "
             "is running and reachable"
         )
-    return LedgerError(f"the ledger database refused a query ({detail}); the regsync logs have the details")
+    return LedgerError(f"the ledger database refused a query ({detail})")

@@ -59,6 +59,12 @@ def heads() -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(alembic_config("")).get_heads())
 
 
+def known_revisions() -> frozenset[str]:
+    """Every revision this release's migration scripts know (a ledger at another one is newer than us)."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
 def current(url: str) -> str | None:
     """The revision the ledger at ``url`` is at, or None when it has never been migrated."""
     engine = create_engine(url, poolclass=NullPool)

@@ -19,20 +19,22 @@ from config.settings import get_settings
 from worker import heartbeat
 from worker.api.schemas import HealthOut
 from worker.ledger.db import missing_table, session_scope
-from worker.ledger.migrate import heads
+from worker.ledger.migrate import heads, known_revisions
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
 @functools.cache
-def _schema_heads() -> frozenset[str]:
-    return frozenset(heads())
+def _schema() -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(heads()), known_revisions()
 
 
 def _ledger() -> dict[str, Any]:
-    """The ledger answers and is at this release's schema (a web process started before `release` finished
-    migrating, or after a deploy that skipped it, is not healthy: its queries would fail)."""
+    """The ledger answers and is not behind this release's schema: a web process started before `release`
+    finished migrating, or after a deploy that skipped it, would fail its queries. A ledger *ahead* of us (a
+    newer release migrated it while this one still serves, mid rolling deploy) stays healthy: migrations are
+    additive, and taking every old instance out of the load balancer at once would be an outage."""
     try:
         with session_scope() as session:
             version = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -41,13 +43,16 @@ def _ledger() -> dict[str, Any]:
             return {"ok": False, "detail": "the ledger is not migrated; run `alembic upgrade head`"}
         log.warning("health: ledger unreachable: %s", type(exc).__name__)
         return {"ok": False, "detail": "the ledger does not answer"}
-    if version not in _schema_heads():
-        log.warning("health: ledger at revision %s, this release needs %s", version, sorted(_schema_heads()))
+    heads_, known = _schema()
+    if version in heads_:
+        return {"ok": True}
+    if version is None or version in known:
+        log.warning("health: ledger at revision %s, this release needs %s", version, sorted(heads_))
         return {
             "ok": False,
             "detail": "the ledger is not at this release's schema; run `alembic upgrade head`",
         }
-    return {"ok": True}
+    return {"ok": True, "detail": "the ledger is at a newer schema than this release"}
 
 
 def _processes(url: str, role: str) -> dict[str, Any]:
