@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 # KEYS[1] tat (µs), KEYS[2] blocked-until (µs), KEYS[3] list of the last ARGV[5] grant times (µs, newest first).
 # ARGV[1] 'take' | 'penalise', ARGV[2] emission interval (µs), ARGV[3] burst, ARGV[4] penalty (µs),
-# ARGV[5] the most grants any one-second window may hold.
+# ARGV[5] the most grants any one-second window may hold, ARGV[6] how many grant times to keep (at least
+# ARGV[5]; a fixed floor, so processes with different caps mid-deploy never trim the list below each other's).
 # Returns the µs to wait before asking again (0: the request may go now; for 'penalise' always 0).
 # Numbers are formatted with %.0f: Lua 5.1's tostring would write 1.7e+15 and lose the microseconds.
 GCRA_LUA = """
@@ -73,7 +74,7 @@ end
 if allowed_at > now then return allowed_at - now end
 keep(KEYS[1], tat + interval)
 redis.call('LPUSH', KEYS[3], string.format('%.0f', now))
-redis.call('LTRIM', KEYS[3], 0, cap - 1)
+redis.call('LTRIM', KEYS[3], 0, math.max(cap, tonumber(ARGV[6])) - 1)
 redis.call('PEXPIRE', KEYS[3], 2000)
 return 0
 """
@@ -90,6 +91,8 @@ MAX_SLEEP_S = 1.0
 MAX_WAIT_S = 60.0
 
 
+#: Grant times kept in the ``…:sent`` list: at least the cap, and never fewer than this (see the script).
+KEEP_GRANTS = 1024
 _ASKER_LOCKS: dict[str, threading.Lock] = {}
 _ASKER_LOCKS_GUARD = threading.Lock()
 
@@ -166,11 +169,19 @@ class RedisRateLimiter:
             SharedStateUnavailable: Redis did not answer (never "unlimited" instead).
             RegistryTransientError: the wait would pass ``max_wait_s`` (a long Retry-After elsewhere).
         """
-        with self._one_asker:
-            self._wait_for_token()
+        started = time.monotonic()
+        if not self._one_asker.acquire(timeout=self.max_wait_s):
+            raise RegistryTransientError(
+                f"other chunks of this process held the registry rate limit for over {self.max_wait_s:.0f} s; "
+                "this one will be retried later",
+                retry_after=self.max_wait_s,
+            )
+        try:
+            self._wait_for_token(waited=time.monotonic() - started)
+        finally:
+            self._one_asker.release()
 
-    def _wait_for_token(self) -> None:
-        waited = 0.0
+    def _wait_for_token(self, waited: float) -> None:
         while True:
             wait_s = self._ask("take", 0) / 1_000_000
             if wait_s <= 0:
@@ -194,7 +205,7 @@ class RedisRateLimiter:
         with redis_errors("taking a registry rate-limit token"):
             wait = self._script(
                 keys=self._keys,
-                args=[mode, self.interval_us, self.burst, penalty_us, self.window_cap],
+                args=[mode, self.interval_us, self.burst, penalty_us, self.window_cap, KEEP_GRANTS],
             )
         return int(wait)
 

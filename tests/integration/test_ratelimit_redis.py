@@ -105,6 +105,26 @@ def test_the_chunks_of_one_process_have_one_asker(redis_url: str) -> None:
     assert other._one_asker is not first._one_asker
 
 
+def test_waiting_for_the_asker_counts_against_max_wait(redis_url: str) -> None:
+    key = limiter_key(SPEC, TOKEN)
+    stuck = RedisRateLimiter(redis.Redis.from_url(redis_url), key, 100, 5)
+    waiting = RedisRateLimiter(redis.Redis.from_url(redis_url), key, 100, 5, max_wait_s=0.2)
+    with stuck._one_asker, pytest.raises(RegistryTransientError, match="other chunks of this process"):
+        waiting.acquire()  # a chunk stuck asking for 60 s must not hold this one past its own limit
+    waiting.acquire()  # once the asker is free, the token is there at once
+
+
+def test_the_grant_list_keeps_more_than_one_caps_worth(redis_url: str) -> None:
+    """Mid-deploy, processes with different caps share the list: none may trim it below another's cap."""
+    client = redis.Redis.from_url(redis_url)
+    small = RedisRateLimiter(client, limiter_key(SPEC, TOKEN), 10, 2)
+    assert small.window_cap == 9
+    for _ in range(12):  # about 1.2 s at 9.5 req/s
+        small.acquire()
+    (sent,) = [k for k in client.keys("*") if k.endswith(b":sent")]
+    assert client.llen(sent) == 12  # not trimmed to this process's cap of 9
+
+
 def test_threads_of_one_process_share_the_rate(redis_url: str) -> None:
     limiter = redis_limiter(redis.Redis.from_url(redis_url), SPEC.model_copy(update={"burst": 1}), TOKEN)
     times: list[float] = []
