@@ -52,3 +52,10 @@ def test_the_header_is_bold_and_the_rows_are_not() -> None:
 def test_a_row_with_the_wrong_number_of_cells_is_refused() -> None:
     with pytest.raises(ValueError, match="2 cells for 3 columns"):
         render_table(("a", "b", "c"), [("1", "2")])
+
+
+def test_control_characters_from_data_cannot_reach_the_terminal() -> None:
+    lines = printed(
+        ("record", "message"), [("001", "\x1b[31mred\x1b[0m\nsecond line\tx")], right=iter(["record"])
+    )
+    assert lines[2] == "   001  \ufffd[31mred\ufffd[0m\ufffdsecond line\ufffdx"

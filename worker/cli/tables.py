@@ -4,12 +4,14 @@ rich's ``Table`` measures, wraps and pads every cell through its renderable prot
 rows of nine columns, more than the indexed ledger query behind `runs list` (a few ms). These tables hold
 short values, so a header in bold, a rule and columns padded to their widest cell (in terminal cells, so
 "Brønnøysund" and wide characters line up) say the same for a hundredth of the cost. Cells are ``Text``,
-never markup: a record name like ``[red]`` prints as it is. Lines longer than the terminal are left for the
-terminal to wrap, as ``ps`` and ``kubectl get`` do, instead of being folded cell by cell.
+never markup: a record name like ``[red]`` prints as it is, and control characters print as U+FFFD. Lines
+longer than the terminal are left for the terminal to wrap, as ``ps`` and ``kubectl get`` do, instead of being
+folded cell by cell.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from rich.cells import cell_len
@@ -17,17 +19,19 @@ from rich.console import Console
 from rich.text import Text
 
 GAP = "  "
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, right: Iterable[str] = ()) -> Text:
     """``headers`` over ``rows``; columns named in ``right`` are right-aligned (counts, ids)."""
-    body = [list(row) for row in rows]
+    body = [[_printable(cell) for cell in row] for row in rows]
     widths = [cell_len(h) for h in headers]
     for row in body:
         if len(row) != len(headers):
             raise ValueError(f"a row has {len(row)} cells for {len(headers)} columns")
         widths = [max(w, cell_len(cell)) for w, cell in zip(widths, row, strict=True)]
-    flush_right = [h in set(right) for h in headers]
+    right_aligned = set(right)
+    flush_right = [h in right_aligned for h in headers]
     text = Text(end="")
     text.append(_line(headers, widths, flush_right), style="bold")
     text.append("\n" + GAP.join("─" * w for w in widths))
@@ -48,6 +52,12 @@ def print_table(
     if title:
         console.print(Text(title, style="italic"), soft_wrap=True)
     console.print(render_table(headers, rows, right=right), soft_wrap=True)
+
+
+def _printable(cell: str) -> str:
+    """``cell`` with control characters (ESC sequences, newlines, tabs) shown as U+FFFD: cells hold values from
+    Salesforce and the registry, which must not move the cursor, recolour the terminal or break the row."""
+    return _CONTROL.sub("\ufffd", cell)
 
 
 def _line(cells: Sequence[str], widths: Sequence[int], flush_right: Sequence[bool]) -> str:
