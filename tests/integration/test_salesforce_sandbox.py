@@ -192,6 +192,9 @@ def test_an_old_token_is_not_reused(sandbox: SandboxSalesforce) -> None:
     assert cache.token(spec, SECRET, lambda: next(logins))[0] == "t1"
     now[0] = 600.0
     assert cache.token(spec, SECRET, lambda: next(logins))[0] == "t2"
+    now[0] = 1300.0  # a rotated secret logs in; the old secret's token, now expired, is forgotten
+    assert cache.token(spec, "rotated", lambda: ("t3", "https://a.example"))[0] == "t3"
+    assert [token for _at, token, _url in cache._tokens.values()] == ["t3"]
 
 
 def test_wrong_client_secret_is_an_auth_error_without_the_secret(sandbox: SandboxSalesforce) -> None:

@@ -7,6 +7,8 @@ private key, the assertion or the token.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -133,7 +135,7 @@ class TokenCache:
     """Access tokens shared by the clients of one process (a worker runs many chunks of one connection).
 
     Without it every chunk logs in: 5,000 logins for a run of 1,000,000 Accounts, past Salesforce's login
-    rate limit for one user (3,600 an hour). Keys hold a SHA-256 digest of the secret, never the secret, so
+    rate limit for one user (3,600 an hour). Keys hold an HMAC of the secret, never the secret, so
     a rotated secret gets a login of its own and two tenants never share an entry. Memory only.
     """
 
@@ -158,6 +160,7 @@ class TokenCache:
         key = (
             spec.token_url,
             spec.instance_url or "",
+            spec.audience or "",
             spec.auth,
             spec.client_id,
             spec.username or "",
@@ -168,8 +171,15 @@ class TokenCache:
             if cached and cached[1] != failed and self._clock() - cached[0] < self._max_age_s:
                 return cached[1], cached[2]
             token, instance_url = fetch()
-            self._tokens[key] = (self._clock(), token, instance_url)
+            now = self._clock()
+            self._forget_older_than(now - self._max_age_s)
+            self._tokens[key] = (now, token, instance_url)
             return token, instance_url
+
+    def _forget_older_than(self, cutoff: float) -> None:
+        """Drop expired tokens (a rotated secret's would otherwise stay in memory for good)."""
+        for key in [k for k, (at, _token, _url) in list(self._tokens.items()) if at <= cutoff]:
+            self._tokens.pop(key, None)
 
     def _lock_for(self, key: tuple[str, ...]) -> threading.Lock:
         with self._lock:
@@ -181,8 +191,13 @@ class TokenCache:
             self._tokens.clear()
 
 
+#: Keys hold an HMAC of the secret under a key made per process: nothing in memory can be matched against
+#: a digest of a known secret, and nothing outlives the process.
+_KEY_SALT = os.urandom(32)
+
+
 def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return hmac.new(_KEY_SALT, secret.encode(), hashlib.sha256).hexdigest()
 
 
 TOKENS = TokenCache()
