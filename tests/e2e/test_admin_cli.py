@@ -16,25 +16,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import RegsyncEnv
+from tests.connection_files import acme_toml
 
 SECRET = "prf_live_5e6f7a8b9c0d1e2f1a2b"
-CONNECTION_TOML = """\
-name = "acme"
-
-[salesforce]
-token_url = "https://acme.my.salesforce.com/services/oauth2/token"
-client_id = "3MVG9abcdef"
-org_number_field = "OrgNr__c"
-country = "NO"
-
-[registry]
-provider = "proff"
-base_url = "https://api.proff.no"
-
-[mapping]
-name = { field = "Name" }
-city = { field = "BillingCity", policy = "fill_blank" }
-"""
+CONNECTION_TOML = acme_toml(
+    'name = { field = "Name" }', 'city = { field = "BillingCity", policy = "fill_blank" }'
+)
 
 
 class Cli:

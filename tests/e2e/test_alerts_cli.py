@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
+from tests.connection_files import acme_toml
 from tests.integration.alert_receivers import WebhookReceiver
 from tests.integration.alerts_world import add_run, transitions
 from worker.alerts.evaluator import evaluate
@@ -27,29 +28,12 @@ from worker.secrets import set_secret
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "whsec-cli-" + "ab12" * 8
-CONNECTION_TOML = """\
-name = "acme"
 
-[salesforce]
-token_url = "https://acme.my.salesforce.com/services/oauth2/token"
-client_id = "3MVG9abcdef"
-org_number_field = "OrgNr__c"
-country = "NO"
 
-[registry]
-provider = "proff"
-base_url = "https://api.proff.no"
+def connection_toml(notice: int, url: str) -> str:
+    channel = f'[alerts.channels.ops]\ntype = "webhook"\nurl = "{url}"'
+    return acme_toml(extra=f"[alerts]\nnotice_period_minutes = {notice}\n\n{channel}")
 
-[mapping]
-name = {{ field = "Name" }}
-
-[alerts]
-notice_period_minutes = {notice}
-
-[alerts.channels.ops]
-type = "webhook"
-url = "{url}"
-"""
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 
@@ -82,7 +66,7 @@ def world(
     ca = SandboxCA(tmp_path / "ca")
     monkeypatch.setenv("SSL_CERT_FILE", str(ca.bundle_path))
     receiver = WebhookReceiver(ca, KEY).start()
-    (tmp_path / "acme.toml").write_text(CONNECTION_TOML.format(notice=60, url=receiver.url), encoding="utf-8")
+    (tmp_path / "acme.toml").write_text(connection_toml(60, receiver.url), encoding="utf-8")
     try:
         yield Cli(tmp_path, env, ca), receiver
     finally:
@@ -91,7 +75,7 @@ def world(
 
 def install(receiver: WebhookReceiver, notice: int = 60) -> None:
     """What `connection apply` and `secret set` do (their own CLI tests cover them), done in-process."""
-    data = tomllib.loads(CONNECTION_TOML.format(notice=notice, url=receiver.url))
+    data = tomllib.loads(connection_toml(notice, receiver.url))
     with session_scope() as session:
         apply_connection(session, parse_spec(data), "root")
     with session_scope() as session:

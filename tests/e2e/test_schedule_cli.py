@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import RegsyncEnv
+from tests.connection_files import acme_toml
 from tests.unit.fakes import FakeDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import utcnow
@@ -25,26 +26,7 @@ from worker.scheduling.tick import tick
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 
-CONNECTION_TOML = """\
-name = "acme"
-
-[salesforce]
-token_url = "https://acme.my.salesforce.com/services/oauth2/token"
-client_id = "3MVG9abcdef"
-org_number_field = "OrgNr__c"
-country = "NO"
-
-[registry]
-provider = "proff"
-base_url = "https://api.proff.no"
-
-[mapping]
-name = { field = "Name" }
-
-[schedule]
-cron = "* * * * *"
-timezone = "Europe/Oslo"
-"""
+CONNECTION_TOML = acme_toml(extra='[schedule]\ncron = "* * * * *"\ntimezone = "Europe/Oslo"')
 
 
 def regsync(cwd: Path, *args: str, actor: str | None = "alice") -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tests.conftest import RegsyncEnv
+from tests.connection_files import acme_toml
 from tests.integration.alerts_world import (
     ALERTS_ONE_CHANNEL,
     FakeChannels,
@@ -141,25 +142,7 @@ def test_notice_settings_are_admin_only_audited_and_at_most_72_hours(env: Regsyn
     assert alert.notify_by - alert.detected_at == dt.timedelta(minutes=30)
 
 
-LONG_NOTICE_TOML = """\
-name = "acme"
-
-[salesforce]
-token_url = "https://acme.my.salesforce.com/services/oauth2/token"
-client_id = "3MVG9abcdef"
-org_number_field = "OrgNr__c"
-country = "NO"
-
-[registry]
-provider = "proff"
-base_url = "https://api.proff.no"
-
-[mapping]
-name = { field = "Name" }
-
-[alerts]
-notice_period_minutes = 4321
-"""
+LONG_NOTICE_TOML = acme_toml(extra="[alerts]\nnotice_period_minutes = 4321")
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
