@@ -36,42 +36,12 @@ def _registry_settings(registry: Registry, result: SyncResult, accounts: int) ->
 def throughput_section(result: SyncResult, registry: Registry, accounts: int) -> Section:
     section = Section("throughput", "1. Throughput at the registry's rate limit")
     rates, limit = result.registry, registry.limit_rps
-    ratio = rates.steady_rps / limit
-    section.add(
-        "registry req/s ÷ R (steady part)",
-        f"{rates.steady_rps:.1f} req/s over {rates.steady_span_s:.0f} s",
-        f"R = {limit:.0f} req/s",
-        ratio,
-        target="≥ 0.90",
-        met=ratio >= 0.90,
-    )
-    too_many = result.registry_statuses.get(429, 0)
-    section.add(
-        "429 responses from the registry",
-        str(too_many),
-        f"{rates.requests:,} registry requests",
-        too_many / max(1, rates.requests),
-        target="0",
-        met=too_many == 0,
-    )
+    _rate_rows(section, result, limit)
     section.add(
         "registry req/s ÷ R (whole run)",
         f"{rates.overall_rps:.1f} req/s over {rates.span_s:.0f} s",
         f"R = {limit:.0f} req/s",
         rates.overall_rps / limit,
-    )
-    section.add(
-        "peak requests in any 1 s window (arrival)",
-        str(rates.peak_sliding_1s),
-        f"R = {limit:.0f}",
-        rates.peak_sliding_1s / limit,
-    )
-    count, total = silences(result.registry_times)
-    section.add(
-        "registry silent > 0.25 s (steady part)",
-        f"{count} times, {total:.1f} s in all",
-        f"{rates.steady_span_s:.0f} s steady part",
-        total / rates.steady_span_s if rates.steady_span_s else None,
     )
     section.add(
         "Accounts per second, start to final status",
@@ -107,14 +77,13 @@ def throughput_section(result: SyncResult, registry: Registry, accounts: int) ->
     return section
 
 
-def variant_rows(section: Section, result: SyncResult, setup: SyncSetup) -> None:
-    """The same run with another worker pool set-up, as extra rows of the throughput section."""
-    label = f"--pool {setup.pool} --concurrency {setup.worker_concurrency}"
-    limit = setup.registry_limit_rps or 1.0
-    ratio = result.registry.steady_rps / limit
+def _rate_rows(section: Section, result: SyncResult, limit: float, prefix: str = "") -> None:
+    """The registry's side of a run: steady rate against R (target), 429s (target 0), busiest second, pauses."""
+    rates = result.registry
+    ratio = rates.steady_rps / limit
     section.add(
-        f"[{label}] registry req/s ÷ R (steady part)",
-        f"{result.registry.steady_rps:.1f} req/s",
+        f"{prefix}registry req/s ÷ R (steady part)",
+        f"{rates.steady_rps:.1f} req/s over {rates.steady_span_s:.0f} s",
         f"R = {limit:.0f} req/s",
         ratio,
         target="≥ 0.90",
@@ -122,26 +91,32 @@ def variant_rows(section: Section, result: SyncResult, setup: SyncSetup) -> None
     )
     too_many = result.registry_statuses.get(429, 0)
     section.add(
-        f"[{label}] 429 responses",
+        f"{prefix}429 responses from the registry",
         str(too_many),
-        f"{result.registry.requests:,} registry requests",
-        too_many / max(1, result.registry.requests),
+        f"{rates.requests:,} registry requests",
+        too_many / max(1, rates.requests),
         target="0",
         met=too_many == 0,
     )
     section.add(
-        f"[{label}] peak requests in any 1 s window (arrival)",
-        str(result.registry.peak_sliding_1s),
+        f"{prefix}peak requests in any 1 s window (arrival)",
+        str(rates.peak_sliding_1s),
         f"R = {limit:.0f}",
-        result.registry.peak_sliding_1s / limit,
+        rates.peak_sliding_1s / limit,
     )
     count, total = silences(result.registry_times)
     section.add(
-        f"[{label}] registry silent > 0.25 s (steady part)",
+        f"{prefix}registry silent > 0.25 s (steady part)",
         f"{count} times, {total:.1f} s in all",
-        f"{result.registry.steady_span_s:.0f} s steady part",
-        total / result.registry.steady_span_s if result.registry.steady_span_s else None,
+        f"{rates.steady_span_s:.0f} s steady part",
+        total / rates.steady_span_s if rates.steady_span_s else None,
     )
+
+
+def variant_rows(section: Section, result: SyncResult, setup: SyncSetup) -> None:
+    """The same run with another worker pool set-up, as extra rows of the throughput section."""
+    label = f"--pool {setup.pool} --concurrency {setup.worker_concurrency}"
+    _rate_rows(section, result, setup.registry_limit_rps or 1.0, f"[{label}] ")
     section.add(
         f"[{label}] run counts equal the sandbox's truth",
         "yes" if result.counts_match_truth else "NO",
