@@ -1,4 +1,4 @@
-"""The `acme` connection file the CLI tests apply: one Proff connection whose secrets are never needed."""
+"""The `acme` connection file the CLI tests apply (Proff or brreg); its secrets are never needed."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ token_url = "https://acme.my.salesforce.com/services/oauth2/token"
 client_id = "3MVG9abcdef"
 org_number_field = "OrgNr__c"
 country = "NO"
-
-[registry]
-provider = "proff"
-base_url = "https://api.proff.no"
 """
+PROFF = 'provider = "proff"\nbase_url = "https://api.proff.no"'
+BRREG = 'provider = "brreg"\nbase_url = "https://data.brreg.no/enhetsregisteret/api"'
 
 
-def acme_toml(*mapping: str, extra: str = "") -> str:
-    """The connection file with these ``[mapping]`` lines (default: Name only) and ``extra`` tables after it."""
+def acme_toml(*mapping: str, registry: str = PROFF, extra: str = "") -> str:
+    """The connection file with this ``[registry]`` section, these ``[mapping]`` lines (default: Name only) and
+    ``extra`` tables after them."""
     lines = mapping or ('name = { field = "Name" }',)
-    return f"{ACME_HEAD}\n[mapping]\n" + "\n".join(lines) + "\n" + (f"\n{extra.strip()}\n" if extra else "")
+    head = f"{ACME_HEAD}\n[registry]\n{registry}\n\n[mapping]\n"
+    return head + "\n".join(lines) + "\n" + (f"\n{extra.strip()}\n" if extra else "")

@@ -8,25 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import RegsyncEnv
+from tests.connection_files import BRREG, acme_toml
 from worker.cli import admin
 from worker.cli.main import app
 from worker.connections.spec import ConnectionSpec
 from worker.errors import MappingError
 
 CLIENT_SECRET = "cs_0f1e2d3c4b5a69788796a5b4"
-TOML = """\
-name = "acme"
-[salesforce]
-token_url = "https://acme.my.salesforce.com/services/oauth2/token"
-client_id = "3MVG9abcdef"
-org_number_field = "OrgNr__c"
-country = "NO"
-[registry]
-provider = "brreg"
-base_url = "https://data.brreg.no/enhetsregisteret/api"
-[mapping]
-name = { field = "Name" }
-"""
+TOML = acme_toml(registry=BRREG)
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 
