@@ -139,7 +139,7 @@ def test_stopping_beat_fails_health_within_its_grace_and_stops_the_pings_restart
         )
         assert cli_health(world)[0] == 0
         gaps = [b - a for a, b in zip(receiver.pings, receiver.pings[1:], strict=False)]
-        assert all(0.5 <= gap <= 2.0 for gap in gaps), gaps  # every second, not at beat's 30 s ticks
+        assert 0.8 <= sum(gaps) / len(gaps) <= 1.3 and max(gaps) < 3, gaps  # every second, not at 30 s ticks
         stopped = stop(first)
 
     failed = wait_until("health to fail", lambda: api_health(world)[0] == 503, GRACE_S + 5, first_log)

@@ -155,3 +155,16 @@ def test_a_tls_1_1_only_server_is_refused(cas: dict[str, SandboxCA]) -> None:
     finally:
         stop.set()
     assert negotiated == ["TLSv1.1"]
+
+
+def test_the_first_existing_extra_bundle_wins_and_a_missing_file_is_ignored(
+    cas: dict[str, SandboxCA], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cas["extra"].bundle_path))
+    assert tls.extra_ca_path() == tls.ca_bundle_path() == str(cas["extra"].bundle_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cas["system"].bundle_path))
+    assert tls.extra_ca_path() == str(cas["system"].bundle_path)
+    for variable in tls.EXTRA_CA_VARIABLES:
+        monkeypatch.delenv(variable)
+    assert tls.extra_ca_path() is None and tls.ca_bundle_path() == certifi.where()
