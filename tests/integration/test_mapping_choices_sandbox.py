@@ -194,6 +194,8 @@ def test_brreg_run_counts_registry_outcomes_as_notices_and_other_countries_as_ou
         listed = json.loads(cli("runs", "failures", str(view["id"]), "--code", code, "--json"))
         assert sorted(row["record_id"] for row in listed) == record_ids
         assert all(row["notice"] and row["error_code"] == code for row in listed)
+    table = cli("runs", "failures", str(view["id"]), "--code", "REGISTRY_INACTIVE", "--limit", "1000")
+    assert table.count("notice") == len(by_code["REGISTRY_INACTIVE"]) and "failure" not in table
     every = json.loads(cli("runs", "failures", str(view["id"]), "--json", "--limit", "1000"))
     assert {row["error_code"] for row in every if not row["notice"]} == {"ORGNR_INVALID"}
     assert "REGISTRY_UNSUPPORTED_COUNTRY" not in {row["error_code"] for row in every}

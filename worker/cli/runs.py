@@ -165,7 +165,10 @@ def show_command(
 def failures_command(
     run_id: int = typer.Argument(..., metavar="RUN"),
     codes: list[str] = typer.Option(
-        [], "--code", help="Only rows with this code, e.g. REGISTRY_DELETED (repeat for several)."
+        [],
+        "--code",
+        metavar="CODE",
+        help="Only rows with this code, e.g. REGISTRY_DELETED (repeat for several).",
     ),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000),
     offset: int = typer.Option(0, "--offset", min=0),
