@@ -16,6 +16,8 @@ class CompanyStatus(StrEnum):
     LIQUIDATION = "liquidation"
     DELETED = "deleted"
     NOT_FOUND = "not_found"
+    INACTIVE = "inactive"
+    UNKNOWN = "unknown"
 
 
 class Address(BaseModel):

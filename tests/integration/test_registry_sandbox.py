@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from config.settings import Settings
+from tests.integration.inprocess_runs import registry_numbers
 from worker.company import Company, CompanyKey, CompanyStatus
 from worker.connections.spec import RegistrySpec
 from worker.errors import InsecureURL, RegistryAuthError, RegistryError, RegistryTransientError, SecretMissing
@@ -22,7 +23,9 @@ from worker.registry.factory import make_provider
 from worker.registry.http import RetryPolicy
 from worker.registry.port import RegistryProvider
 from worker.sandbox.dataset import Dataset, make_dataset
+from worker.sandbox.proff_json import proff_view
 from worker.sandbox.registry import SandboxRegistry
+from worker.sandbox.registry_json import brreg_view
 from worker.sandbox.tls import SandboxCA
 
 TOKEN = "proff-test-token-5f3a9c"
@@ -99,32 +102,33 @@ def test_proff_looks_up_every_country_and_dedups_keys(registry: SandboxRegistry,
     proff.close()
 
     assert list(results) == [key(c) for c in wanted]
-    assert [results[key(c)].company for c in wanted] == wanted
+    assert [results[key(c)].company for c in wanted] == [proff_view(c) for c in wanted]
     assert proff.calls == len(wanted) == len(registry.requests)
+    assert {r.headers.get("api-version") for r in registry.requests} == {"1.0"}
+    assert {r.headers.get("accept") for r in registry.requests} == {"application/json"}
 
 
-def test_brreg_uses_batches_and_asks_only_the_missing_numbers_singly(
+def test_brreg_asks_each_number_once_in_batches_and_reads_absence_as_not_found(
     registry: SandboxRegistry, dataset: Dataset
 ) -> None:
     active = companies(dataset, "NO", CompanyStatus.ACTIVE)[:150]
-    keys = [key(c) for c in active] + [CompanyKey("NO", n) for n in UNKNOWN_NO]
+    gone = companies(dataset, "NO", CompanyStatus.DELETED)[:3]
+    keys = [key(c) for c in active + gone] + [CompanyKey("NO", n) for n in UNKNOWN_NO]
     brreg = provider("brreg", registry)
 
     results = brreg.lookup_many(keys)
     brreg.close()
 
-    for company in active:
-        assert results[key(company)].company == company.model_copy(
-            update={"revenue": None, "last_updated": None}
-        )
+    for company in active + gone:
+        assert results[key(company)].company == brreg_view(company)
     for number in UNKNOWN_NO:
         assert results[CompanyKey("NO", number)].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
     requests = registry.requests
-    batches = [r for r in requests if r.path.endswith("/enheter")]
-    singles = [r for r in requests if not r.path.endswith("/enheter")]
-    assert sorted(len(r.query["organisasjonsnummer"][0].split(",")) for r in batches) == [52, 100]
-    assert sorted(r.path.rsplit("/", 1)[1] for r in singles) == sorted(UNKNOWN_NO)
-    assert brreg.calls == len(requests) == 4
+    assert all(r.path.endswith("/enheter") for r in requests)  # no single GETs after the batches
+    asked = registry_numbers(requests)
+    assert sorted(asked) == sorted(k.org_number for k in keys)  # each number once
+    assert sorted(len(r.query["organisasjonsnummer"][0].split(",")) for r in requests) == [55, 100]
+    assert brreg.calls == len(requests) == 2
 
 
 def test_lookups_run_concurrently_but_bounded(registry: SandboxRegistry, dataset: Dataset) -> None:
@@ -157,7 +161,7 @@ def test_429_waits_for_retry_after_and_penalises_the_shared_limiter(
     elapsed = time.perf_counter() - started
     proff.close()
 
-    assert [r.company for r in results] == wanted
+    assert [r.company for r in results] == [proff_view(c) for c in wanted]
     assert limiter.penalties and set(limiter.penalties) == {1.0}
     assert elapsed >= 0.95
     assert len(registry.requests) == 3 + len(limiter.penalties) == proff.calls
@@ -170,7 +174,7 @@ def test_transient_5xx_is_retried_and_a_persistent_one_ends_in_a_transient_error
     proff = provider("proff", registry)
 
     registry.fail_next(2, 503)
-    assert proff.lookup_many([key(first)])[key(first)].company == first
+    assert proff.lookup_many([key(first)])[key(first)].company == proff_view(first)
     assert len(registry.requests) == 3
 
     registry.fail_with(second.org_number, 500)
@@ -215,17 +219,21 @@ def test_not_found_removed_and_deleted_units(registry: SandboxRegistry, dataset:
     unknown = CompanyKey("NO", UNKNOWN_NO[0])
     brreg, proff = provider("brreg", registry), provider("proff", registry)
 
-    by_brreg = brreg.lookup_many([unknown, key(removed), key(deleted)])
+    in_batch = brreg.lookup_many([unknown, key(removed), key(deleted)])
+    alone = brreg.lookup_many([key(removed)])
     by_proff = proff.lookup_many([unknown, key(deleted)])
     brreg.close()
     proff.close()
 
-    assert by_brreg[unknown].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
-    assert by_brreg[key(removed)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
-    assert by_brreg[key(deleted)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
-    assert by_brreg[key(deleted)].company.name == deleted.name  # type: ignore[union-attr]
+    assert in_batch[unknown].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
+    # A batch cannot tell "removed" (410) from "never existed": both are absent, and absence is not asked again.
+    assert in_batch[key(removed)].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
+    assert in_batch[key(deleted)].company == brreg_view(deleted)
+    assert in_batch[key(deleted)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
+    assert in_batch[key(deleted)].company.name == deleted.name  # type: ignore[union-attr]
+    assert alone[key(removed)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
     assert by_proff[unknown].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
-    assert by_proff[key(deleted)].company == deleted
+    assert by_proff[key(deleted)].company.status is CompanyStatus.INACTIVE  # type: ignore[union-attr]
     gone = [r for r in registry.requests if r.path.endswith(removed.org_number)]
     assert len(gone) == 1  # 410 is an answer, not a failure: no retry
 

@@ -224,3 +224,63 @@ NACE: tuple[tuple[str, str, str], ...] = (
     ("85.599", "Annen undervisning", "Other education"),
     ("45.200", "Vedlikehold og reparasjon av motorvogner", "Maintenance and repair of motor vehicles"),
 )
+
+#: Legal-form codes per country with the registry's own description.
+LEGAL_FORMS: dict[str, dict[str, str]] = {
+    "NO": {
+        "AS": "Aksjeselskap",
+        "ASA": "Allmennaksjeselskap",
+        "ENK": "Enkeltpersonforetak",
+        "ANS": "Ansvarlig selskap",
+        "DA": "Selskap med delt ansvar",
+        "NUF": "Norskregistrert utenlandsk foretak",
+        "SA": "Samvirkeforetak",
+        "STI": "Stiftelse",
+        "FLI": "Forening/lag/innretning",
+    },
+    "SE": {
+        "AB": "Aktiebolag",
+        "HB": "Handelsbolag",
+        "KB": "Kommanditbolag",
+        "EF": "Enskild näringsidkare",
+        "EK": "Ekonomisk förening",
+    },
+    "DK": {
+        "ApS": "Anpartsselskab",
+        "A/S": "Aktieselskab",
+        "I/S": "Interessentskab",
+        "IVS": "Iværksætterselskab",
+        "ENK": "Enkeltmandsvirksomhed",
+    },
+    "FI": {
+        "OY": "Osakeyhtiö",
+        "OYJ": "Julkinen osakeyhtiö",
+        "KY": "Kommandiittiyhtiö",
+        "AY": "Avoin yhtiö",
+        "TMI": "Toiminimi",
+    },
+}
+
+#: Forms run by one person: their registry listings name that person (Proff's personRoles, contactPerson).
+SOLE_PROPRIETOR_FORMS = frozenset({"ENK", "EF", "TMI"})
+
+#: Invented people for sole proprietorships; none of these strings occurs in company names or addresses, so a
+#: privacy test can search every output for them.
+PERSON_FIRST_NAMES: tuple[str, ...] = (
+    "Ingeborg",
+    "Torleif",
+    "Sigrunn",
+    "Halvdan",
+    "Ragnhild",
+    "Eilert",
+    "Gunvor",
+    "Aslak",
+)
+PERSON_LAST_NAMES: tuple[str, ...] = (
+    "Vetlesen",
+    "Brekkhus",
+    "Tveitane",
+    "Skjelbred",
+    "Lianes",
+    "Grønvold",
+)

@@ -40,7 +40,7 @@ class SandboxField:
         }
 
 
-_STATUSES = ("active", "dissolved", "bankrupt", "liquidation", "deleted", "not_found")
+_STATUSES = ("active", "dissolved", "bankrupt", "liquidation", "deleted", "not_found", "inactive")
 
 ACCOUNT_FIELDS: tuple[SandboxField, ...] = (
     SandboxField("Id", "id", "Account ID", 18, updateable=False, nillable=False),
