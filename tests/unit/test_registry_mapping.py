@@ -15,8 +15,16 @@ import httpx
 import pytest
 from stdnum import luhn
 
+from tests.unit.fakes import make_spec
 from worker.company import Address, Company, CompanyKey, CompanyStatus
-from worker.errors import InvalidOrgNumber, RegistryAuthError, RegistryMalformed, RegistryTransientError
+from worker.connections.spec import RegistrySpec, parse_spec
+from worker.errors import (
+    ConfigurationError,
+    InvalidOrgNumber,
+    RegistryAuthError,
+    RegistryMalformed,
+    RegistryTransientError,
+)
 from worker.orgnr import normalise
 from worker.ratelimit import LocalRateLimiter
 from worker.registry.brreg import brreg_batch_results, brreg_single_result, map_brreg
@@ -607,3 +615,40 @@ def test_limiter_is_thread_safe_under_real_time() -> None:
 
     # 40 tokens: 5 from the burst, 35 at 200/s = 0.175 s at the least.
     assert time.monotonic() - started >= 0.17
+
+
+# --- brreg base_url --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://data.brreg.no",
+        "https://data.brreg.no/",
+        "https://data.brreg.no/enhetsregisteret/api",
+        "https://data.brreg.no/enhetsregisteret/api/",
+    ],
+)
+def test_brreg_base_url_bare_host_is_completed_and_the_api_path_kept(given: str) -> None:
+    spec = RegistrySpec(provider="brreg", base_url=given)
+    assert spec.base_url == "https://data.brreg.no/enhetsregisteret/api"
+    assert RegistrySpec(provider="proff", base_url="https://api.proff.no/").base_url == "https://api.proff.no"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://data.brreg.no/enhetsregisteret",
+        "https://data.brreg.no/enhetsregisteret/api/enheter",
+        "https://data.brreg.no/api",
+        "https://data.brreg.no/enhetsregisteret/api?size=100",
+    ],
+)
+def test_brreg_base_url_with_another_path_is_refused_in_one_line(given: str) -> None:
+    data = make_spec().model_dump(mode="json", exclude_defaults=True)
+    data["registry"] = {"provider": "brreg", "base_url": given}
+    with pytest.raises(ConfigurationError) as caught:
+        parse_spec(data)
+    message = caught.value.message
+    assert "\n" not in message and "must end with /enhetsregisteret/api" in message
+    assert "https://data.brreg.no/enhetsregisteret/api" in message
