@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import ssl
@@ -56,7 +57,7 @@ def ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SandboxCA:
 
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
-    return make_dataset(700, countries=("NO", "SE", "DK"), seed=21, dissolved_share=0.1)
+    return make_dataset(700, countries=("NO", "SE", "DK", "FI"), seed=21, dissolved_share=0.1)
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def key(company: Company) -> CompanyKey:
 
 
 def test_proff_looks_up_every_country_and_dedups_keys(registry: SandboxRegistry, dataset: Dataset) -> None:
-    wanted = [c for country in ("NO", "SE", "DK") for c in companies(dataset, country)[:5]]
+    wanted = [c for country in ("NO", "SE", "DK", "FI") for c in companies(dataset, country)[:5]]
     keys = [key(c) for c in wanted] + [key(wanted[0]), key(wanted[7])]
     proff = provider("proff", registry)
 
@@ -111,7 +112,7 @@ def test_proff_looks_up_every_country_and_dedups_keys(registry: SandboxRegistry,
 def test_brreg_asks_each_number_once_in_batches_and_reads_absence_as_not_found(
     registry: SandboxRegistry, dataset: Dataset
 ) -> None:
-    active = companies(dataset, "NO", CompanyStatus.ACTIVE)[:150]
+    active = companies(dataset, "NO", CompanyStatus.ACTIVE)[:120]
     gone = companies(dataset, "NO", CompanyStatus.DELETED)[:3]
     keys = [key(c) for c in active + gone] + [CompanyKey("NO", n) for n in UNKNOWN_NO]
     brreg = provider("brreg", registry)
@@ -127,7 +128,11 @@ def test_brreg_asks_each_number_once_in_batches_and_reads_absence_as_not_found(
     assert all(r.path.endswith("/enheter") for r in requests)  # no single GETs after the batches
     asked = registry_numbers(requests)
     assert sorted(asked) == sorted(k.org_number for k in keys)  # each number once
-    assert sorted(len(r.query["organisasjonsnummer"][0].split(",")) for r in requests) == [55, 100]
+    assert gone and len(keys) > 100
+    assert sorted(len(r.query["organisasjonsnummer"][0].split(",")) for r in requests) == [
+        len(keys) - 100,
+        100,
+    ]
     assert brreg.calls == len(requests) == 2
 
 
@@ -271,7 +276,7 @@ def test_every_request_is_a_get_with_its_own_correlation_id_and_only_org_numbers
 ) -> None:
     no = companies(dataset, "NO")[:30]
     registry.fail_next(1, 503)
-    with caplog.at_level(logging.INFO, logger="worker.registry.http"):
+    with caplog.at_level(logging.INFO):  # every logger, httpx's included
         for kind, chosen in (("proff", no[:10] + companies(dataset, "SE")[:3]), ("brreg", no)):
             client = provider(kind, registry)
             client.lookup_many([key(c) for c in chosen] + [CompanyKey("NO", UNKNOWN_NO[1])])
@@ -282,7 +287,7 @@ def test_every_request_is_a_get_with_its_own_correlation_id_and_only_org_numbers
     assert all(r.method == "GET" and r.body == b"" for r in requests)
     assert None not in ids and len(set(ids)) == len(requests)
     path_pattern = re.compile(
-        r"^(/api/companies/register/(NO|SE|DK)/\d{8,10}|/enhetsregisteret/api/enheter(/\d{9})?)$"
+        r"^(/api/companies/register/(NO|SE|DK|FI)/\d{8,10}|/enhetsregisteret/api/enheter(/\d{9})?)$"
     )
     for request in requests:
         assert path_pattern.match(request.path), request.path
@@ -293,6 +298,33 @@ def test_every_request_is_a_get_with_its_own_correlation_id_and_only_org_numbers
     logged = {getattr(r, "correlation_id", None) for r in caplog.records}
     assert set(ids) <= logged
     assert TOKEN not in caplog.text and "Authorization" not in caplog.text
+    # INFO names the endpoint, never an org number (issue 10: up to 100 of them per line before).
+    endpoints = {getattr(r, "endpoint", None) for r in caplog.records} - {None}
+    assert endpoints == {
+        "/api/companies/register/NO/{orgnr}",
+        "/api/companies/register/SE/{orgnr}",
+        "/enhetsregisteret/api/enheter?organisasjonsnummer={organisasjonsnummer}&size={size}",
+    }
+    everything = "\n".join(json.dumps(r.__dict__, default=str) for r in caplog.records)
+    numbers = {c.org_number for c in no + companies(dataset, "SE")[:3]} | {UNKNOWN_NO[1]}
+    assert [n for n in numbers if n in everything] == []
+
+
+def test_masked_listing_reads_as_unsaid_and_proff_refuses_an_unknown_api_version(
+    registry: SandboxRegistry, dataset: Dataset, ca: SandboxCA
+) -> None:
+    listing, other = companies(dataset, "NO")[:2]
+    registry.mask(listing.org_number)
+    proff = provider("proff", registry)
+    masked = proff.lookup_many([key(listing)])[key(listing)].company
+    proff.close()
+    assert masked == proff_view(listing).model_copy(update={"name": None})
+
+    url = f"{registry.proff_url}/api/companies/register/NO/{other.org_number}"
+    trusted = ssl.create_default_context(cafile=str(ca.bundle_path))
+    headers = {"Authorization": f"Token {TOKEN}"}
+    assert httpx.get(url, verify=trusted, headers={**headers, "api-version": "1.1"}).status_code == 200
+    assert httpx.get(url, verify=trusted, headers={**headers, "api-version": "2.0"}).status_code == 400
 
 
 def test_sandbox_refuses_writes_and_untrusted_clients(registry: SandboxRegistry, ca: SandboxCA) -> None:

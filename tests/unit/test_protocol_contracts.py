@@ -337,7 +337,7 @@ PROFF_DOCUMENTED = {
 
 def test_sandbox_proff_bodies_use_only_documented_keys_and_types() -> None:
     documented = key_paths(example("proff_register_company_enk.json")) | PROFF_DOCUMENTED
-    companies = make_dataset(800, countries=("NO", "SE", "DK"), dissolved_share=0.2).companies
+    companies = make_dataset(800, countries=("NO", "SE", "DK", "FI"), dissolved_share=0.2).companies
     flags = set()
     for company in companies:
         for masked in (False, True):

@@ -314,7 +314,7 @@ def test_brreg_batch_without_hits_has_no_embedded_and_bad_envelopes_fail_every_n
 def test_rendered_dataset_companies_read_back_as_each_registry_can_say_them() -> None:
     # Not a proof of fidelity (test_protocol_contracts.py checks both sides against PROTOCOLS.md); this shows the
     # sandbox's declared views, which the run truth in stack.py uses, match what the parsers read.
-    dataset = make_dataset(600, countries=("NO", "SE", "DK"), dissolved_share=0.2)
+    dataset = make_dataset(600, countries=("NO", "SE", "DK", "FI"), dissolved_share=0.2)
     for company in dataset.companies:
         key = CompanyKey(company.country, company.org_number)
         assert map_proff(key, json.loads(json.dumps(render_proff(company)))) == proff_view(company)
@@ -330,7 +330,7 @@ def test_generated_org_numbers_are_valid_unique_and_well_formed() -> None:
     import random
 
     numbers = OrgNumbers(random.Random(3))
-    for country, length in (("NO", 9), ("SE", 10), ("DK", 8)):
+    for country, length in (("NO", 9), ("SE", 10), ("DK", 8), ("FI", 8)):
         generated = [numbers.next(country) for _ in range(3000)]
         assert len(set(generated)) == len(generated)
         assert all(len(n) == length and normalise(country, n) == n for n in generated)

@@ -111,6 +111,24 @@ NAME_WORDS: dict[str, tuple[str, ...]] = {
         "Entreprise",
         "Design",
     ),
+    "FI": (
+        "Konsultointi",
+        "Rakennus",
+        "Kiinteistöt",
+        "Kuljetus",
+        "Kauppa",
+        "Tekniikka",
+        "Kone",
+        "LVI",
+        "Tilitoimisto",
+        "Invest",
+        "Sähkö",
+        "Holding",
+        "Marine",
+        "Data",
+        "Urakointi",
+        "Design",
+    ),
 }
 
 #: Legal-form codes with weights; a code of an unlimited form is not part of the name.
@@ -128,8 +146,9 @@ LEGAL_FORM_WEIGHTS: dict[str, tuple[tuple[str, float], ...]] = {
     ),
     "SE": (("AB", 78), ("HB", 6), ("KB", 3), ("EF", 10), ("EK", 3)),
     "DK": (("ApS", 62), ("A/S", 20), ("I/S", 5), ("IVS", 3), ("ENK", 10)),
+    "FI": (("OY", 74), ("OYJ", 1), ("KY", 5), ("AY", 5), ("TMI", 15)),
 }
-NAMELESS_FORMS = frozenset({"ENK", "EF", "STI", "FLI"})
+NAMELESS_FORMS = frozenset({"ENK", "EF", "TMI", "STI", "FLI"})
 
 CITIES: dict[str, tuple[tuple[str, str], ...]] = {
     "NO": (
@@ -180,6 +199,16 @@ CITIES: dict[str, tuple[tuple[str, str], ...]] = {
         ("Vejle", "7100"),
         ("Roskilde", "4000"),
     ),
+    "FI": (
+        ("Helsinki", "00100"),
+        ("Espoo", "02100"),
+        ("Tampere", "33100"),
+        ("Turku", "20100"),
+        ("Oulu", "90100"),
+        ("Jyväskylä", "40100"),
+        ("Kuopio", "70100"),
+        ("Lahti", "15100"),
+    ),
 }
 
 STREETS: dict[str, tuple[str, ...]] = {
@@ -197,6 +226,7 @@ STREETS: dict[str, tuple[str, ...]] = {
     ),
     "SE": ("Storgatan", "Drottninggatan", "Kungsgatan", "Industrivägen", "Strandvägen", "Parkvägen"),
     "DK": ("Vestergade", "Østergade", "Nørregade", "Søndergade", "Industrivej", "Strandvejen"),
+    "FI": ("Mannerheimintie", "Hämeenkatu", "Aleksanterinkatu", "Teollisuustie", "Rantatie", "Puistokatu"),
 }
 
 #: (NACE code, Norwegian text, English text)
