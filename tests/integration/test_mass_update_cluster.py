@@ -42,6 +42,7 @@ from worker.ledger.views import list_failures
 from worker.orgnr import normalise
 from worker.policies import plan_record
 from worker.runner import start_run, wait_for
+from worker.sandbox.registry import registry_view
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.secrets import set_secret
 
@@ -121,6 +122,7 @@ def expected_outcome(world: World) -> Outcomes:
         company = companies.get((country, org)) or Company(
             org_number=org, country=country, status=CompanyStatus.NOT_FOUND
         )
+        company = registry_view(world.spec.registry.provider, company)  # what the registry can say of it
         changes = plan_record(original, company, world.spec.mapping, {}).changes
         if not changes:
             outcome[record_id] = ("unchanged", original)
