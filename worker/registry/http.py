@@ -147,13 +147,24 @@ class _Retry:
     retry_after: float | None = None
 
 
-def _is_cert_failure(exc: BaseException) -> bool:
+def _tls_refusal(exc: BaseException) -> str | None:
+    """Why the TLS handshake was refused for good (an untrusted certificate, a server below TLS 1.2), or None.
+
+    Neither changes between retries, so they are permanent: retrying only repeats the handshake.
+    """
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
+        text = str(seen)
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+            return "TLS certificate verification failed; check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
+        if any(mark in text for mark in _TLS_VERSION_MARKS):
+            return "the server does not offer TLS 1.2 or newer, which regsync requires; ask the registry or proxy"
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
+
+
+#: OpenSSL's words for a handshake that failed on the protocol version.
+_TLS_VERSION_MARKS = ("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE")
 
 
 class _SendGate:
@@ -267,11 +278,9 @@ class RegistryHttp:
             return _Retry("timeout", self._backoff(attempt))
         except httpx.TransportError as exc:
             status = "connection-error"
-            if _is_cert_failure(exc):
-                raise RegistryError(
-                    f"registry {self.provider}: TLS certificate verification failed; "
-                    "check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
-                ) from exc
+            refusal = _tls_refusal(exc)
+            if refusal is not None:
+                raise RegistryError(f"registry {self.provider}: {refusal}") from exc
             return _Retry(f"connection error ({type(exc).__name__})", self._backoff(attempt))
         finally:
             metrics.registry_request(self.provider, status)
