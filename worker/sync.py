@@ -25,13 +25,14 @@ from worker.company_cache_stores import cache_for_run
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
 from worker.errors import (
     ApiBudgetReached,
-    CrmAuthError,
+    ChunkLost,
     CrmLimitExceeded,
     InvalidOrgNumber,
-    RegistryAuthError,
     RegsyncError,
     StateConflict,
+    fails_run,
 )
+from worker.failures import classify, log_if_unexpected
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.db import session_scope
@@ -44,9 +45,6 @@ from worker.registry.port import RegistryProvider
 from worker.runtime import ClientFactory, Runtime, open_clients
 
 log = logging.getLogger(__name__)
-
-#: Errors that end the whole run: retrying another chunk cannot succeed either.
-RUN_FATAL = (RegistryAuthError, CrmAuthError, CrmLimitExceeded)
 
 
 @dataclass(slots=True)
@@ -75,10 +73,12 @@ def sync_chunk(
     last_attempt: bool = False,
 ) -> str:
     """Run one chunk; returns what happened (``done``, ``dropped``, ``paused``, ``not_claimed``, ``aborted``,
-    ``gave_up``). ``paused``: the API budget is spent; the chunk was handed back untouched and the run paused.
+    ``gave_up``, ``taken_over``). ``paused``: the API budget is spent; the chunk was handed back untouched and
+    the run paused. ``aborted``: a permanent error about the whole run failed the run at once.
 
     Args:
-        last_attempt: no retry follows; a transient failure now fails the chunk's records instead.
+        last_attempt: no retry follows; a transient failure now fails the chunk's records instead. The chunk's
+            ``chunk_max_attempts``-th claim is always the last.
 
     Raises:
         RegsyncError: a transient failure; the chunk was released so that a retry can claim it.
@@ -90,30 +90,48 @@ def sync_chunk(
     if early is not None:
         return early
     assert claim is not None
+    if claim.attempt > settings.chunk_max_attempts:  # taken over after its last attempt died: nothing left
+        lost = ChunkLost()
+        give_up(
+            claim, lost.code, f"{lost.message} (attempt {claim.attempt - 1} of {settings.chunk_max_attempts})"
+        )
+        return "gave_up"
     try:
-        with (
-            clients(claim.connection_id, settings) as (runtime, crm, registry),
-            _charged_if_failed(claim, crm, registry),
-        ):
-            budget.require_budget(claim, runtime.spec, settings)
-            outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
-    except (ApiBudgetReached, CrmLimitExceeded) as exc:
-        budget.pause_for_budget(claim, budget.pause_reason(exc))
-        return "paused"
-    except RUN_FATAL as exc:
-        _abort(claim, exc)
-        return "aborted"
-    except StateConflict as exc:  # this attempt outlived its lease and another one took the chunk over
-        log.warning("chunk attempt stopped: %s", exc.message, extra={"chunk_id": claim.chunk_id})
-        return "taken_over"
+        outcome = _attempt(claim, settings, clients)
     except Exception as exc:
-        if last_attempt:
-            _give_up(claim, exc)
-            return "gave_up"
-        _release(claim, exc)
-        raise
+        error = classify(exc)
+        log_if_unexpected(log, error, exc, chunk_id=chunk_id)
+        last = last_attempt or claim.attempt >= settings.chunk_max_attempts
+        return _after_failure(claim, error, last)
     _finish(claim, ChunkStatus.DONE, outcome)
     return "done"
+
+
+def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> Outcome:
+    with (
+        clients(claim.connection_id, settings) as (runtime, crm, registry),
+        _charged_if_failed(claim, crm, registry),
+    ):
+        budget.require_budget(claim, runtime.spec, settings)
+        return ChunkWork(claim, runtime, crm, registry, settings).run()
+
+
+def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> str:
+    """Pause, fail the run, retry or give up, by what the error is (worker.errors: transient, run-wide)."""
+    if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
+        budget.pause_for_budget(claim, budget.pause_reason(exc))
+        return "paused"
+    if isinstance(exc, StateConflict):  # this attempt outlived its lease and another one took the chunk over
+        log.warning("chunk attempt stopped: %s", exc.message, extra={"chunk_id": claim.chunk_id})
+        return "taken_over"
+    if fails_run(exc):
+        _abort(claim, exc)
+        return "aborted"
+    if exc.transient and not last_attempt:
+        _release(claim, exc)
+        raise exc
+    _give_up(claim, exc)
+    return "gave_up"
 
 
 class ChunkWork:
@@ -331,21 +349,23 @@ def _drop_cache(run_id: int) -> None:
 
 
 def _abort(claim: Claim, exc: RegsyncError) -> None:
-    log.error("run aborted: %s", exc.message, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
+    """A permanent error about the whole run: fail the run now (its queued chunks are cancelled) and this chunk."""
+    log.error("run failed: %s", exc.message, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
     with session_scope() as session:
-        runs.abort_run(session, claim.run_id, exc.code, exc.message)
+        runs.fail_run(session, claim.run_id, exc.code, exc.message, utcnow())
     _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message)
 
 
-def _give_up(claim: Claim, exc: Exception) -> None:
-    """Retries are exhausted: every record of the chunk fails with the reason, and the run goes on."""
-    message = exc.message if isinstance(exc, RegsyncError) else f"unexpected {type(exc).__name__}"
-    code = exc.code if isinstance(exc, RegsyncError) else "INTERNAL"
-    log.error("chunk gave up after retries: %s", message, extra={"chunk_id": claim.chunk_id})
-    failures = [
-        Failure(record_id, None, code, f"gave up after retries: {message}") for record_id in claim.record_ids
-    ]
+def give_up(claim: Claim, code: str, message: str) -> None:
+    """No attempt is left: every record of the chunk fails with the reason, and the run goes on."""
+    log.error("chunk given up: %s", message, extra={"chunk_id": claim.chunk_id, "attempt": claim.attempt})
+    failures = [Failure(record_id, None, code, message) for record_id in claim.record_ids]
     _finish(claim, ChunkStatus.FAILED, Outcome(failures=failures), error=message)
+
+
+def _give_up(claim: Claim, exc: RegsyncError) -> None:
+    retried = f"gave up after {claim.attempt} attempts: " if exc.transient else ""
+    give_up(claim, exc.code, retried + exc.message)
 
 
 @contextmanager
@@ -380,8 +400,8 @@ def _not_started(claim: Claim | None) -> str | None:
     return None  # (a run resumed since the claim read it goes on like any running run)
 
 
-def _release(claim: Claim, exc: Exception) -> None:
-    message = exc.message if isinstance(exc, RegsyncError) else f"unexpected {type(exc).__name__}"
+def _release(claim: Claim, exc: RegsyncError) -> None:
+    message = exc.message
     log.warning("chunk released for retry: %s", message, extra={"chunk_id": claim.chunk_id})
     with session_scope() as session:
         chunks.release(session, claim, message)

@@ -58,9 +58,13 @@ def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Cl
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    chunk, run = session.execute(
-        select(Chunk, Run).join(Run, Run.id == Chunk.run_id).where(Chunk.id == chunk_id)
-    ).one()
+    chunk = session.execute(select(Chunk).where(Chunk.id == chunk_id)).scalar_one()
+    return claim_of(session, chunk)
+
+
+def claim_of(session: Session, chunk: Chunk) -> Claim:
+    """The claim of ``chunk``'s current attempt (to finish or give up an attempt this process did not make)."""
+    run = session.execute(select(Run).where(Run.id == chunk.run_id)).scalar_one()
     paused = run.status == RunStatus.PAUSED_BUDGET.value
     stopping = (
         bool(run.error_code) or run.cancel_requested or (run.status != RunStatus.RUNNING.value and not paused)
@@ -115,6 +119,16 @@ def finish(
         .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def cancel_queued(session: Session, run_id: int, now: dt.datetime, reason: str) -> int:
+    """Cancel a run's queued chunks (its run failed); returns how many, to add to the run's ``chunks_done``."""
+    result = session.execute(
+        update(Chunk)
+        .where(Chunk.run_id == run_id, Chunk.status == ChunkStatus.QUEUED.value)
+        .values(status=ChunkStatus.CANCELLED.value, finished_at=now, lease_until=None, error=reason)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
