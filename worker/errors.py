@@ -16,6 +16,8 @@ class RegsyncError(Exception):
     #: It concerns the whole run (a credential, a secret, the mapping): another chunk cannot succeed either, so
     #: the run fails at once with this code and message instead of failing record by record.
     run_wide: bool = False
+    #: What to do about it, added to a run's error message when the specific message does not say it already.
+    advice: str | None = None
     code: str = "REGSYNC_ERROR"
 
     def __init__(self, message: str | None = None) -> None:
@@ -24,6 +26,13 @@ class RegsyncError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+
+def with_advice(exc: RegsyncError) -> str:
+    """``exc``'s message, followed by its class's advice unless the message already says what to do."""
+    if not exc.advice or exc.advice in exc.message:
+        return exc.message
+    return f"{exc.message.rstrip('.')}; {exc.advice}"
 
 
 def fails_run(exc: RegsyncError) -> bool:
@@ -108,6 +117,10 @@ class CrmAuthError(CrmError):
     """Salesforce rejected our credentials (invalid_grant); check the connected app and `regsync secret set`."""
 
     run_wide = True
+    advice = (
+        "check the connected app (client id, flow, user) and store the right credential with "
+        "`regsync secret set CONNECTION salesforce_client_secret` (or salesforce_private_key)"
+    )
     code = "CRM_AUTH"
 
 
@@ -153,6 +166,9 @@ class CrmSchemaError(CrmPermanentError):
     permissions, then start a new run."""
 
     run_wide = True
+    advice = (
+        "fix the mapping (`regsync connection apply`) or the integration user's permissions, then run again"
+    )
 
 
 # --- registry ----------------------------------------------------------------------------------------------

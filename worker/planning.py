@@ -28,6 +28,7 @@ from worker.errors import (
     LedgerError,
     RegsyncError,
     StateConflict,
+    with_advice,
 )
 from worker.failures import classify, log_if_unexpected
 from worker.ledger import chunks, runs
@@ -108,7 +109,7 @@ def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool) -> str:
     message = (
         f"gave up planning after {run.plan_attempts} attempts: {exc.message}"
         if exc.transient
-        else exc.message
+        else with_advice(exc)
     )
     log.error("run failed while planning: %s", message, extra=extra)
     with session_scope() as session:

@@ -31,6 +31,7 @@ from worker.errors import (
     RegsyncError,
     StateConflict,
     fails_run,
+    with_advice,
 )
 from worker.failures import classify, log_if_unexpected
 from worker.ledger import chunks, field_changes, runs, writes
@@ -352,7 +353,7 @@ def _abort(claim: Claim, exc: RegsyncError) -> None:
     """A permanent error about the whole run: fail the run now (its queued chunks are cancelled) and this chunk."""
     log.error("run failed: %s", exc.message, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
     with session_scope() as session:
-        runs.fail_run(session, claim.run_id, exc.code, exc.message, utcnow())
+        runs.fail_run(session, claim.run_id, exc.code, with_advice(exc), utcnow())
     _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message)
 
 

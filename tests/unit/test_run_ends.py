@@ -149,7 +149,9 @@ def test_a_permanent_error_while_planning_fails_the_run_at_once(
     world.clients = failing_clients(exc)
     assert plan(world) == "failed"
     run = run_row(world.run_id)
-    assert (run.status, run.error_code, run.error) == ("failed", code, str(exc))
+    assert (run.status, run.error_code) == ("failed", code)
+    assert run.error is not None and run.error.startswith(str(exc).rstrip("."))
+    assert "regsync secret set" in run.error or "mapping" in run.error  # what to do
     assert run.finished_at is not None and run.plan_attempts == 1
 
 

@@ -102,5 +102,5 @@ def _from_salesforce(exc: SalesforceError, secrets: list[str | None]) -> CrmErro
         return CrmTransientError(message)
     if code in SCHEMA_CODES:
         hint = "a mapped field or the object is missing or not accessible to the integration user"
-        return CrmSchemaError(f"{message} ({hint}; fix the mapping or the user's permissions)", code=code)
+        return CrmSchemaError(f"{message} ({hint})", code=code)
     return CrmPermanentError(message, code=code or f"HTTP_{exc.status}")
