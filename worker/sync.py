@@ -98,23 +98,24 @@ def sync_chunk(
         )
         return "gave_up"
     try:
-        outcome = _attempt(claim, settings, clients)
+        _attempt(claim, settings, clients)
     except Exception as exc:
         error = classify(exc)
         log_if_unexpected(log, error, exc, chunk_id=chunk_id)
         last = last_attempt or claim.attempt >= settings.chunk_max_attempts
         return _after_failure(claim, error, last)
-    _finish(claim, ChunkStatus.DONE, outcome)
     return "done"
 
 
-def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> Outcome:
+def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
+    """Sync the chunk and record it; recording is part of the attempt (a refused commit is retried too)."""
     with (
         clients(claim.connection_id, settings) as (runtime, crm, registry),
         _charged_if_failed(claim, crm, registry),
     ):
         budget.require_budget(claim, runtime.spec, settings)
-        return ChunkWork(claim, runtime, crm, registry, settings).run()
+        outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
+        _finish(claim, ChunkStatus.DONE, outcome)
 
 
 def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> str:

@@ -127,14 +127,17 @@ class FaultSwitch:
 _TRIGGER = """
 CREATE TABLE IF NOT EXISTS test_commit_faults (connection_id BIGINT PRIMARY KEY, sqlstate TEXT, times INT);
 CREATE OR REPLACE FUNCTION test_refuse_chunk_done() RETURNS trigger AS $$
-DECLARE fault test_commit_faults%ROWTYPE;
+DECLARE fault RECORD; n BIGINT;
 BEGIN
   IF NEW.status = 'done' AND OLD.status = 'running' THEN
     SELECT f.* INTO fault FROM test_commit_faults f JOIN runs r ON r.connection_id = f.connection_id
       WHERE r.id = NEW.run_id;
-    -- nextval() is not rolled back with the refused transaction: it counts the refusals.
-    IF FOUND AND (fault.times IS NULL OR nextval('test_commit_fault_' || fault.connection_id) <= fault.times) THEN
-      RAISE EXCEPTION 'injected ledger fault' USING ERRCODE = fault.sqlstate;
+    IF FOUND THEN
+      -- nextval() is not rolled back with the refused transaction: it counts the commits tried.
+      n := nextval('test_commit_fault_' || fault.connection_id);
+      IF fault.times IS NULL OR n <= fault.times THEN
+        RAISE EXCEPTION 'injected ledger fault' USING ERRCODE = fault.sqlstate;
+      END IF;
     END IF;
   END IF;
   RETURN NEW;
@@ -164,12 +167,10 @@ def fail_chunk_commits(connection_id: int, sqlstate: str, times: int | None) -> 
         )
 
 
-def commit_faults_injected(connection_id: int) -> int:
-    """How many chunk commits the trigger refused (counted ones only: ``times`` was given)."""
+def commit_faults_injected(connection_id: int, times: int | None) -> int:
+    """How many chunk commits the trigger refused (``times`` as given to :func:`fail_chunk_commits`)."""
+    sequence = f"test_commit_fault_{int(connection_id)}"
     with session_scope() as session:
-        row = (
-            session.connection()
-            .exec_driver_sql(f"SELECT last_value, is_called FROM test_commit_fault_{int(connection_id)}")
-            .one()
-        )
-    return int(row[0]) if row[1] else 0
+        row = session.connection().exec_driver_sql(f"SELECT last_value, is_called FROM {sequence}").one()
+    tried = int(row[0]) if row[1] else 0
+    return tried if times is None else min(tried, times)
