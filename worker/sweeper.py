@@ -18,6 +18,8 @@ from worker.errors import ChunkLost, PlannerLost, RegsyncError
 from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
+from worker.send_tally import charge_dead_attempt, sent_by
+from worker.shared_state import row_tag
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def sweep(
     report.chunks_given_up = _give_up_lost_chunks(now, settings)
     report.runs_failed = _fail_lost_planners(now, settings)
     with session_scope() as session:
-        expired = _expired_chunks(session, now)
+        expired = _expired_chunks(session, now, settings)
         stalled = _stalled_chunks(session, now, settings)
         plans = _lost_plans(session, now, settings)
         report.runs_closed = _close_finished(session, now)
@@ -99,7 +101,8 @@ def _give_up_lost_chunks(now: dt.datetime, settings: Settings) -> int:
     lost = ChunkLost()
     for claim in claims:
         message = f"{lost.message} (attempt {claim.attempt} of {settings.chunk_max_attempts})"
-        give_up(claim, lost.code, message)
+        calls = sent_by(settings, claim.run_tag, claim.chunk_id, claim.attempt)
+        give_up(claim, lost.code, message, registry_calls=calls)
     return len(claims)
 
 
@@ -128,17 +131,29 @@ def _unfinished_plans(session: Session, run_ids: list[int]) -> list[int]:
     return list(session.execute(query).scalars())
 
 
-def _expired_chunks(session: Session, now: dt.datetime) -> list[int]:
+def _expired_chunks(session: Session, now: dt.datetime, settings: Settings) -> list[int]:
     """Running chunks whose worker stopped heart-beating (killed, or lost its connection), put back in the queue.
 
     Queued again rather than left running: the resend claims it at once, the next sweeps do not resend it again
-    while it waits behind other chunks, and an old attempt that wakes up finds the chunk no longer its own.
+    while it waits behind other chunks, and an old attempt that wakes up finds the chunk no longer its own. The
+    dead attempt's registry calls are added to its run here (worker.send_tally), in the requeue's transaction.
     """
     expired = (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.lease_until < now)
-    ids = list(session.execute(select(Chunk.id).where(expired)).scalars())
-    if ids:
-        requeue = {"status": ChunkStatus.QUEUED.value, "lease_until": None, "enqueued_at": now}
-        session.execute(update(Chunk).where(Chunk.id.in_(ids), expired).values(**requeue))
+    rows = session.execute(
+        select(Chunk.id, Chunk.attempt, Run.id, Run.queued_at)
+        .join(Run, Run.id == Chunk.run_id)
+        .where(expired)
+    ).all()
+    requeue = {"status": ChunkStatus.QUEUED.value, "lease_until": None, "enqueued_at": now}
+    ids = []
+    for chunk_id, attempt, run_id, queued_at in rows:
+        mine = session.execute(
+            update(Chunk).where(Chunk.id == chunk_id, Chunk.attempt == attempt, expired).values(**requeue)
+        )
+        if mine.rowcount == 1:  # type: ignore[attr-defined]
+            tag = row_tag(run_id, queued_at)
+            charge_dead_attempt(session, settings, run_id, run_tag=tag, chunk_id=chunk_id, attempt=attempt)
+            ids.append(chunk_id)
     return ids
 
 

@@ -43,7 +43,8 @@ from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
 from worker.policies import RecordPlan, plan_record, value_hash
 from worker.registry.port import RegistryProvider
-from worker.runtime import ClientFactory, Runtime, open_clients
+from worker.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
+from worker.send_tally import charge_dead_attempt, forget_run, tally_for
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class Outcome:
     registry_calls: int = 0
     crm_calls: int = 0
     api_used: int | None = None
+    api_limit: int | None = (
+        None  # the org's daily limit as Sforce-Limit-Info said last (it may have been raised)
+    )
     protected: int = 0  # fields left alone because someone edited them by hand (protect_manual)
     opted_out: int = 0  # records skipped because their opt-out checkbox is now ticked
     field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
@@ -109,13 +113,29 @@ def sync_chunk(
 
 def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
     """Sync the chunk and record it; recording is part of the attempt (a refused commit is retried too)."""
+    if claim.took_over:  # the attempt before this one died without counting its registry calls
+        _charge_dead_attempt(claim, settings)
+    tally = tally_for(settings, claim.run_tag, claim.chunk_id, claim.attempt)
     with (
+        counting_registry_sends(tally),
         clients(claim.connection_id, settings) as (runtime, crm, registry),
         _charged_if_failed(claim, crm, registry),
     ):
         budget.require_budget(claim, runtime.spec, settings)
         outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
         _finish(claim, ChunkStatus.DONE, outcome)
+
+
+def _charge_dead_attempt(claim: Claim, settings: Settings) -> None:
+    with session_scope() as session:
+        charge_dead_attempt(
+            session,
+            settings,
+            claim.run_id,
+            run_tag=claim.run_tag,
+            chunk_id=claim.chunk_id,
+            attempt=claim.attempt - 1,
+        )
 
 
 def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> str:
@@ -166,6 +186,7 @@ class ChunkWork:
         self.outcome.registry_calls = self.registry.calls - self._calls_before[0]
         self.outcome.crm_calls = self.crm.calls - self._calls_before[1]
         self.outcome.api_used = self.crm.usage.used
+        self.outcome.api_limit = self.crm.usage.limit
         return self.outcome
 
     def _read_records(self) -> dict[str, CrmRecord]:
@@ -336,16 +357,18 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
         writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
         writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
         runs.add_chunk_result(session, claim.run_id, counts, now)
+        runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
         field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
         closed = runs.maybe_close(session, claim.run_id, now)
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})
-        _drop_cache(claim.run_id)
+        _drop_cache(claim.run_id, claim.run_tag)
 
 
-def _drop_cache(run_id: int) -> None:
+def _drop_cache(run_id: int, run_tag: str) -> None:
     try:
         cache_for_run(get_settings(), run_id).drop()
+        forget_run(get_settings(), run_tag)
     except RegsyncError as exc:  # the cache expires by itself; a closed run must not fail over it
         log.warning("company cache of a closed run not dropped: %s", exc.message, extra={"run_id": run_id})
 
@@ -358,11 +381,16 @@ def _abort(claim: Claim, exc: RegsyncError) -> None:
     _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message)
 
 
-def give_up(claim: Claim, code: str, message: str) -> None:
-    """No attempt is left: every record of the chunk fails with the reason, and the run goes on."""
+def give_up(claim: Claim, code: str, message: str, *, registry_calls: int = 0) -> None:
+    """No attempt is left: every record of the chunk fails with the reason, and the run goes on.
+
+    Args:
+        registry_calls: calls of a dead attempt that nobody counted yet (worker.send_tally).
+    """
     log.error("chunk given up: %s", message, extra={"chunk_id": claim.chunk_id, "attempt": claim.attempt})
     failures = [Failure(record_id, None, code, message) for record_id in claim.record_ids]
-    _finish(claim, ChunkStatus.FAILED, Outcome(failures=failures), error=message)
+    outcome = Outcome(failures=failures, registry_calls=registry_calls)
+    _finish(claim, ChunkStatus.FAILED, outcome, error=message)
 
 
 def _give_up(claim: Claim, exc: RegsyncError) -> None:
@@ -376,6 +404,10 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
     before = (registry.calls, crm.calls)
     try:
         yield
+    except (
+        StateConflict
+    ):  # another attempt took the chunk over and counted this one's calls (worker.send_tally)
+        raise
     except BaseException:
         spent = (registry.calls - before[0], crm.calls - before[1])
         if any(spent):

@@ -192,6 +192,14 @@ def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.date
         session.execute(update(Run).where(Run.id == run_id, newer).values(api_used_after=used))
 
 
+def record_api_limit(session: Session, run_id: int, used: int | None, limit: int | None) -> None:
+    """Keep the org's daily API limit as last measured: the limit read with the newest usage reading (the one
+    ``add_chunk_result`` kept in ``api_used_after``). An admin may raise it while a run waits for budget."""
+    if used is None or limit is None:
+        return
+    session.execute(update(Run).where(Run.id == run_id, Run.api_used_after == used).values(api_limit=limit))
+
+
 def final_status(run: Run) -> RunStatus:
     """The outcome of a run whose chunks are all final."""
     if run.error_code:
