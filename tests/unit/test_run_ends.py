@@ -370,3 +370,22 @@ def _raise(exc: Exception) -> Any:
         raise exc
 
     return raiser
+
+
+def test_the_planner_heartbeats_while_it_streams(ledger: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world(ledger, n=12, chunk_size=5)
+    clock = [0.0]
+    monkeypatch.setattr("worker.planning.time.monotonic", lambda: clock[0])
+    leases: list[dt.datetime | None] = []
+    stream = world.crm.stream_records
+
+    def slow_stream(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for record in stream(*args, **kwargs):
+            clock[0] += world.settings.chunk_lease_s / 2  # half a lease per record: a beat every other record
+            leases.append(run_row(world.run_id).plan_lease_until)
+            yield record
+
+    world.crm.stream_records = slow_stream  # type: ignore[method-assign]
+    assert plan(world) == "planned"
+    assert len(set(leases)) >= 5, "the plan lease was not extended while records streamed"
+    assert run_row(world.run_id).planned == 12
