@@ -297,6 +297,13 @@ class InternalError(RegsyncError):
     code = "INTERNAL"
 
 
+class ConnectionLost(TransientError):
+    """A network connection failed or timed out outside the CRM and registry clients; it will be retried."""
+
+    transient = True
+    code = "CONNECTION_LOST"
+
+
 class ChunkLost(RegsyncError):
     """The workers that took this chunk stopped before finishing it (killed, out of memory or frozen) as often
     as its retry budget allows; its records were not synced. Start a backfill with --only-failed to retry them."""

@@ -11,7 +11,7 @@ import logging
 
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from worker.errors import InternalError, LedgerUnavailable, RegsyncError, TransientError
+from worker.errors import ConnectionLost, InternalError, LedgerUnavailable, RegsyncError
 from worker.ledger.db import ledger_error, missing_table
 
 #: SQLSTATE classes and codes worth a retry: connection exceptions, serialization failure, deadlock, lock not
@@ -29,7 +29,7 @@ def classify(exc: BaseException) -> RegsyncError:
     if isinstance(exc, SQLAlchemyError):
         return LedgerUnavailable(f"the ledger database failed ({type(exc).__name__})")
     if isinstance(exc, ConnectionError | TimeoutError):
-        return TransientError(f"a connection failed ({type(exc).__name__}); it will be retried")
+        return ConnectionLost(f"a connection failed ({type(exc).__name__}); it will be retried")
     return InternalError(
         f"unexpected {type(exc).__name__}: a bug in regsync; the worker log has the traceback"
     )

@@ -44,7 +44,7 @@ from worker.orgnr import normalise
 from worker.policies import RecordPlan, plan_record, value_hash
 from worker.registry.port import RegistryProvider
 from worker.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
-from worker.send_tally import charge_dead_attempt, forget_run, tally_for
+from worker.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,7 @@ def sync_chunk(
         return early
     assert claim is not None
     if claim.attempt > settings.chunk_max_attempts:  # taken over after its last attempt died: nothing left
-        lost = ChunkLost()
-        give_up(
-            claim, lost.code, f"{lost.message} (attempt {claim.attempt - 1} of {settings.chunk_max_attempts})"
-        )
+        _give_up_lost(claim, settings)
         return "gave_up"
     try:
         _attempt(claim, settings, clients)
@@ -124,6 +121,13 @@ def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
         budget.require_budget(claim, runtime.spec, settings)
         outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
         _finish(claim, ChunkStatus.DONE, outcome)
+
+
+def _give_up_lost(claim: Claim, settings: Settings) -> None:
+    lost, dead = ChunkLost(), claim.attempt - 1
+    calls = sent_by(settings, claim.run_tag, claim.chunk_id, dead) if claim.took_over else 0
+    message = f"{lost.message} (attempt {dead} of {settings.chunk_max_attempts})"
+    give_up(claim, lost.code, message, registry_calls=calls)
 
 
 def _charge_dead_attempt(claim: Claim, settings: Settings) -> None:
