@@ -148,6 +148,7 @@ def test_wrong_client_secret_fails_the_run_within_seconds_and_opens_auth_revoked
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert took < WAIT_BUDGET_S
+    print(f"wrong client secret: `run --wait` exited 1 after {took:.1f} s")
     run = newest_run()
     assert (run.status, run.error_code) == ("failed", "CRM_AUTH")
     assert "invalid_client" in (run.error or "") and "secret set" in (run.error or "")
@@ -172,6 +173,7 @@ def test_a_run_queued_for_a_connection_without_secrets_fails_with_secret_missing
     )
     took = time.monotonic() - started
 
+    print(f"no secrets: run failed {took:.1f} s after it was queued")
     assert (view["status"], view["error_code"]) == ("failed", "SECRET_MISSING")
     assert "regsync secret set" in view["error"]
     assert took < WAIT_BUDGET_S
@@ -193,6 +195,7 @@ def test_invalid_field_on_the_reread_fails_the_run_once_without_resending_chunks
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert took < WAIT_BUDGET_S
+    print(f"INVALID_FIELD on the re-read: `run --wait` exited 1 after {took:.1f} s")
     run = newest_run()
     assert (run.status, run.error_code) == ("failed", "INVALID_FIELD")
     assert "Legal_Form__c" in (run.error or "") and "mapping" in (run.error or "")
