@@ -62,9 +62,8 @@ class Outcome:
     registry_calls: int = 0
     crm_calls: int = 0
     api_used: int | None = None
-    api_limit: int | None = (
-        None  # the org's daily limit as Sforce-Limit-Info said last (it may have been raised)
-    )
+    #: The org's daily limit as Sforce-Limit-Info said last (an admin may have raised it since planning).
+    api_limit: int | None = None
     protected: int = 0  # fields left alone because someone edited them by hand (protect_manual)
     opted_out: int = 0  # records skipped because their opt-out checkbox is now ticked
     field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
