@@ -284,6 +284,13 @@ def wait_alerts(run_id: int, wanted: set[tuple[str, str]]) -> None:
     pytest.fail(f"alerts {wanted - open_alerts(run_id)} not open for run {run_id}")
 
 
+def failure_rows(run_id: int) -> list[dict[str, Any]]:
+    """The run's failure rows (registry notices, listed beside them, are not failures)."""
+    with session_scope() as session:
+        rows = list_failures(session, run_id, limit=10_000)
+    return [row for row in rows if not row.get("notice")]
+
+
 def chunks_of(run_id: int) -> list[Chunk]:
     with session_scope() as session:
         return list(session.execute(select(Chunk).where(Chunk.run_id == run_id)).scalars())
@@ -354,9 +361,7 @@ def assert_written_once_and_counted(case: Case, view: dict[str, Any]) -> None:
     assert max(writes.values(), default=0) <= 1, "a record was written twice"
     done = view["invalid"] + view["unchanged"] + view["updated"] + view["failed"] + view["opted_out"]
     assert view["planned"] == done + view["not_processed"]
-    with session_scope() as session:
-        listed = list_failures(session, view["id"], limit=10_000)
-    assert len(listed) == view["invalid"] + view["failed"]
+    assert len(failure_rows(view["id"])) == view["invalid"] + view["failed"]
     if case.stage != "ledger":  # a refused commit cannot record what the PATCH did (checked per kind below)
         assert view["updated"] == sum(writes.values())
 
@@ -367,8 +372,7 @@ def assert_as_if_nothing_happened(case: Case, view: dict[str, Any]) -> None:
     expected |= {"updated": truth.updated, "failed": truth.failed}
     assert {key: view[key] for key in expected} == expected
     assert view["status"] == "partially_failed" and view["error_code"] is None
-    with session_scope() as session:
-        codes = Counter(row["error_code"] for row in list_failures(session, view["id"], limit=10_000))
+    codes = Counter(row["error_code"] for row in failure_rows(view["id"]))
     assert dict(codes) == truth.failure_codes
 
 
@@ -390,9 +394,7 @@ def assert_gave_up(case: Case, view: dict[str, Any]) -> None:
         assert view["error_code"] == code
         assert f"gave up planning after {ATTEMPTS} attempts" in view["error"]
         return
-    with session_scope() as session:
-        rows = list_failures(session, view["id"], limit=10_000)
-    gave_up = [row for row in rows if row["error_code"] == code]
+    gave_up = [row for row in failure_rows(view["id"]) if row["error_code"] == code]
     assert gave_up and all(f"gave up after {ATTEMPTS} attempts" in row["message"] for row in gave_up)
     assert view["failed"] + view["invalid"] == view["planned"]
     assert all(chunk.attempt == ATTEMPTS for chunk in chunks_of(view["id"]) if chunk.status == "failed")
