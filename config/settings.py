@@ -56,6 +56,29 @@ class Settings(BaseSettings):
     chunk_requeue_after_s: int = Field(
         default=600, ge=10, description="Seconds a queued chunk may wait before the sweeper re-enqueues it."
     )
+    chunk_max_attempts: int = Field(
+        default=9,
+        ge=1,
+        le=50,
+        description=(
+            "Times a chunk may be claimed (first try, retries after transient errors, takeovers after a worker "
+            "died) before its records are failed with the last error."
+        ),
+    )
+    plan_max_attempts: int = Field(
+        default=9,
+        ge=1,
+        le=50,
+        description="Times a run's planning may be started or resumed before the run fails.",
+    )
+    retry_backoff_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds before the first retry of a transient failure (doubles each time).",
+    )
+    retry_backoff_max_s: float = Field(
+        default=300.0, gt=0, description="Longest pause between two retries of a transient failure, seconds."
+    )
     visibility_timeout_s: int = Field(
         default=3600, ge=60, description="Redis visibility timeout in seconds; above the longest chunk."
     )

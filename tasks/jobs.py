@@ -1,8 +1,13 @@
-"""Task entry points. Transient errors retry with backoff; everything else is recorded by worker/."""
+"""Task entry points. Transient errors retry with backoff; everything else is recorded by worker/.
+
+How often is decided in the ledger, not here: a chunk's ``attempt`` and a run's ``plan_attempts`` count every
+claim (retries and takeovers after a dead worker alike), and the last allowed claim fails instead of retrying.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +15,7 @@ from celery import Task
 from celery.signals import worker_init
 from sqlalchemy.exc import DBAPIError
 
+from config.settings import Settings, get_settings
 from tasks.app import app
 from worker.dispatch import (
     ALERTS_EVALUATE,
@@ -20,35 +26,50 @@ from worker.dispatch import (
     CeleryDispatcher,
     run_closed_listeners,
 )
-from worker.errors import TransientError
 from worker.ledger.db import ledger_error, missing_table
 
 log = logging.getLogger(__name__)
 
-RETRY = {
-    "autoretry_for": (TransientError, ConnectionError, TimeoutError),
-    "retry_backoff": 2,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
+
+def backoff_s(retries: int, settings: Settings, jitter: Callable[[], float] = random.random) -> float:
+    """Seconds before retry number ``retries + 1``: doubling from ``retry_backoff_s`` up to
+    ``retry_backoff_max_s``, half of it random (so that chunks failing together do not retry together)."""
+    full = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2.0**retries)
+    return full / 2 + jitter() * full / 2
 
 
-@app.task(name=PLAN_RUN, bind=True, acks_late=True, **RETRY)
+def _retrying(task: Task, work: Callable[[], str], max_attempts: int) -> str:
+    """Run ``work``; a transient error is retried with backoff (the ledger bounds the attempts, see worker/)."""
+    from worker.failures import classify
+
+    try:
+        return work()
+    except Exception as exc:
+        if not classify(exc).transient:
+            raise
+        countdown = backoff_s(task.request.retries, get_settings())
+        raise task.retry(exc=exc, countdown=countdown, max_retries=max_attempts) from exc
+
+
+@app.task(name=PLAN_RUN, bind=True, acks_late=True)
 def plan_run(self: Task, run_id: int) -> str:
     from worker.planning import plan_run as plan
 
-    return plan(int(run_id), CeleryDispatcher())  # a planner that gives up is resumed by the sweeper
+    # A planner that dies is resumed by the sweeper; the run's plan_attempts bound both.
+    return _retrying(self, lambda: plan(int(run_id), CeleryDispatcher()), get_settings().plan_max_attempts)
 
 
-@app.task(name=SYNC_CHUNK, bind=True, acks_late=True, **RETRY)
+@app.task(name=SYNC_CHUNK, bind=True, acks_late=True)
 def sync_chunk(self: Task, chunk_id: int) -> str:
     from worker.metrics import timed_chunk
     from worker.sync import sync_chunk as sync
 
-    with timed_chunk() as outcome:
-        outcome.append(sync(int(chunk_id), last_attempt=self.request.retries >= (self.max_retries or 0)))
-    return outcome[0]
+    def work() -> str:
+        with timed_chunk() as outcome:
+            outcome.append(sync(int(chunk_id)))
+        return outcome[0]
+
+    return _retrying(self, work, get_settings().chunk_max_attempts)
 
 
 def _periodic(work: Callable[[], dict[str, int]]) -> dict[str, int]:

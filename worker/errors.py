@@ -13,6 +13,11 @@ class RegsyncError(Exception):
     """regsync failed; see the log (correlation ID) for details."""
 
     transient: bool = False
+    #: It concerns the whole run (a credential, a secret, the mapping): another chunk cannot succeed either, so
+    #: the run fails at once with this code and message instead of failing record by record.
+    run_wide: bool = False
+    #: What to do about it, added to a run's error message when the specific message does not say it already.
+    advice: str | None = None
     code: str = "REGSYNC_ERROR"
 
     def __init__(self, message: str | None = None) -> None:
@@ -21,6 +26,18 @@ class RegsyncError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+
+def with_advice(exc: RegsyncError) -> str:
+    """``exc``'s message, followed by its class's advice unless the message already says what to do."""
+    if not exc.advice or exc.advice in exc.message:
+        return exc.message
+    return f"{exc.message.rstrip('.')}; {exc.advice}"
+
+
+def fails_run(exc: RegsyncError) -> bool:
+    """True when ``exc`` ends the whole run at once: permanent, and about the run rather than some records."""
+    return exc.run_wide and not exc.transient
 
 
 class TransientError(RegsyncError):
@@ -35,6 +52,7 @@ class TransientError(RegsyncError):
 class ConfigurationError(RegsyncError):
     """regsync is misconfigured; fix the setting named in this message."""
 
+    run_wide = True
     code = "CONFIGURATION"
 
 
@@ -98,6 +116,11 @@ class CrmError(RegsyncError):
 class CrmAuthError(CrmError):
     """Salesforce rejected our credentials (invalid_grant); check the connected app and `regsync secret set`."""
 
+    run_wide = True
+    advice = (
+        "check the connected app (client id, flow, user) and store the right credential with "
+        "`regsync secret set CONNECTION salesforce_client_secret` (or salesforce_private_key)"
+    )
     code = "CRM_AUTH"
 
 
@@ -118,13 +141,34 @@ class CrmTransientError(CrmError, TransientError):
 class CrmLimitExceeded(CrmError):
     """The Salesforce org's daily API limit is exhausted; the run resumes when the allowance allows."""
 
+    run_wide = True
     code = "REQUEST_LIMIT_EXCEEDED"
 
 
 class ApiBudgetReached(CrmError):
     """regsync's Salesforce API budget for this connection is used up; the run waits for the next window."""
 
+    run_wide = True
     code = "API_BUDGET"
+
+
+class CrmPermanentError(CrmError):
+    """Salesforce refused the request and would refuse it again; it is not retried."""
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or CrmError.code
+
+
+class CrmSchemaError(CrmPermanentError):
+    """Salesforce refused a request because a mapped field or the object is missing or not accessible to the
+    integration user; fix the mapping (`regsync connection apply`) or the user's field-level security and object
+    permissions, then start a new run."""
+
+    run_wide = True
+    advice = (
+        "fix the mapping (`regsync connection apply`) or the integration user's permissions, then run again"
+    )
 
 
 # --- registry ----------------------------------------------------------------------------------------------
@@ -139,6 +183,7 @@ class RegistryError(RegsyncError):
 class RegistryAuthError(RegistryError):
     """registry token rejected: set a valid token with `regsync secret set CONNECTION registry_token`."""
 
+    run_wide = True
     code = "REGISTRY_AUTH"
 
 
@@ -209,6 +254,7 @@ class ChannelRejected(AlertingError):
 class LedgerError(RegsyncError):
     """The job ledger could not be read or written; check REGSYNC_DATABASE_URL and run `alembic upgrade head`."""
 
+    run_wide = True
     code = "LEDGER"
 
 
@@ -229,4 +275,45 @@ class SharedStateUnavailable(TransientError):
 class StateConflict(LedgerError):
     """Another process changed this row first; nothing was changed."""
 
+    run_wide = False
     code = "STATE_CONFLICT"
+
+
+class LedgerUnavailable(LedgerError, TransientError):
+    """The ledger database did not answer or asked us to try again (connection lost, serialization failure,
+    deadlock); the work will be retried. Check that the database is running and reachable."""
+
+    transient = True
+    run_wide = False
+    code = "LEDGER_UNAVAILABLE"
+
+
+# --- run lifecycle -----------------------------------------------------------------------------------------
+
+
+class InternalError(RegsyncError):
+    """regsync hit an unexpected error (a bug); the worker log has the traceback. Please report it."""
+
+    code = "INTERNAL"
+
+
+class ConnectionLost(TransientError):
+    """A network connection failed or timed out outside the CRM and registry clients; it will be retried."""
+
+    transient = True
+    code = "CONNECTION_LOST"
+
+
+class ChunkLost(RegsyncError):
+    """The workers that took this chunk stopped before finishing it (killed, out of memory or frozen) as often
+    as its retry budget allows; its records were not synced. Start a backfill with --only-failed to retry them."""
+
+    code = "CHUNK_LOST"
+
+
+class PlannerLost(RegsyncError):
+    """The worker planning this run stopped before it finished (killed, out of memory or frozen) as often as its
+    retry budget allows; start a new run, and look at the worker log if it happens again."""
+
+    run_wide = True
+    code = "PLANNER_LOST"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -20,11 +21,20 @@ from config.settings import Settings, get_settings
 from worker.backfill import selection_for
 from worker.crm.port import CrmClient, CrmRecord
 from worker.dispatch import Dispatcher
-from worker.errors import InvalidOrgNumber, LedgerError
+from worker.errors import (
+    ApiBudgetReached,
+    CrmLimitExceeded,
+    InvalidOrgNumber,
+    LedgerError,
+    RegsyncError,
+    StateConflict,
+    with_advice,
+)
+from worker.failures import classify, log_if_unexpected
 from worker.ledger import chunks, runs
 from worker.ledger.chunks import Failure
 from worker.ledger.db import session_scope
-from worker.ledger.models import Run, utcnow
+from worker.ledger.models import Run, RunStatus, utcnow
 from worker.orgnr import normalise
 from worker.runtime import ClientFactory, Runtime, open_clients
 
@@ -32,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Chunks stored per ledger transaction.
 CHUNKS_PER_COMMIT = 10
+#: The planner extends its lease this many times per lease while records stream in.
+HEARTBEATS_PER_LEASE = 3
 _SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
 
 
@@ -52,16 +64,67 @@ def plan_run(
     *,
     settings: Settings | None = None,
     clients: ClientFactory = open_clients,
+    last_attempt: bool = False,
 ) -> str:
-    """Plan (or resume planning) one run; returns ``planned`` or ``not_claimed``."""
+    """Plan (or resume planning) one run; returns ``planned``, ``not_claimed``, ``failed`` (a permanent error, or
+    a transient one with no attempt left, failed the run), ``paused`` (the org's API limit) or ``taken_over``.
+
+    Args:
+        last_attempt: no retry follows; a transient failure now fails the run. The run's
+            ``plan_max_attempts``-th planning claim is always the last.
+
+    Raises:
+        RegsyncError: a transient failure; planning was released so that a retry can resume it.
+    """
     settings = settings or get_settings()
     with session_scope() as session:
         run = runs.claim_planning(session, run_id, settings.chunk_lease_s, utcnow())
     if run is None:
         return "not_claimed"
-    with clients(run.connection_id, settings) as (runtime, crm, _registry):
-        Planner(run, runtime, crm, dispatch, settings).run()
+    try:
+        with clients(run.connection_id, settings) as (runtime, crm, _registry):
+            Planner(run, runtime, crm, dispatch, settings).run()
+    except Exception as exc:
+        error = classify(exc)
+        log_if_unexpected(log, error, exc, run_id=run_id)
+        last = last_attempt or run.plan_attempts >= settings.plan_max_attempts
+        return _planning_failed(run, error, last)
     return "planned"
+
+
+def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool) -> str:
+    """Pause, retry or fail the run, by what the error is (worker.errors: transient or permanent)."""
+    extra = {"run_id": run.id, "attempt": run.plan_attempts}
+    if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
+        pause_planning(run, exc.message)
+        return "paused"
+    if isinstance(exc, StateConflict):
+        log.warning("planner stopped: %s", exc.message, extra=extra)
+        return "taken_over"
+    if exc.transient and not last_attempt:
+        log.warning("planning released for retry: %s", exc.message, extra=extra)
+        with session_scope() as session:
+            runs.release_planning(session, run.id, run.plan_attempts)
+        raise exc
+    message = (
+        f"gave up planning after {run.plan_attempts} attempts: {exc.message}"
+        if exc.transient
+        else with_advice(exc)
+    )
+    log.error("run failed while planning: %s", message, extra=extra)
+    with session_scope() as session:
+        runs.fail_run(session, run.id, exc.code, message, utcnow())
+    return "failed"
+
+
+def pause_planning(run: Run, reason: str) -> None:
+    """The org's API limit refused the planner: pause the run; the sweeper resumes it and sends the plan again."""
+    with session_scope() as session:
+        paused = runs.transition(
+            session, run.id, RunStatus.RUNNING, RunStatus.PAUSED_BUDGET, error=reason, plan_lease_until=None
+        )
+    if paused:
+        log.warning("run paused while planning: %s", reason, extra={"run_id": run.id})
 
 
 class Planner:
@@ -69,6 +132,7 @@ class Planner:
         self, run: Run, runtime: Runtime, crm: CrmClient, dispatch: Dispatcher, settings: Settings
     ) -> None:
         self.run_id = run.id
+        self.attempt = run.plan_attempts  # this planner's claim token
         self.cursor = run.plan_cursor
         self.spec = runtime.spec
         self.crm = crm
@@ -78,11 +142,13 @@ class Planner:
         self.calls_reported = 0
         self.selection = selection_for(run, runtime.spec)  # every record, or what a backfill selects
         self.stopping = bool(run.cancel_requested or run.error_code)
+        self.beat_at = time.monotonic() + self.settings.chunk_lease_s / HEARTBEATS_PER_LEASE
 
     def run(self) -> None:
         page = Page()
         records: Iterator[CrmRecord] = iter([]) if self.stopping else self._records()
         for record in records:
+            self._heartbeat_if_due()
             self._take(page, record)
             if len(page.valid) >= CHUNKS_PER_COMMIT * self.chunk_size:
                 self._commit(page, final=False)
@@ -90,6 +156,29 @@ class Planner:
                 if self.stopping:  # cancelled or aborted meanwhile: stop, close with what is planned
                     break
         self._commit(page, final=True)
+
+    def _heartbeat_if_due(self) -> None:
+        """Extend the plan lease a few times per lease while records stream in (commits extend it too)."""
+        if time.monotonic() < self.beat_at:
+            return
+        with session_scope() as session:
+            self._still_mine(session)
+        self.beat_at = time.monotonic() + self.settings.chunk_lease_s / HEARTBEATS_PER_LEASE
+
+    def _still_mine(self, session: Session) -> None:
+        """Extend the plan lease (locking the run row until commit).
+
+        Raises:
+            StateConflict: another planner took the run over (this one outlived its lease), or the run ended;
+                committing now could plan records a second time.
+        """
+        if not runs.extend_planning(
+            session, self.run_id, self.attempt, self.settings.chunk_lease_s, utcnow()
+        ):
+            raise StateConflict(
+                f"the planner of run {self.run_id} (attempt {self.attempt}) lost its lease or the run ended; "
+                "it stopped without committing"
+            )
 
     def _records(self) -> Iterator[CrmRecord]:
         sf = self.spec.salesforce
@@ -124,6 +213,7 @@ class Planner:
         batches = [page.valid[i : i + size] for i in range(0, len(page.valid), size)]
         now = utcnow()
         with session_scope() as session:
+            self._still_mine(session)
             run = runs.get_run(session, self.run_id)
             self.stopping = bool(run.cancel_requested or run.error_code)
             chunk_ids = chunks.add_chunks(session, run, batches, now)

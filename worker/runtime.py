@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from config.settings import Settings
@@ -73,6 +74,37 @@ def limiter_for(runtime: Runtime, settings: Settings) -> RateLimiter:
         return _LIMITERS[key]
 
 
+#: Called once per registry request as it goes on the wire, by the clients :func:`open_clients` opens while it is
+#: set (a chunk attempt's worker.send_tally.SendTally; see :func:`counting_registry_sends`).
+_ON_REGISTRY_SEND: ContextVar[Callable[[], None] | None] = ContextVar("on_registry_send", default=None)
+
+
+@contextmanager
+def counting_registry_sends(on_send: Callable[[], None] | None) -> Iterator[None]:
+    """Clients opened inside the block call ``on_send`` for every registry request they send."""
+    token = _ON_REGISTRY_SEND.set(on_send)
+    try:
+        yield
+    finally:
+        _ON_REGISTRY_SEND.reset(token)
+
+
+class CountingLimiter:
+    """A rate limiter that also reports each request it lets go: ``acquire`` is called exactly once per request,
+    right before its headers are written (worker.registry.http._SendGate)."""
+
+    def __init__(self, inner: RateLimiter, on_send: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_send = on_send
+
+    def acquire(self) -> None:
+        self._inner.acquire()
+        self._on_send()
+
+    def penalise(self, retry_after_s: float) -> None:
+        self._inner.penalise(retry_after_s)
+
+
 Opened = tuple[Runtime, CrmClient, RegistryProvider]
 #: Builds the clients of one connection for the length of one task (swapped for fakes in unit tests).
 ClientFactory = Callable[[int, Settings], AbstractContextManager[Opened]]
@@ -87,9 +119,11 @@ def open_clients(connection_id: int, settings: Settings) -> Iterator[Opened]:
 
     runtime = load_runtime(connection_id)
     crm = SalesforceClient(runtime.spec, runtime.crm_secret, timeout_s=settings.crm_timeout_s)
-    registry = make_provider(
-        runtime.spec.registry, runtime.registry_token, limiter_for(runtime, settings), settings
-    )
+    limiter = limiter_for(runtime, settings)
+    on_send = _ON_REGISTRY_SEND.get()
+    if on_send is not None:
+        limiter = CountingLimiter(limiter, on_send)
+    registry = make_provider(runtime.spec.registry, runtime.registry_token, limiter, settings)
     try:
         yield runtime, crm, registry
     finally:

@@ -9,15 +9,17 @@ import datetime as dt
 import logging
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from worker.dispatch import Dispatcher
-from worker.errors import RegsyncError
-from worker.ledger import runs
+from worker.errors import ChunkLost, PlannerLost, RegsyncError
+from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
+from worker.send_tally import charge_dead_attempt, sent_by
+from worker.shared_state import row_tag
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ class SweepReport:
     plans_resent: int = 0
     runs_closed: int = 0
     runs_resumed: int = 0
+    chunks_given_up: int = 0  # lost again and again: out of attempts, their records failed (CHUNK_LOST)
+    runs_failed: int = 0  # planner lost again and again: out of plan attempts (PLANNER_LOST)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -37,16 +41,23 @@ class SweepReport:
 def sweep(
     dispatch: Dispatcher, *, settings: Settings | None = None, now: dt.datetime | None = None
 ) -> SweepReport:
-    """Resend chunks whose lease expired or whose run stalled, resume dead planners, close finished runs."""
+    """Resend chunks whose lease expired or whose run stalled, resume dead planners, close finished runs.
+
+    Bounded: a chunk or a planner lost as often as its retry budget allows (``chunk_max_attempts``,
+    ``plan_max_attempts`` claims) is not resent but given up, its records failed or its run failed.
+    """
     settings = settings or get_settings()
     now = now or utcnow()
     report = SweepReport()
+    report.chunks_given_up = _give_up_lost_chunks(now, settings)
+    report.runs_failed = _fail_lost_planners(now, settings)
     with session_scope() as session:
-        expired = _expired_chunks(session, now)
+        expired = _expired_chunks(session, now, settings)
         stalled = _stalled_chunks(session, now, settings)
         plans = _lost_plans(session, now, settings)
         report.runs_closed = _close_finished(session, now)
         resumed = _resume_paused(session, now, settings)
+        plans += _unfinished_plans(session, list(resumed))
     report.expired_chunks, report.stalled_chunks, report.plans_resent = len(expired), len(stalled), len(plans)
     report.runs_resumed = len(resumed)
     unpaused = [chunk_id for ids in resumed.values() for chunk_id in ids]
@@ -70,17 +81,79 @@ def _resume_paused(session: Session, now: dt.datetime, settings: Settings) -> di
         return {}
 
 
-def _expired_chunks(session: Session, now: dt.datetime) -> list[int]:
+def _out_of_attempts(settings: Settings, now: dt.datetime) -> ColumnElement[bool]:
+    return (
+        (Chunk.status == ChunkStatus.RUNNING.value)
+        & (Chunk.lease_until < now)
+        & (Chunk.attempt >= settings.chunk_max_attempts)
+    )
+
+
+def _give_up_lost_chunks(now: dt.datetime, settings: Settings) -> int:
+    """Expired chunks without an attempt left: their records fail (CHUNK_LOST) instead of another resend."""
+    from worker.sync import give_up
+
+    with session_scope() as session:
+        claims = [
+            chunks.claim_of(session, chunk)
+            for chunk in session.execute(select(Chunk).where(_out_of_attempts(settings, now))).scalars()
+        ]
+    lost = ChunkLost()
+    for claim in claims:
+        message = f"{lost.message} (attempt {claim.attempt} of {settings.chunk_max_attempts})"
+        calls = sent_by(settings, claim.run_tag, claim.chunk_id, claim.attempt)
+        give_up(claim, lost.code, message, registry_calls=calls)
+    return len(claims)
+
+
+def _fail_lost_planners(now: dt.datetime, settings: Settings) -> int:
+    """Runs whose planner died with no plan attempt left fail (PLANNER_LOST) instead of another resend."""
+    lost = PlannerLost()
+    failed = 0
+    with session_scope() as session:
+        query = select(Run.id, Run.plan_attempts).where(
+            Run.status == RunStatus.RUNNING.value,
+            Run.planned_complete.is_(False),
+            Run.plan_lease_until < now,
+            Run.plan_attempts >= settings.plan_max_attempts,
+        )
+        for run_id, attempts in session.execute(query).all():
+            message = f"{lost.message} (attempt {attempts} of {settings.plan_max_attempts})"
+            failed += runs.fail_run(session, run_id, lost.code, message, now)
+    return failed
+
+
+def _unfinished_plans(session: Session, run_ids: list[int]) -> list[int]:
+    """Resumed runs whose planning was paused too: their planner must be sent again."""
+    if not run_ids:
+        return []
+    query = select(Run.id).where(Run.id.in_(run_ids), Run.planned_complete.is_(False))
+    return list(session.execute(query).scalars())
+
+
+def _expired_chunks(session: Session, now: dt.datetime, settings: Settings) -> list[int]:
     """Running chunks whose worker stopped heart-beating (killed, or lost its connection), put back in the queue.
 
     Queued again rather than left running: the resend claims it at once, the next sweeps do not resend it again
-    while it waits behind other chunks, and an old attempt that wakes up finds the chunk no longer its own.
+    while it waits behind other chunks, and an old attempt that wakes up finds the chunk no longer its own. The
+    dead attempt's registry calls are added to its run here (worker.send_tally), in the requeue's transaction.
     """
     expired = (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.lease_until < now)
-    ids = list(session.execute(select(Chunk.id).where(expired)).scalars())
-    if ids:
-        requeue = {"status": ChunkStatus.QUEUED.value, "lease_until": None, "enqueued_at": now}
-        session.execute(update(Chunk).where(Chunk.id.in_(ids), expired).values(**requeue))
+    rows = session.execute(
+        select(Chunk.id, Chunk.attempt, Run.id, Run.queued_at)
+        .join(Run, Run.id == Chunk.run_id)
+        .where(expired)
+    ).all()
+    requeue = {"status": ChunkStatus.QUEUED.value, "lease_until": None, "enqueued_at": now}
+    ids = []
+    for chunk_id, attempt, run_id, queued_at in rows:
+        mine = session.execute(
+            update(Chunk).where(Chunk.id == chunk_id, Chunk.attempt == attempt, expired).values(**requeue)
+        )
+        if mine.rowcount == 1:  # type: ignore[attr-defined]
+            tag = row_tag(run_id, queued_at)
+            charge_dead_attempt(session, settings, run_id, run_tag=tag, chunk_id=chunk_id, attempt=attempt)
+            ids.append(chunk_id)
     return ids
 
 

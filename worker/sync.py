@@ -26,13 +26,15 @@ from worker.company_cache_stores import cache_for_run
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
 from worker.errors import (
     ApiBudgetReached,
-    CrmAuthError,
+    ChunkLost,
     CrmLimitExceeded,
     InvalidOrgNumber,
-    RegistryAuthError,
     RegsyncError,
     StateConflict,
+    fails_run,
+    with_advice,
 )
+from worker.failures import classify, log_if_unexpected
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.db import session_scope
@@ -43,12 +45,10 @@ from worker.orgnr import normalise
 from worker.policies import RecordPlan, plan_record, value_hash
 from worker.registry.port import RegistryProvider
 from worker.registry_outcomes import OUT_OF_SCOPE_CODES, RegistryNotice, notice_for
-from worker.runtime import ClientFactory, Runtime, open_clients
+from worker.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
+from worker.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
 
 log = logging.getLogger(__name__)
-
-#: Errors that end the whole run: retrying another chunk cannot succeed either.
-RUN_FATAL = (RegistryAuthError, CrmAuthError, CrmLimitExceeded)
 
 
 @dataclass(slots=True)
@@ -64,6 +64,8 @@ class Outcome:
     registry_calls: int = 0
     crm_calls: int = 0
     api_used: int | None = None
+    #: The org's daily limit as Sforce-Limit-Info said last (an admin may have raised it since planning).
+    api_limit: int | None = None
     protected: int = 0  # fields left alone because someone edited them by hand (protect_manual)
     opted_out: int = 0  # records skipped because their opt-out checkbox is now ticked
     out_of_scope: int = 0  # records skipped because the registry does not cover their country
@@ -101,10 +103,12 @@ def sync_chunk(
     last_attempt: bool = False,
 ) -> str:
     """Run one chunk; returns what happened (``done``, ``dropped``, ``paused``, ``not_claimed``, ``aborted``,
-    ``gave_up``). ``paused``: the API budget is spent; the chunk was handed back untouched and the run paused.
+    ``gave_up``, ``taken_over``). ``paused``: the API budget is spent; the chunk was handed back untouched and
+    the run paused. ``aborted``: a permanent error about the whole run failed the run at once.
 
     Args:
-        last_attempt: no retry follows; a transient failure now fails the chunk's records instead.
+        last_attempt: no retry follows; a transient failure now fails the chunk's records instead. The chunk's
+            ``chunk_max_attempts``-th claim is always the last.
 
     Raises:
         RegsyncError: a transient failure; the chunk was released so that a retry can claim it.
@@ -116,30 +120,69 @@ def sync_chunk(
     if early is not None:
         return early
     assert claim is not None
+    if claim.attempt > settings.chunk_max_attempts:  # taken over after its last attempt died: nothing left
+        _give_up_lost(claim, settings)
+        return "gave_up"
     try:
-        with (
-            clients(claim.connection_id, settings) as (runtime, crm, registry),
-            _charged_if_failed(claim, crm, registry),
-        ):
-            budget.require_budget(claim, runtime.spec, settings)
-            outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
-    except (ApiBudgetReached, CrmLimitExceeded) as exc:
+        _attempt(claim, settings, clients)
+    except Exception as exc:
+        error = classify(exc)
+        log_if_unexpected(log, error, exc, chunk_id=chunk_id)
+        last = last_attempt or claim.attempt >= settings.chunk_max_attempts
+        return _after_failure(claim, error, last)
+    return "done"
+
+
+def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
+    """Sync the chunk and record it; recording is part of the attempt (a refused commit is retried too)."""
+    if claim.took_over:  # the attempt before this one died without counting its registry calls
+        _charge_dead_attempt(claim, settings)
+    tally = tally_for(settings, claim.run_tag, claim.chunk_id, claim.attempt)
+    with (
+        counting_registry_sends(tally),
+        clients(claim.connection_id, settings) as (runtime, crm, registry),
+        _charged_if_failed(claim, crm, registry),
+    ):
+        budget.require_budget(claim, runtime.spec, settings)
+        outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
+        _finish(claim, ChunkStatus.DONE, outcome)
+
+
+def _give_up_lost(claim: Claim, settings: Settings) -> None:
+    lost, dead = ChunkLost(), claim.attempt - 1
+    calls = sent_by(settings, claim.run_tag, claim.chunk_id, dead) if claim.took_over else 0
+    message = f"{lost.message} (attempt {dead} of {settings.chunk_max_attempts})"
+    give_up(claim, lost.code, message, registry_calls=calls)
+
+
+def _charge_dead_attempt(claim: Claim, settings: Settings) -> None:
+    with session_scope() as session:
+        charge_dead_attempt(
+            session,
+            settings,
+            claim.run_id,
+            run_tag=claim.run_tag,
+            chunk_id=claim.chunk_id,
+            attempt=claim.attempt - 1,
+        )
+
+
+def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> str:
+    """Pause, fail the run, retry or give up, by what the error is (worker.errors: transient, run-wide)."""
+    if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
         budget.pause_for_budget(claim, budget.pause_reason(exc))
         return "paused"
-    except RUN_FATAL as exc:
-        _abort(claim, exc)
-        return "aborted"
-    except StateConflict as exc:  # this attempt outlived its lease and another one took the chunk over
+    if isinstance(exc, StateConflict):  # this attempt outlived its lease and another one took the chunk over
         log.warning("chunk attempt stopped: %s", exc.message, extra={"chunk_id": claim.chunk_id})
         return "taken_over"
-    except Exception as exc:
-        if last_attempt:
-            _give_up(claim, exc)
-            return "gave_up"
+    if fails_run(exc):
+        _abort(claim, exc)
+        return "aborted"
+    if exc.transient and not last_attempt:
         _release(claim, exc)
-        raise
-    _finish(claim, ChunkStatus.DONE, outcome)
-    return "done"
+        raise exc
+    _give_up(claim, exc)
+    return "gave_up"
 
 
 class ChunkWork:
@@ -172,6 +215,7 @@ class ChunkWork:
         self.outcome.registry_calls = self.registry.calls - self._calls_before[0]
         self.outcome.crm_calls = self.crm.calls - self._calls_before[1]
         self.outcome.api_used = self.crm.usage.used
+        self.outcome.api_limit = self.crm.usage.limit
         return self.outcome
 
     def _read_records(self) -> dict[str, CrmRecord]:
@@ -339,36 +383,45 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
         writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
         writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
         runs.add_chunk_result(session, claim.run_id, counts, now)
+        runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
         field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
         closed = runs.maybe_close(session, claim.run_id, now)
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})
-        _drop_cache(claim.run_id)
+        _drop_cache(claim.run_id, claim.run_tag)
 
 
-def _drop_cache(run_id: int) -> None:
+def _drop_cache(run_id: int, run_tag: str) -> None:
     try:
         cache_for_run(get_settings(), run_id).drop()
+        forget_run(get_settings(), run_tag)
     except RegsyncError as exc:  # the cache expires by itself; a closed run must not fail over it
         log.warning("company cache of a closed run not dropped: %s", exc.message, extra={"run_id": run_id})
 
 
 def _abort(claim: Claim, exc: RegsyncError) -> None:
-    log.error("run aborted: %s", exc.message, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
+    """A permanent error about the whole run: fail the run now (its queued chunks are cancelled) and this chunk."""
+    log.error("run failed: %s", exc.message, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
     with session_scope() as session:
-        runs.abort_run(session, claim.run_id, exc.code, exc.message)
+        runs.fail_run(session, claim.run_id, exc.code, with_advice(exc), utcnow())
     _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message)
 
 
-def _give_up(claim: Claim, exc: Exception) -> None:
-    """Retries are exhausted: every record of the chunk fails with the reason, and the run goes on."""
-    message = exc.message if isinstance(exc, RegsyncError) else f"unexpected {type(exc).__name__}"
-    code = exc.code if isinstance(exc, RegsyncError) else "INTERNAL"
-    log.error("chunk gave up after retries: %s", message, extra={"chunk_id": claim.chunk_id})
-    failures = [
-        Failure(record_id, None, code, f"gave up after retries: {message}") for record_id in claim.record_ids
-    ]
-    _finish(claim, ChunkStatus.FAILED, Outcome(failures=failures), error=message)
+def give_up(claim: Claim, code: str, message: str, *, registry_calls: int = 0) -> None:
+    """No attempt is left: every record of the chunk fails with the reason, and the run goes on.
+
+    Args:
+        registry_calls: calls of a dead attempt that nobody counted yet (worker.send_tally).
+    """
+    log.error("chunk given up: %s", message, extra={"chunk_id": claim.chunk_id, "attempt": claim.attempt})
+    failures = [Failure(record_id, None, code, message) for record_id in claim.record_ids]
+    outcome = Outcome(failures=failures, registry_calls=registry_calls)
+    _finish(claim, ChunkStatus.FAILED, outcome, error=message)
+
+
+def _give_up(claim: Claim, exc: RegsyncError) -> None:
+    retried = f"gave up after {claim.attempt} attempts: " if exc.transient else ""
+    give_up(claim, exc.code, retried + exc.message)
 
 
 @contextmanager
@@ -377,6 +430,10 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
     before = (registry.calls, crm.calls)
     try:
         yield
+    except (
+        StateConflict
+    ):  # another attempt took the chunk over and counted this one's calls (worker.send_tally)
+        raise
     except BaseException:
         spent = (registry.calls - before[0], crm.calls - before[1])
         if any(spent):
@@ -403,8 +460,8 @@ def _not_started(claim: Claim | None) -> str | None:
     return None  # (a run resumed since the claim read it goes on like any running run)
 
 
-def _release(claim: Claim, exc: Exception) -> None:
-    message = exc.message if isinstance(exc, RegsyncError) else f"unexpected {type(exc).__name__}"
+def _release(claim: Claim, exc: RegsyncError) -> None:
+    message = exc.message
     log.warning("chunk released for retry: %s", message, extra={"chunk_id": claim.chunk_id})
     with session_scope() as session:
         chunks.release(session, claim, message)

@@ -142,11 +142,16 @@ def _running(state: ConnectionState) -> list[RunFacts]:
     return [r for r in state.runs if r.status == RunStatus.RUNNING.value]
 
 
+#: Runs that should make progress: a queued run waits for its planner, a running one for its chunks.
+_PROGRESSING = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
+
+
 def run_stalled(state: ConnectionState, now: dt.datetime) -> list[Condition]:
-    """A running run without a chunk heartbeat for ``stall_minutes`` (clears on the next heartbeat or its end)."""
+    """A queued or running run without progress for ``stall_minutes``: no planner or chunk heartbeat (a queued run:
+    none since it was queued). Clears on the next heartbeat or the run's end."""
     limit = dt.timedelta(minutes=state.settings.stall_minutes)
     found = []
-    for run in _running(state):
+    for run in (r for r in state.runs if r.status in _PROGRESSING):
         last = run.heartbeat_at or run.started_at or run.queued_at
         if now - last >= limit:
             details = {"last_heartbeat_at": last.isoformat(), "stall_minutes": state.settings.stall_minutes}

@@ -12,10 +12,43 @@ from typing import Any
 import requests
 from simple_salesforce.exceptions import SalesforceError
 
-from worker.errors import CrmError, CrmLimitExceeded, CrmTransientError
+from worker.errors import (
+    CrmError,
+    CrmLimitExceeded,
+    CrmPermanentError,
+    CrmSchemaError,
+    CrmTransientError,
+)
 
 MESSAGE_MAX = 300
-_TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG"})
+#: Whole-call error codes worth a retry. INVALID_QUERY_LOCATOR: a stale cursor; a retried planner queries
+#: again from its own cursor (PROTOCOLS.md 3.2).
+_TRANSIENT_CODES = frozenset(
+    {
+        "UNABLE_TO_LOCK_ROW",
+        "SERVER_UNAVAILABLE",
+        "REQUEST_RUNNING_TOO_LONG",
+        "QUERY_TIMEOUT",
+        "INVALID_QUERY_LOCATOR",
+    }
+)
+#: Whole-call error codes that say the mapping or the integration user's rights do not fit the org: every
+#: chunk would meet them, so the run fails at once (worker.errors.CrmSchemaError).
+SCHEMA_CODES = frozenset(
+    {
+        "INVALID_FIELD",
+        "INVALID_TYPE",
+        "INVALID_FIELD_FOR_INSERT_UPDATE",
+        "INVALID_QUERY_FILTER_OPERATOR",
+        "MALFORMED_QUERY",
+        "NOT_FOUND",
+        "INSUFFICIENT_ACCESS",
+        "INSUFFICIENT_ACCESS_OR_READONLY",
+        "API_DISABLED_FOR_ORG",
+        "API_CURRENTLY_DISABLED",
+        "FUNCTIONALITY_NOT_ENABLED",
+    }
+)
 _TRANSIENT_HTTP = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 
 
@@ -42,7 +75,9 @@ def translate(exc: Exception, secrets: Iterable[str | None] = ()) -> CrmError:
     """The CrmError for a failed Salesforce call (raise it ``from exc``).
 
     REQUEST_LIMIT_EXCEEDED → CrmLimitExceeded; 5xx, 429, timeouts, connection errors and whole-call
-    UNABLE_TO_LOCK_ROW → CrmTransientError; a failed TLS verification and everything else → CrmError.
+    UNABLE_TO_LOCK_ROW → CrmTransientError; a field, object or access code (SCHEMA_CODES) → CrmSchemaError
+    (fails the run); any other Salesforce answer → CrmPermanentError with its code; a failed TLS verification
+    and everything else → CrmError.
     """
     if isinstance(exc, SalesforceError):
         return _from_salesforce(exc, list(secrets))
@@ -65,4 +100,7 @@ def _from_salesforce(exc: SalesforceError, secrets: list[str | None]) -> CrmErro
         return CrmLimitExceeded(message)
     if code in _TRANSIENT_CODES or exc.status >= 500 or exc.status == 429:
         return CrmTransientError(message)
-    return CrmError(message)
+    if code in SCHEMA_CODES:
+        hint = "a mapped field or the object is missing or not accessible to the integration user"
+        return CrmSchemaError(f"{message} ({hint})", code=code)
+    return CrmPermanentError(message, code=code or f"HTTP_{exc.status}")

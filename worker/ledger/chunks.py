@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
+from worker.shared_state import row_tag
 
 
 def add_chunks(session: Session, run: Run, batches: Sequence[Sequence[str]], now: dt.datetime) -> list[int]:
@@ -39,28 +40,36 @@ class Claim:
     options: dict[str, Any] = field(default_factory=dict)  # the run's options (backfill filters, dry run)
     #: The run waits for API budget: hand the chunk back untouched (worker.budget.control.hand_back).
     run_paused: bool = False
+    #: Names the run in shared state (Redis keys): its id and queue time (worker.shared_state.row_tag).
+    run_tag: str = ""
+    #: This claim took the chunk over from an attempt whose lease ran out (that attempt died or froze).
+    took_over: bool = False
 
 
 def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Claim | None:
     """queued → running (or take over a running chunk whose lease expired); None when not claimable."""
-    claimable = (Chunk.status == ChunkStatus.QUEUED.value) | (
-        (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.lease_until < now)
-    )
-    result = session.execute(
-        update(Chunk)
-        .where(Chunk.id == chunk_id, claimable)
-        .values(
-            status=ChunkStatus.RUNNING.value,
-            attempt=Chunk.attempt + 1,
-            started_at=func.coalesce(Chunk.started_at, now),
-            lease_until=now + dt.timedelta(seconds=lease_s),
+    queued = Chunk.status == ChunkStatus.QUEUED.value
+    expired = (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.lease_until < now)
+    for claimable, took_over in ((queued, False), (expired, True)):
+        result = session.execute(
+            update(Chunk)
+            .where(Chunk.id == chunk_id, claimable)
+            .values(
+                status=ChunkStatus.RUNNING.value,
+                attempt=Chunk.attempt + 1,
+                started_at=func.coalesce(Chunk.started_at, now),
+                lease_until=now + dt.timedelta(seconds=lease_s),
+            )
         )
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    chunk, run = session.execute(
-        select(Chunk, Run).join(Run, Run.id == Chunk.run_id).where(Chunk.id == chunk_id)
-    ).one()
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            chunk = session.execute(select(Chunk).where(Chunk.id == chunk_id)).scalar_one()
+            return replace(claim_of(session, chunk), took_over=took_over)
+    return None
+
+
+def claim_of(session: Session, chunk: Chunk) -> Claim:
+    """The claim of ``chunk``'s current attempt (to finish or give up an attempt this process did not make)."""
+    run = session.execute(select(Run).where(Run.id == chunk.run_id)).scalar_one()
     paused = run.status == RunStatus.PAUSED_BUDGET.value
     stopping = (
         bool(run.error_code) or run.cancel_requested or (run.status != RunStatus.RUNNING.value and not paused)
@@ -75,6 +84,7 @@ def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Cl
         stopping,
         options,
         run_paused=paused,
+        run_tag=row_tag(run.id, run.queued_at),
     )
 
 
@@ -115,6 +125,16 @@ def finish(
         .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def cancel_queued(session: Session, run_id: int, now: dt.datetime, reason: str) -> int:
+    """Cancel a run's queued chunks (its run failed); returns how many, to add to the run's ``chunks_done``."""
+    result = session.execute(
+        update(Chunk)
+        .where(Chunk.run_id == run_id, Chunk.status == ChunkStatus.QUEUED.value)
+        .values(status=ChunkStatus.CANCELLED.value, finished_at=now, lease_until=None, error=reason)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,10 @@ def transition(session: Session, run_id: int, old: RunStatus, new: RunStatus, **
 
 
 def claim_planning(session: Session, run_id: int, lease_s: int, now: dt.datetime) -> Run | None:
-    """Start (queued → running) or resume (running, plan lease expired) planning; None if someone else plans."""
+    """Start (queued → running) or resume (running, plan lease expired) planning; None if someone else plans.
+
+    Each claim counts in ``plan_attempts``, which is also the planner's token: its heartbeats and commits check it.
+    """
     lease = now + dt.timedelta(seconds=lease_s)
     started = transition(
         session,
@@ -63,6 +66,7 @@ def claim_planning(session: Session, run_id: int, lease_s: int, now: dt.datetime
         started_at=now,
         heartbeat_at=now,
         plan_lease_until=lease,
+        plan_attempts=Run.plan_attempts + 1,
     )
     if not started:
         resumed = session.execute(
@@ -73,11 +77,36 @@ def claim_planning(session: Session, run_id: int, lease_s: int, now: dt.datetime
                 Run.planned_complete.is_(False),
                 (Run.plan_lease_until.is_(None)) | (Run.plan_lease_until < now),
             )
-            .values(plan_lease_until=lease)
+            .values(plan_lease_until=lease, plan_attempts=Run.plan_attempts + 1)
         )
         if resumed.rowcount != 1:  # type: ignore[attr-defined]
             return None
     return session.execute(select(Run).where(Run.id == run_id)).scalar_one()
+
+
+def _planner_is(run_id: int, attempt: int) -> Any:
+    return (
+        (Run.id == run_id)
+        & (Run.plan_attempts == attempt)
+        & Run.status.in_([RunStatus.RUNNING.value, RunStatus.PAUSED_BUDGET.value])
+        & Run.planned_complete.is_(False)
+    )
+
+
+def extend_planning(session: Session, run_id: int, attempt: int, lease_s: int, now: dt.datetime) -> bool:
+    """The planner's heartbeat: extend its lease; False if another planner took the run over (or it ended)."""
+    result = session.execute(
+        update(Run)
+        .where(_planner_is(run_id, attempt))
+        .values(plan_lease_until=now + dt.timedelta(seconds=lease_s), heartbeat_at=now)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_planning(session: Session, run_id: int, attempt: int) -> bool:
+    """Give planning back after a transient failure, so that the retry can claim it at once."""
+    result = session.execute(update(Run).where(_planner_is(run_id, attempt)).values(plan_lease_until=None))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def abort_run(session: Session, run_id: int, code: str, message: str) -> None:
@@ -85,6 +114,34 @@ def abort_run(session: Session, run_id: int, code: str, message: str) -> None:
     session.execute(
         update(Run).where(Run.id == run_id, Run.error_code.is_(None)).values(error_code=code, error=message)
     )
+
+
+def fail_run(session: Session, run_id: int, code: str, message: str, now: dt.datetime) -> bool:
+    """Fail a run at once: record why, cancel its queued chunks and close it (compare-and-set on a run that is
+    not final yet). Chunks still running finish their attempt and still add their counts. True if this call
+    failed it; the run-closed listeners (alert evaluation) hear of it once the transaction committed.
+    """
+    from worker.ledger.chunks import cancel_queued
+
+    run = session.execute(select(Run).where(Run.id == run_id).with_for_update(key_share=True)).scalar_one()
+    if RunStatus(run.status).final:
+        return False
+    cancelled = cancel_queued(session, run_id, now, f"run failed: {code}")
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(
+            status=RunStatus.FAILED.value,
+            error_code=code,
+            error=message,
+            finished_at=now,
+            heartbeat_at=now,
+            plan_lease_until=None,
+            chunks_done=Run.chunks_done + cancelled,
+        )
+    )
+    _announce_when_committed(session, run_id)
+    return True
 
 
 def request_cancel(session: Session, run_id: int) -> bool:
@@ -130,6 +187,14 @@ def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.date
         used = counts.api_used
         newer = Run.api_used_after.is_(None) | (Run.api_used_after < used)
         session.execute(update(Run).where(Run.id == run_id, newer).values(api_used_after=used))
+
+
+def record_api_limit(session: Session, run_id: int, used: int | None, limit: int | None) -> None:
+    """Keep the org's daily API limit as last measured: the limit read with the newest usage reading (the one
+    ``add_chunk_result`` kept in ``api_used_after``). An admin may raise it while a run waits for budget."""
+    if used is None or limit is None:
+        return
+    session.execute(update(Run).where(Run.id == run_id, Run.api_used_after == used).values(api_limit=limit))
 
 
 def final_status(run: Run) -> RunStatus:

@@ -1,0 +1,169 @@
+"""Issue 10, "What was found" 7: the ledger tells what happened, killed attempts and raised limits included.
+
+1. A worker process group SIGKILLed while its chunk talks to the registry: the requests that attempt sent are
+   counted in the run's ``registry_calls`` (worker.send_tally), so the ledger equals the registry sandbox's request
+   log. Before, the ledger only counted attempts that ended by themselves (2,760 counted, 2,836 received).
+2. A run paused by the API budget, the org's limit raised, the run resumed: `runs show` prints the limit as last
+   measured, not the one read when the run was planned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import time_machine
+from typer.testing import CliRunner
+
+from tests.conftest import RegsyncEnv
+from tests.integration.celery_cluster import (
+    ClusterEnv,
+    WorkerProcess,
+    celery_cluster,
+    sweeper_loop,
+    unique_queue,
+)
+from tests.integration.inprocess_runs import (
+    ListDispatcher,
+    install_connection,
+    start_run,
+    sync_all,
+    use_world,
+    view,
+)
+from worker.cli.main import app
+from worker.connections.apply import apply_connection
+from worker.connections.spec import parse_spec
+from worker.dispatch import CeleryDispatcher
+from worker.ledger.db import session_scope
+from worker.runner import start_run as start_cluster_run
+from worker.runner import wait_for
+from worker.sandbox.stack import Stack, sandbox_stack
+from worker.sandbox.tls import RecordedRequest, Reply
+from worker.secrets import set_secret
+from worker.sweeper import sweep
+
+CONNECTION = "truth"
+
+
+@dataclass(frozen=True)
+class TunedEnv(ClusterEnv):
+    """The cluster's world plus settings of this test (``REGSYNC_*`` pairs)."""
+
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def variables(self) -> dict[str, str]:
+        return {**super().variables(), **dict(self.extra)}
+
+
+class KillAtRequest:
+    """In front of the registry sandbox: on the ``n``-th request, SIGKILL the worker that sent it, then answer.
+
+    The request has reached the registry (it is in its log); the worker dies waiting for the answer. With one
+    registry request in flight per worker (REGSYNC_REGISTRY_CONCURRENCY=1) it is the attempt's last one.
+    """
+
+    def __init__(self, stack: Stack, n: int) -> None:
+        self._server = stack.registry._server
+        self._route = self._server._handler
+        self._n = n
+        self._seen = 0
+        self._lock = threading.Lock()
+        self.victim: WorkerProcess | None = None
+        self.fired = threading.Event()
+        self._server._handler = self._dispatch
+
+    def _dispatch(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self._seen += 1
+            fire = self._seen == self._n and self.victim is not None
+        if fire and self.victim is not None:
+            self.victim.kill()
+            self.fired.set()
+        return self._route(request)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with sandbox_stack(tmp_path / "sandbox", 300) as started:
+        yield started
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+@pytest.mark.timeout(150)
+def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(
+    env: RegsyncEnv, redis_url: str, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = TunedEnv(
+        database_url=env.database_url,
+        redis_url=redis_url,
+        secret_key=env.secret_key,
+        ca_bundle=stack.ca.bundle_path,
+        queue=unique_queue("regsync-truth"),
+        log_level="INFO",
+        extra=(("REGSYNC_REGISTRY_CONCURRENCY", "1"),),
+    )
+    world.apply(monkeypatch)
+    data = stack.spec_data(CONNECTION, "proff", requests_per_second=2000, burst=200)
+    data["sync"] = {"chunk_size": 50}
+    spec = parse_spec(data)
+    with session_scope() as session:
+        apply_connection(session, spec, "test")
+    with session_scope() as session:
+        set_secret(session, CONNECTION, "salesforce_client_secret", stack.client_secret, "test")
+        set_secret(session, CONNECTION, "registry_token", stack.registry_token, "test")
+    killer = KillAtRequest(stack, n=70)  # inside the second chunk's lookups (about 50 per chunk)
+
+    with celery_cluster(world, tmp_path / "workers", 1) as cluster, sweeper_loop() as sweeper:
+        killer.victim = cluster.workers[0]
+        run_id = start_cluster_run(CONNECTION, CeleryDispatcher(), triggered_by="test")
+        assert killer.fired.wait(60), "the worker was never killed"
+        cluster.start(1)  # the survivor takes the lost chunk over once the sweeper requeued it
+        final = wait_for(run_id, lambda _view: None, poll_s=0.2, timeout_s=90)
+
+    received = len(stack.registry.requests)
+    truth = stack.truth(spec)
+    assert final["status"] == "partially_failed"
+    assert {k: final[k] for k in ("planned", "invalid", "updated", "failed")} == {
+        "planned": truth.planned,
+        "invalid": truth.invalid,
+        "updated": truth.updated,
+        "failed": truth.failed,
+    }
+    assert max(stack.salesforce.writes.values()) == 1
+    assert received > truth.unique_valid_org_numbers, "the dead attempt's lookups were not asked again"
+    assert final["registry_calls"] == received, (final["registry_calls"], received)
+    assert sweeper.totals()["expired_chunks"] >= 1 and not sweeper.errors
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_runs_show_prints_the_api_limit_as_last_measured_after_a_pause_and_resume(
+    env: object, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sandbox_stack(tmp_path, 200, stale_share=0.5) as stack:
+        use_world(monkeypatch, stack, redis_url)
+        stack.salesforce.set_api_usage(0, 1_000)
+        data = stack.spec_data("budget", requests_per_second=1000, burst=100)
+        data["sync"] = {"chunk_size": 25}
+        data["budget"] = {"max_api_share": 0.009}  # 9 calls a day of 1,000: it pauses after a few chunks
+        connection_id = install_connection(stack, data)
+        dispatch = ListDispatcher()
+        run_id = start_run(connection_id, dispatch)
+        sync_all(dispatch.take_chunks())
+        paused = view(run_id)
+        used, _ = stack.salesforce.api_usage
+        stack.salesforce.set_api_usage(used, 250_000)  # the admin raised the org's limit meanwhile
+        tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+        with time_machine.travel(dt.datetime.combine(tomorrow, dt.time(0, 0, 5), dt.UTC), tick=True):
+            assert sweep(dispatch).runs_resumed == 1
+            sync_all(dispatch.take_chunks())
+        final = view(run_id)
+        shown = CliRunner().invoke(app, ["runs", "show", str(run_id)], env={"COLUMNS": "200"})
+
+    assert (paused["status"], paused["api_limit"]) == ("paused_budget", 1_000)
+    assert final["status"] == "partially_failed" and final["api_limit"] == 250_000
+    assert "of 250000 per day" in shown.output, shown.output

@@ -1,0 +1,93 @@
+"""Registry requests counted per chunk attempt as they go on the wire, in Redis, so that a killed attempt's calls
+still reach its run's ``registry_calls``.
+
+An attempt that ends by itself (done, released, given up, run failed) adds its own in-memory count to the run, as
+before. One that dies (SIGKILL, lost machine) cannot; whoever takes its chunk over (the sweeper's requeue, the next
+claim, the sweeper's give-up) adds what this tally says the dead attempt sent. A request counts when it is about to
+go on the wire (after its connection is set up, when its rate-limit token is taken), so an attempt killed with
+requests in flight may count up to ``registry_concurrency`` requests the registry never received: the count errs
+on the side of the quota.
+
+Redis key: ``regsync:run:{<run tag>}:sends``, field ``<chunk id>:<attempt>``; dropped when the run closes, and
+expires a day after its last write anyway. Without Redis (the embedded demo: one process) nothing is tallied.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from worker.errors import RegsyncError
+from worker.ledger.models import Run
+from worker.shared_state import redis_client, redis_errors, shared_mode
+
+log = logging.getLogger(__name__)
+
+SENDS_TTL_MS = 86_400_000
+
+
+def _key(run_tag: str) -> str:
+    return f"regsync:run:{{{run_tag}}}:sends"
+
+
+def _field(chunk_id: int, attempt: int) -> str:
+    return f"{chunk_id}:{attempt}"
+
+
+class SendTally:
+    """Called once per registry request of one chunk attempt, as the request goes on the wire."""
+
+    def __init__(self, client: redis.Redis, run_tag: str, chunk_id: int, attempt: int) -> None:
+        self._redis = client
+        self._key = _key(run_tag)
+        self._field = _field(chunk_id, attempt)
+
+    def __call__(self) -> None:
+        with redis_errors("counting a registry request"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hincrby(self._key, self._field, 1)
+            pipe.pexpire(self._key, SENDS_TTL_MS)
+            pipe.execute()
+
+
+def tally_for(settings: Settings, run_tag: str, chunk_id: int, attempt: int) -> SendTally | None:
+    """The tally of one attempt; None without Redis (one process: no attempt can die alone)."""
+    if shared_mode(settings) != "redis":
+        return None
+    return SendTally(redis_client(settings), run_tag, chunk_id, attempt)
+
+
+def sent_by(settings: Settings, run_tag: str, chunk_id: int, attempt: int) -> int:
+    """Registry requests the attempt sent, by its tally (0 without Redis, or if Redis cannot say: logged)."""
+    if shared_mode(settings) != "redis":
+        return 0
+    try:
+        with redis_errors("reading a dead attempt's registry requests"):
+            raw = redis_client(settings).hget(_key(run_tag), _field(chunk_id, attempt))
+    except RegsyncError as exc:
+        log.warning(
+            "a dead attempt's registry calls are not counted: %s", exc.message, extra={"chunk_id": chunk_id}
+        )
+        return 0
+    return int(raw or 0)
+
+
+def charge_dead_attempt(
+    session: Session, settings: Settings, run_id: int, *, run_tag: str, chunk_id: int, attempt: int
+) -> int:
+    """Add a dead attempt's registry requests to its run (in the caller's transaction); returns how many."""
+    sent = sent_by(settings, run_tag, chunk_id, attempt)
+    if sent:
+        session.execute(update(Run).where(Run.id == run_id).values(registry_calls=Run.registry_calls + sent))
+    return sent
+
+
+def forget_run(settings: Settings, run_tag: str) -> None:
+    """Drop a closed run's tallies (they expire by themselves too)."""
+    if shared_mode(settings) == "redis":
+        with redis_errors("dropping a closed run's registry request tallies"):
+            redis_client(settings).delete(_key(run_tag))
