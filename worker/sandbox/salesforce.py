@@ -138,6 +138,19 @@ class SandboxSalesforce:
     def lock_rows(self, record_ids: Iterable[str]) -> None:
         self._store.lock_rows(record_ids)
 
+    def lock_share(self, share: float, seed: int = 0) -> None:
+        """Lock ``share`` of the records on their first write attempt only (UNABLE_TO_LOCK_ROW once each)."""
+        self._store.lock_share(share, seed)
+
+    @property
+    def locks_injected(self) -> Counter[str]:
+        """How often each record was refused by :meth:`lock_share` (once at most)."""
+        return self._store.locks_injected
+
+    def alter_field(self, name: str, **changes: Any) -> None:
+        """Change an Account field as an admin would (``length=``, ``picklist=``, ``restricted=`` ...)."""
+        self._store.alter_field(name, **changes)
+
     def clear_faults(self) -> None:
         self._store.clear_faults()
 
@@ -229,7 +242,7 @@ class SandboxSalesforce:
     def _describe(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
         if match["object"] != "Account":
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        return Reply(200, describe_body(version))
+        return Reply(200, describe_body(version, self._store.fields()))
 
     def _retrieve(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
         if match["object"] != "Account":
