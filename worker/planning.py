@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from worker.backfill import selection_for
+from worker.connections.preflight import check_run_start
 from worker.crm.port import CrmClient, CrmRecord
 from worker.dispatch import Dispatcher
 from worker.errors import InvalidOrgNumber, LedgerError
@@ -60,6 +61,7 @@ def plan_run(
     if run is None:
         return "not_claimed"
     with clients(run.connection_id, settings) as (runtime, crm, _registry):
+        check_run_start(runtime.spec, crm)  # H2, issue 10: a mapping that no longer fits fails the run here
         Planner(run, runtime, crm, dispatch, settings).run()
     return "planned"
 

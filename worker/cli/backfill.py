@@ -27,6 +27,7 @@ from worker.backfill_estimate import Estimate, estimate
 from worker.cli.common import ACTOR_HELP, console, handles_errors, print_json, require_actor
 from worker.cli.runs import exit_code_for, print_summary, watch
 from worker.connections.apply import load_connection
+from worker.connections.preflight import require_secrets
 from worker.connections.spec import ConnectionSpec
 from worker.crm.ids import read_ids_file
 from worker.dispatch import CeleryDispatcher
@@ -140,6 +141,7 @@ def backfill_command(
     with session_scope() as session:
         row, spec = load_connection(session, connection)
         connection_id = row.id
+        require_secrets(session, connection)  # before any Salesforce call: name every missing secret
     with _crm(connection_id) as crm:
         options = _options(
             spec,
