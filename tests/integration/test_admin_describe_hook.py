@@ -165,3 +165,16 @@ def test_skip_describe_makes_no_call(org: SandboxSalesforce, tmp_path: Path) -> 
 
     assert code == 0, output
     assert "describe check skipped (--skip-describe)" in output and len(org.requests) == before
+
+
+def test_a_secret_salesforce_refuses_is_stored_but_the_check_fails_loudly(
+    org: SandboxSalesforce, tmp_path: Path
+) -> None:
+    (tmp_path / "acme.toml").write_text(toml(org), encoding="utf-8")
+    invoke("connection", "apply", str(tmp_path / "acme.toml"))
+
+    code, output = invoke("secret", "set", "acme", "salesforce_client_secret", stdin="wrong-secret-0a1b2c3d")
+
+    assert code == 1, output
+    assert "Salesforce refused the token request (invalid_client)" in output
+    assert "wrong-secret-0a1b2c3d" not in output and described(org) == 0
