@@ -10,15 +10,22 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Hosts a plain-http REGSYNC_HEARTBEAT_URL may name (a local relay or a test receiver).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Settings(BaseSettings):
     """regsync settings. Each field is read from ``REGSYNC_<NAME>`` (or ``REGSYNC_<NAME>_FILE`` for secrets)."""
 
-    model_config = SettingsConfigDict(env_prefix="REGSYNC_", extra="ignore", strict=False)
+    # hide_input_in_errors: a bad value may be a secret (the heartbeat URL holds a token); errors name the field.
+    model_config = SettingsConfigDict(
+        env_prefix="REGSYNC_", extra="ignore", strict=False, hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{Path.cwd() / 'regsync.sqlite3'}",
@@ -89,6 +96,21 @@ class Settings(BaseSettings):
     alert_backoff_s: float = Field(
         default=0.5, ge=0, description="First pause between webhook attempts, seconds (doubles each time)."
     )
+    heartbeat_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Dead-man's switch: beat sends GET to this URL (a Healthchecks.io or Cronitor ping URL) every "
+            "REGSYNC_HEARTBEAT_INTERVAL_S; https, or http to this machine only. Its path is a secret: never logged."
+        ),
+    )
+    heartbeat_interval_s: float = Field(
+        default=60.0, ge=0.5, description="Seconds between beat's pings of REGSYNC_HEARTBEAT_URL."
+    )
+    beat_grace_s: float = Field(
+        default=90.0,
+        ge=15.0,
+        description="Seconds beat may go without a heartbeat before /v1/health and `regsync health` fail.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -108,6 +130,32 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("REGSYNC_DATABASE_URL is empty; give a SQLAlchemy URL or leave it unset")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _heartbeat_url_file(cls, data: Any) -> Any:
+        """``REGSYNC_HEARTBEAT_URL_FILE`` stands in for ``REGSYNC_HEARTBEAT_URL`` (the URL holds a token)."""
+        path = os.environ.get("REGSYNC_HEARTBEAT_URL_FILE")
+        if isinstance(data, dict) and path and not data.get("heartbeat_url"):
+            try:
+                data["heartbeat_url"] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"REGSYNC_HEARTBEAT_URL_FILE={path} cannot be read: {exc.strerror}"
+                ) from None
+        return data
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        local = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        if not parts.hostname or not (parts.scheme == "https" or local):
+            # The message never repeats the URL: its path is the monitor's token.
+            raise ValueError("REGSYNC_HEARTBEAT_URL must be an https:// URL (http:// only to this machine)")
+        return SecretStr(value.get_secret_value().strip())
 
     def secret_keys(self) -> list[str]:
         """The configured Fernet keys, primary first (empty when none is set)."""

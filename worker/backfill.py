@@ -28,6 +28,7 @@ from worker.ledger import runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import RecordFailure, Run, RunKind, RunStatus
 from worker.orgnr import SUPPORTED_COUNTRIES
+from worker.registry_outcomes import NOTICE_CODES
 
 
 class BackfillOptions(BaseModel):
@@ -136,6 +137,10 @@ def resolve_selection(options: BackfillOptions, connection_id: int, spec: Connec
     return Selection(options.filter_where(spec), ids)
 
 
+#: Registry notices share the failures table but did not fail: `--only-failed` leaves them out.
+_NOT_A_NOTICE = RecordFailure.error_code.not_in(sorted(NOTICE_CODES))
+
+
 def failed_record_ids(session: Session, run_id: int, connection_id: int) -> list[str]:
     """The records that failed in run ``run_id`` of the same connection.
 
@@ -145,7 +150,7 @@ def failed_record_ids(session: Session, run_id: int, connection_id: int) -> list
     run = runs.get_run(session, run_id)
     if run.connection_id != connection_id:
         raise InvalidFilter(f"--only-failed: run {run_id} belongs to another connection")
-    query = select(RecordFailure.record_id).where(RecordFailure.run_id == run_id)
+    query = select(RecordFailure.record_id).where(RecordFailure.run_id == run_id, _NOT_A_NOTICE)
     return list(dict.fromkeys(session.execute(query).scalars()))
 
 
@@ -161,7 +166,7 @@ def check_only_failed(session: Session, run_id: int, connection_id: int) -> int:
     if not RunStatus(run.status).final:
         raise InvalidFilter(f"--only-failed: run {run_id} is still {run.status}; wait until it ends")
     count = session.scalar(
-        select(func.count()).select_from(RecordFailure).where(RecordFailure.run_id == run_id)
+        select(func.count()).select_from(RecordFailure).where(RecordFailure.run_id == run_id, _NOT_A_NOTICE)
     )
     if not count:
         raise InvalidFilter(f"--only-failed: run {run_id} has no failed records; nothing to re-run")

@@ -16,6 +16,8 @@ class CompanyStatus(StrEnum):
     LIQUIDATION = "liquidation"
     DELETED = "deleted"
     NOT_FOUND = "not_found"
+    INACTIVE = "inactive"
+    UNKNOWN = "unknown"
 
 
 class Address(BaseModel):
@@ -51,17 +53,27 @@ class Company(BaseModel):
     last_updated: dt.date | None = None
 
 
-#: Canonical field names a mapping may use, and how to read each from a Company.
+#: Address parts by canonical suffix: canonical ``postal_city`` reads ``Address.city`` of the postal address.
+_ADDRESS_PARTS = {"street": "street", "postal_code": "postal_code", "city": "city", "country": "country"}
+
+#: The older address fields: one address, the business (visitor) address, else the postal one, as a whole.
+_EITHER_ADDRESS = {
+    "street": "street",
+    "postal_code": "postal_code",
+    "city": "city",
+    "address_country": "country",
+}
+
+#: Canonical field names a mapping may use (``canonical_value`` reads each from a Company).
 CANONICAL_FIELDS: tuple[str, ...] = (
     "name",
     "legal_form",
     "status",
-    "street",
-    "postal_code",
-    "city",
-    "address_country",
+    *_EITHER_ADDRESS,
+    *(f"{which}_{part}" for which in ("business", "postal") for part in _ADDRESS_PARTS),
     "nace_code",
     "nace_text",
+    "nace_full",
     "employees",
     "revenue",
     "founded",
@@ -71,20 +83,36 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 
 
 def canonical_value(company: Company, field: str) -> str | int | dt.date | None:
-    """The value of one canonical field (addresses flattened from the business address)."""
-    address = company.business_address or company.postal_address
-    address_fields = {
-        "street": "street",
-        "postal_code": "postal_code",
-        "city": "city",
-        "address_country": "country",
-    }
-    if field in address_fields:
-        return getattr(address, address_fields[field]) if address else None
+    """The value of one canonical field; ``None`` leaves the CRM field alone.
+
+    Addresses: ``business_*`` and ``postal_*`` read that address only; the older ``street``, ``postal_code``,
+    ``city`` and ``address_country`` read the business address, or the postal one when there is none.
+    ``status`` is ``None`` when the registry's status is unknown: it is never written.
+    ``nace_full`` is the code and the text joined by one space, as Proff sends it (``62.010
+    Programmeringstjenester``); the code alone when the registry gives no text.
+    """
+    if field in _EITHER_ADDRESS:
+        return _part(company.business_address or company.postal_address, _EITHER_ADDRESS[field])
+    which, _, part = field.partition("_")
+    if which in ("business", "postal") and part in _ADDRESS_PARTS:
+        return _part(getattr(company, f"{which}_address"), _ADDRESS_PARTS[part])
     if field == "status":
-        return company.status.value
+        return None if company.status is CompanyStatus.UNKNOWN else company.status.value
+    if field == "nace_full":
+        return _nace_full(company)
     value: str | int | dt.date | None = getattr(company, field)
     return value
+
+
+def _part(address: Address | None, part: str) -> str | None:
+    value: str | None = getattr(address, part) if address else None
+    return value
+
+
+def _nace_full(company: Company) -> str | None:
+    if company.nace_code is None:
+        return None
+    return f"{company.nace_code} {company.nace_text}" if company.nace_text else company.nace_code
 
 
 @dataclass(frozen=True, slots=True)

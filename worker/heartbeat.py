@@ -1,7 +1,10 @@
-"""Process heartbeats in Redis: workers and beat note that they are alive; ``/v1/health`` reads them.
+"""Process heartbeats in Redis: workers and beat note that they are alive; ``/v1/health`` and ``regsync health``
+read them.
 
-Each process writes ``regsync:heartbeat:<role>:<name>`` (value: Unix time) every ``INTERVAL_S`` with a time to
-live of ``TTL_S``, so a dead process disappears on its own. Redis is the one place every machine shares.
+Each process writes ``regsync:heartbeat:<role>:<name>`` (value: Unix time) every ``INTERVAL_S``. The key lives
+``KEEP_S``, so health can say how long a dead process has been silent, and old ones disappear on their own.
+A worker counts as alive within ``WORKER_GRACE_S``, beat within REGSYNC_BEAT_GRACE_S. Redis is the one place
+every machine shares. Beat also starts the dead-man's switch (:mod:`worker.deadman`) when a URL is set.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 
@@ -17,8 +21,10 @@ log = logging.getLogger(__name__)
 
 PREFIX = "regsync:heartbeat"
 INTERVAL_S = 10.0
-#: A process silent for this long counts as dead (three missed beats).
-TTL_S = 35
+#: A worker silent for this long counts as dead (three missed beats).
+WORKER_GRACE_S = 35.0
+#: How long a silent process's last heartbeat stays readable, seconds.
+KEEP_S = 86_400
 ROLES = ("worker", "beat")
 
 
@@ -31,7 +37,7 @@ def beat_once(url: str, role: str, name: str, now: float | None = None) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     with _client(url) as client:
-        client.set(f"{PREFIX}:{role}:{name}", f"{now if now is not None else time.time():.3f}", ex=TTL_S)
+        client.set(f"{PREFIX}:{role}:{name}", f"{now if now is not None else time.time():.3f}", ex=KEEP_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +49,8 @@ class Seen:
     age_s: float
 
 
-def alive(url: str, role: str, now: float | None = None) -> list[Seen]:
-    """The processes of ``role`` that beat within ``TTL_S``.
+def last_seen(url: str, role: str, now: float | None = None) -> list[Seen]:
+    """Every process of ``role`` heard from within ``KEEP_S``, alive or not, by name.
 
     Raises:
         redis.RedisError: Redis cannot be read.
@@ -59,6 +65,15 @@ def alive(url: str, role: str, now: float | None = None) -> list[Seen]:
             name = key.decode().split(":", 3)[3]
             seen.append(Seen(role, name, max(0.0, round(now - float(value), 3))))
     return sorted(seen, key=lambda s: s.name)
+
+
+def alive(url: str, role: str, now: float | None = None, within_s: float = WORKER_GRACE_S) -> list[Seen]:
+    """The processes of ``role`` that beat within ``within_s`` seconds.
+
+    Raises:
+        redis.RedisError: Redis cannot be read.
+    """
+    return [seen for seen in last_seen(url, role, now) if seen.age_s <= within_s]
 
 
 class HeartbeatThread(threading.Thread):
@@ -81,14 +96,18 @@ class HeartbeatThread(threading.Thread):
         self._stopped.set()
 
 
-_THREADS: list[HeartbeatThread] = []
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+_THREADS: list[_Stoppable] = []
 
 
 def start(role: str, name: str) -> HeartbeatThread | None:
     """Start beating for this process (REGSYNC_REDIS_URL) until :func:`stop_all`; the Celery signals call it.
 
-    Not for an embedded worker on the memory transport (``regsync demo``): it is no member of a cluster, and
-    there may be no Redis to write to.
+    Beat also starts the dead-man's switch when REGSYNC_HEARTBEAT_URL is set. Not for an embedded worker on
+    the memory transport (``regsync demo``): it is no member of a cluster, and there may be no Redis to write to.
     """
     from config.settings import get_settings
 
@@ -98,7 +117,19 @@ def start(role: str, name: str) -> HeartbeatThread | None:
     thread = HeartbeatThread(settings.redis_url, role, name)
     thread.start()
     _THREADS.append(thread)
+    if role == "beat" and settings.heartbeat_url is not None:
+        _THREADS.append(
+            _start_switch(settings.heartbeat_url.get_secret_value(), settings.heartbeat_interval_s)
+        )
     return thread
+
+
+def _start_switch(url: str, interval_s: float) -> _Stoppable:
+    from worker.deadman import DeadMansSwitch
+
+    switch = DeadMansSwitch(url, interval_s)
+    switch.start()
+    return switch
 
 
 def stop_all() -> None:

@@ -9,6 +9,7 @@ the last chunk.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings, get_settings
 from worker.backfill import BackfillOptions
 from worker.budget import control as budget
-from worker.company import CompanyKey, LookupResult
+from worker.company import Company, CompanyKey, LookupResult
 from worker.company_cache import lookup_once
 from worker.company_cache_stores import cache_for_run
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
@@ -41,6 +42,7 @@ from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
 from worker.policies import RecordPlan, plan_record, value_hash
 from worker.registry.port import RegistryProvider
+from worker.registry_outcomes import OUT_OF_SCOPE_CODES, RegistryNotice, notice_for
 from worker.runtime import ClientFactory, Runtime, open_clients
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,31 @@ class Outcome:
     api_used: int | None = None
     protected: int = 0  # fields left alone because someone edited them by hand (protect_manual)
     opted_out: int = 0  # records skipped because their opt-out checkbox is now ticked
+    out_of_scope: int = 0  # records skipped because the registry does not cover their country
+    notices: list[Failure] = field(default_factory=list)  # registry outcomes that are not failures
     field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
+
+    def counts(self) -> runs.Counts:
+        """What this attempt adds to its run; a notice counts in its own counter, never in ``failed``."""
+        noticed = Counter(notice.error_code for notice in self.notices)
+        return runs.Counts(
+            fetched=self.fetched,
+            unchanged=self.unchanged,
+            updated=self.updated,
+            failed=len(self.failures),
+            registry_calls=self.registry_calls,
+            crm_calls=self.crm_calls,
+            api_used=self.api_used,
+            protected=self.protected,
+            opted_out=self.opted_out,
+            out_of_scope=self.out_of_scope,
+            **{notice.counter: noticed[notice.value] for notice in RegistryNotice},
+        )
+
+    def ledger_rows(self) -> list[Failure]:
+        """The failures, and the notices of records that did not fail (one row per record: a failure wins)."""
+        failed = {failure.record_id for failure in self.failures}
+        return self.failures + [notice for notice in self.notices if notice.record_id not in failed]
 
 
 def sync_chunk(
@@ -201,25 +227,46 @@ class ChunkWork:
             state = writes.load(session, self.runtime.connection_id, list(keys))
         plans: dict[str, RecordPlan] = {}
         for record_id, key in keys.items():
-            result = results.get(key)
-            if result is None or result.company is None:
-                code = result.error_code if result and result.error_code else "REGISTRY_NO_ANSWER"
-                message = result.error_message if result and result.error_message else "no registry answer"
-                self._fail(record_id, key.org_number, code, message)
+            company = self._company(record_id, key, results.get(key))
+            if company is None:
                 continue
-            self.outcome.fetched += 1
-            fields = state.get(record_id, {})
-            confirmed = {name: s.confirmed_hash for name, s in fields.items() if s.confirmed_hash}
-            plan = plan_record(records[record_id], result.company, self.spec.mapping, confirmed)
-            self.outcome.protected += len(plan.protected)
-            if plan.changes:
+            plan = self._plan(record_id, records[record_id], company, state.get(record_id, {}))
+            if plan is not None:
                 plans[record_id] = plan
-            elif self._written_by_this_run(records[record_id], fields):
-                self.outcome.updated += 1
-                self.outcome.written_ok.append(record_id)
-            else:
-                self.outcome.unchanged += 1
         return plans
+
+    def _company(self, record_id: str, key: CompanyKey, result: LookupResult | None) -> Company | None:
+        """The registry's company for this record, with its notice if any; None when out of scope or failed."""
+        if result is not None and result.company is not None:
+            self.outcome.fetched += 1
+            notice = notice_for(result.company.status)
+            if notice is not None:
+                message = notice.message(result.company.status)
+                self.outcome.notices.append(Failure(record_id, key.org_number, notice.value, message))
+            return result.company
+        if result is not None and result.error_code in OUT_OF_SCOPE_CODES:
+            self.outcome.out_of_scope += 1  # skipped: neither failed nor listed
+            return None
+        code = result.error_code if result and result.error_code else "REGISTRY_NO_ANSWER"
+        message = result.error_message if result and result.error_message else "no registry answer"
+        self._fail(record_id, key.org_number, code, message)
+        return None
+
+    def _plan(
+        self, record_id: str, record: CrmRecord, company: Company, fields: dict[str, FieldState]
+    ) -> RecordPlan | None:
+        """The record's changes, or None after counting it unchanged (or updated by an earlier attempt)."""
+        confirmed = {name: s.confirmed_hash for name, s in fields.items() if s.confirmed_hash}
+        plan = plan_record(record, company, self.spec.mapping, confirmed)
+        self.outcome.protected += len(plan.protected)
+        if plan.changes:
+            return plan
+        if self._written_by_this_run(record, fields):
+            self.outcome.updated += 1
+            self.outcome.written_ok.append(record_id)
+        else:
+            self.outcome.unchanged += 1
+        return None
 
     def _written_by_this_run(self, record: CrmRecord, fields: dict[str, FieldState]) -> bool:
         """An earlier attempt of this run wrote this record and then died before recording it."""
@@ -283,36 +330,12 @@ class ChunkWork:
 def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str | None = None) -> None:
     """Record the chunk's outcome and add it to the run, atomically, if this attempt still owns the chunk."""
     now = utcnow()
-    counts = runs.Counts(
-        fetched=outcome.fetched,
-        unchanged=outcome.unchanged,
-        updated=outcome.updated,
-        failed=len(outcome.failures),
-        registry_calls=outcome.registry_calls,
-        crm_calls=outcome.crm_calls,
-        api_used=outcome.api_used,
-        protected=outcome.protected,
-        opted_out=outcome.opted_out,
-    )
+    counts = outcome.counts()
     with session_scope() as session:
-        if not chunks.finish(
-            session,
-            claim,
-            status,
-            now,
-            error=error,
-            fetched=counts.fetched,
-            unchanged=counts.unchanged,
-            updated=counts.updated,
-            failed=counts.failed,
-            registry_calls=counts.registry_calls,
-            crm_calls=counts.crm_calls,
-            protected=counts.protected,
-            opted_out=counts.opted_out,
-        ):
+        if not chunks.finish(session, claim, status, now, error=error, **counts.columns()):
             log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
             return
-        chunks.add_failures(session, claim.run_id, claim.chunk_id, outcome.failures, claim.attempt)
+        chunks.add_failures(session, claim.run_id, claim.chunk_id, outcome.ledger_rows(), claim.attempt)
         writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
         writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
         runs.add_chunk_result(session, claim.run_id, counts, now)

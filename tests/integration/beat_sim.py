@@ -1,11 +1,15 @@
 """A simulated beat process (not a test module): calls the real tick on an accelerated clock shared by beats.
 
-``python -m tests.integration.beat_sim START_REAL START_SIM END_SIM SPEED SEED`` waits until the wall clock
-reaches ``START_REAL`` (epoch seconds), then ticks on a grid of real instants every ``GRID_S`` seconds (so
+``python -m tests.integration.beat_sim START_REAL START_SIM END_SIM SPEED SEED [RACERS]`` waits until the wall
+clock reaches ``START_REAL`` (epoch seconds), then ticks on a grid of real instants every ``GRID_S`` seconds (so
 several beat processes tick at nearly the same moment, the race a second beat or a redelivered tick causes),
 each with a small random jitter, passing ``now`` = the simulated time. It dispatches through Celery (Redis)
 exactly as the ``regsync.tick`` task does, and prints the summed TickReport as JSON when the simulated clock
 passes ``END_SIM``.
+
+With ``RACERS`` > 0, nearly-the-same-moment is made exact: each insert of a slot's run waits at a Redis gate
+until ``RACERS`` beats reached their insert of that slot (tests/integration/insert_race.py), and the JSON's
+``inserts`` lists every attempt with PostgreSQL's answer (inserted, or refused by the unique constraint).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import json
 import random
 import sys
 import time
+from contextlib import ExitStack
+from typing import Any
 
 GRID_S = 0.1
 JITTER_S = 0.01
@@ -25,14 +31,32 @@ def simulated(start_real: float, start_sim: dt.datetime, speed: float, real: flo
 
 
 def main(argv: list[str]) -> int:
-    from worker.dispatch import CeleryDispatcher
-    from worker.scheduling.tick import tick
+    from config.settings import get_settings
+    from tests.integration.insert_race import InsertAttempt, RedisGate, race_run_inserts
 
     start_real, speed, seed = float(argv[0]), float(argv[3]), int(argv[4])
     start_sim, end_sim = dt.datetime.fromisoformat(argv[1]), dt.datetime.fromisoformat(argv[2])
-    jitter = random.Random(seed)
+    racers = int(argv[5]) if len(argv) > 5 else 0
+    with ExitStack() as stack:
+        attempts: list[InsertAttempt] = []
+        if racers:
+            gate = RedisGate(get_settings().redis_url, racers)
+            attempts = stack.enter_context(race_run_inserts(gate, racer=f"beat{seed}"))
+        totals: dict[str, Any] = beat(start_real, start_sim, end_sim, speed, random.Random(seed))
+        totals["inserts"] = [attempt.as_dict() for attempt in attempts]
+    sys.stdout.write(json.dumps(totals) + "\n")
+    return 0
+
+
+def beat(
+    start_real: float, start_sim: dt.datetime, end_sim: dt.datetime, speed: float, jitter: random.Random
+) -> dict[str, Any]:
+    """Tick until the simulated clock passes ``end_sim``; the summed TickReport plus ``ticks``."""
+    from worker.dispatch import CeleryDispatcher
+    from worker.scheduling.tick import tick
+
     dispatch = CeleryDispatcher()
-    totals: dict[str, int] = {}
+    totals: dict[str, Any] = {}
     step = 0
     while True:
         target = start_real + step * GRID_S + jitter.uniform(0, JITTER_S)
@@ -44,8 +68,7 @@ def main(argv: list[str]) -> int:
             totals[key] = totals.get(key, 0) + value
         step += 1
     totals["ticks"] = step
-    sys.stdout.write(json.dumps(totals) + "\n")
-    return 0
+    return totals
 
 
 if __name__ == "__main__":

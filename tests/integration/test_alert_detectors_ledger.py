@@ -38,6 +38,10 @@ Scenario = Callable[[int], tuple[set[str], Clear]]
 pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 
 
+#: The medians of :func:`healthy_history`, per metric the volume detector compares.
+HEALTHY_MEDIAN = {"planned": 100.0, "updated": 5.0}
+
+
 def healthy_history(connection_id: int) -> None:
     """Four good runs an hour apart, same volume each time."""
     for hours in (4, 3, 2, 1):
@@ -74,8 +78,13 @@ def overran(cid: int) -> tuple[set[str], Clear]:
     return {"run_overran"}, lambda: update_run(run_id, **done)
 
 
-def volume(cid: int) -> tuple[set[str], Clear]:
-    add_run(cid, "succeeded", NOW - 10 * MIN, planned=400, updated=5)
+def volume_planned(cid: int) -> tuple[set[str], Clear]:
+    add_run(cid, "succeeded", NOW - 10 * MIN, planned=400, updated=5)  # four times the records, same updates
+    return {"volume_anomaly"}, _succeeds_later(cid)
+
+
+def volume_updated(cid: int) -> tuple[set[str], Clear]:
+    add_run(cid, "succeeded", NOW - 10 * MIN, planned=100, updated=80)  # same records, 16 times the updates
     return {"volume_anomaly"}, _succeeds_later(cid)
 
 
@@ -125,13 +134,15 @@ def missed(cid: int) -> tuple[set[str], Clear]:
     return {"run_missed"}, clear
 
 
+#: Scenario id → what it sets up; the id is the alert kind, with ``:subject`` where a kind has several.
 SCENARIOS: dict[str, Scenario] = {
     "run_failed": failed,
     "run_partially_failed": partially_failed,
     "run_missed": missed,
     "run_stalled": stalled,
     "run_overran": overran,
-    "volume_anomaly": volume,
+    "volume_anomaly:planned": volume_planned,
+    "volume_anomaly:updated": volume_updated,
     "auth_revoked": auth_revoked,
     "api_budget_low": budget,
 }
@@ -157,11 +168,12 @@ def test_a_healthy_history_opens_no_alert(env: RegsyncEnv) -> None:
     assert channels.sent("ops") == []
 
 
-@pytest.mark.parametrize("kind", list(SCENARIOS))
-def test_each_detector_opens_one_alert_and_one_recovery_notice(env: RegsyncEnv, kind: str) -> None:
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_each_detector_opens_one_alert_and_one_recovery_notice(env: RegsyncEnv, scenario: str) -> None:
+    kind, _, subject = scenario.partition(":")
     cid = add_connection(alerts=ALERTS, enabled=True)
     healthy_history(cid)
-    expected, clear = SCENARIOS[kind](cid)
+    expected, clear = SCENARIOS[scenario](cid)
     channels = FakeChannels()
 
     for at in (NOW, NOW, NOW + MIN):  # repeated ticks, one of them at the very same instant
@@ -172,6 +184,10 @@ def test_each_detector_opens_one_alert_and_one_recovery_notice(env: RegsyncEnv, 
     assert all(a.status == "notified" and a.detected_at <= a.opened_at == NOW for a in opened)
     assert all(a.notify_by == a.detected_at + dt.timedelta(minutes=60) for a in opened)
     assert sorted(channels.kinds("ops")) == sorted(("alert", k) for k in expected)
+    if subject:  # the one metric that deviated, and only that one
+        (alert,) = [a for a in opened if a.kind == kind]
+        details = (alert.subject, alert.details["metric"], alert.details["median"])
+        assert details == (subject, subject, HEALTHY_MEDIAN[subject])
 
     clear()
     tick(LATER, channels)

@@ -41,6 +41,7 @@ from worker.ledger.models import Chunk, ChunkStatus, Run
 from worker.ledger.views import list_failures
 from worker.orgnr import normalise
 from worker.policies import plan_record
+from worker.registry_outcomes import NOTICE_CODES
 from worker.runner import start_run, wait_for
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.secrets import set_secret
@@ -112,15 +113,10 @@ def expected_outcome(world: World) -> Outcomes:
     rejected = set(world.stack.validation_failures)
     outcome: Outcomes = {}
     for record_id, original in world.originals.items():
-        country = str(original.get("BillingCountryCode") or "")
-        try:
-            org = normalise(country, original.get("Org_Number__c"))
-        except InvalidOrgNumber:
+        company = company_of(companies, original)
+        if company is None:
             outcome[record_id] = ("invalid", original)
             continue
-        company = companies.get((country, org)) or Company(
-            org_number=org, country=country, status=CompanyStatus.NOT_FOUND
-        )
         changes = plan_record(original, company, world.spec.mapping, {}).changes
         if not changes:
             outcome[record_id] = ("unchanged", original)
@@ -129,6 +125,30 @@ def expected_outcome(world: World) -> Outcomes:
         else:
             outcome[record_id] = ("updated", {**original, **changes})
     return outcome
+
+
+def company_of(companies: dict[tuple[str, str], Company], original: dict[str, Any]) -> Company | None:
+    """What the registry says about an original account; None when its org number is invalid."""
+    country = str(original.get("BillingCountryCode") or "")
+    try:
+        org = normalise(country, original.get("Org_Number__c"))
+    except InvalidOrgNumber:
+        return None
+    return companies.get((country, org)) or Company(
+        org_number=org, country=country, status=CompanyStatus.NOT_FOUND
+    )
+
+
+def noticed_records(world: World, outcome: Outcomes) -> set[str]:
+    """Records the registry calls not active (a notice, not a failure), unless their write failed (a failure row)."""
+    companies = {(c.country, c.org_number): c for c in world.stack.dataset.companies}
+    return {
+        record_id
+        for record_id, (fate, _) in outcome.items()
+        if fate in ("updated", "unchanged")
+        and (company := company_of(companies, world.originals[record_id])) is not None
+        and company.status is not CompanyStatus.ACTIVE
+    }
 
 
 def assert_counts_exact(world: World, view: dict[str, Any]) -> None:
@@ -162,10 +182,13 @@ def assert_failures_listed(world: World, outcome: Outcomes, run_id: int) -> None
     """`runs failures` lists each invalid org number and each refused write once, with its code."""
     with session_scope() as session:
         rows = list_failures(session, run_id, limit=100_000)
-    listed = [(row["record_id"], row["error_code"]) for row in rows]
+    listed = [(row["record_id"], row["error_code"]) for row in rows if not row["notice"]]
     expected = {(rid, "ORGNR_INVALID") for rid, (fate, _) in outcome.items() if fate == "invalid"}
     expected |= {(rid, "FIELD_CUSTOM_VALIDATION_EXCEPTION") for rid in world.stack.validation_failures}
     assert sorted(listed) == sorted(expected)
+    notices = [(row["record_id"], row["error_code"]) for row in rows if row["notice"]]
+    assert sorted(rid for rid, _ in notices) == sorted(noticed_records(world, outcome))
+    assert {code for _, code in notices} <= NOTICE_CODES
     invalid = [row for row in rows if row["error_code"] == "ORGNR_INVALID"]
     assert all(row["org_number"] for row in invalid), "an invalid org number is listed without the number"
 

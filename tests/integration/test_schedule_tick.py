@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from config.settings import reset_settings
 from tests.conftest import RegsyncEnv
+from tests.integration.insert_race import ThreadGate, assert_collided, race_run_inserts
 from tests.unit.fakes import FakeDispatcher, make_spec
 from worker.audit import verify_chain
 from worker.connections.apply import apply_connection
@@ -181,25 +182,32 @@ def test_a_redelivered_tick_with_a_stale_cursor_loses_to_the_unique_constraint(
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
-def test_concurrent_ticks_create_one_run_per_slot(env: RegsyncEnv) -> None:
+def test_four_ticks_racing_for_one_slot_insert_once_and_three_lose_to_the_unique_constraint(
+    env: RegsyncEnv,
+) -> None:
     connection_id = connect()
     now = T0 + dt.timedelta(minutes=1, seconds=5)
-    barrier, dispatchers, errors = threading.Barrier(4), [FakeDispatcher() for _ in range(4)], []
+    dispatchers, reports, errors = [FakeDispatcher() for _ in range(4)], [], []
 
     def beat(dispatch: FakeDispatcher) -> None:
         try:
-            barrier.wait(timeout=10)
-            tick(dispatch, now=now)
+            reports.append(tick(dispatch, now=now))
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=beat, args=(d,)) for d in dispatchers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    # Each tick's insert of the slot's run waits until all four reached it: a collision, not four turns.
+    with race_run_inserts(ThreadGate(len(dispatchers))) as attempts:
+        threads = [
+            threading.Thread(target=beat, args=(d,), name=f"tick{i}") for i, d in enumerate(dispatchers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
 
     assert errors == []
+    assert_collided([a.as_dict() for a in attempts], racers=4)
+    assert sorted((r.started, r.lost, r.errors) for r in reports) == [(0, 1, 0)] * 3 + [(1, 0, 0)]
     assert [r.scheduled_for for r in run_rows(connection_id)] == [T0 + dt.timedelta(minutes=1)]
     assert sum(len(d.plans) for d in dispatchers) == 1
 

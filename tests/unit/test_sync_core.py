@@ -92,8 +92,13 @@ def test_run_updates_changed_records_and_counts_add_up(ledger: str) -> None:
             2,
             0,
         )
-        failure = session.execute(select(RecordFailure)).scalar_one()
-    assert failure.error_code == "ORGNR_INVALID"
+        assert (run.registry_inactive, run.registry_not_found) == (1, 1)  # notices, not failures
+        rows = session.execute(select(RecordFailure.record_id, RecordFailure.error_code)).all()
+    assert sorted(rows) == [
+        ("001000000000000002", "REGISTRY_INACTIVE"),
+        ("001000000000000003", "ORGNR_INVALID"),
+        ("001000000000000004", "REGISTRY_NOT_FOUND"),
+    ]
     assert crm.records["001000000000000002"]["Registry_Status__c"] == "dissolved"
     assert crm.records["001000000000000004"]["Name"] == "Old name"  # never blanked out
     assert crm.records["001000000000000004"]["Registry_Status__c"] == "not_found"

@@ -6,11 +6,12 @@ import datetime as dt
 from typing import Any
 
 from worker.ledger.models import Run, RunStatus
+from worker.ledger.views import records_done
 
 
 def progress(run: Run, now: dt.datetime) -> dict[str, Any]:
     """How far ``run`` is; the ETA assumes the remaining chunks go as fast as the finished ones did."""
-    done_records = run.invalid + run.unchanged + run.updated + run.failed
+    done_records = records_done(run)
     final = RunStatus(run.status).final
     percent = None
     if final:

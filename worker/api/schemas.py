@@ -65,6 +65,19 @@ class RunOut(BaseModel):
     failed: int
     protected: int = Field(description="Fields kept because someone edited them by hand (protect_manual).")
     opted_out: int = Field(description="Records that opted out of registry updates.")
+    out_of_scope: int = Field(description="Records skipped: the registry does not cover their country.")
+    registry_not_found: int = Field(
+        description="Records whose org number the registry does not know (also counted in their fate)."
+    )
+    registry_deleted: int = Field(
+        description="Records whose company the registry says was deleted or removed (also counted in their fate)."
+    )
+    registry_inactive: int = Field(
+        description="Records whose company is inactive, dissolved, bankrupt or in liquidation (also in their fate)."
+    )
+    status_unknown: int = Field(
+        description="Records whose registry status was missing or not understood: status left alone."
+    )
     registry_calls: int
     crm_calls: int
     api_used_before: int | None
@@ -113,6 +126,9 @@ class FailureOut(BaseModel):
     record_id: str
     org_number: str | None
     error_code: str
+    notice: bool = Field(
+        description="A registry outcome (e.g. REGISTRY_DELETED), not a failure: synced where mapped."
+    )
     message: str
     attempt: int
     at: dt.datetime | None

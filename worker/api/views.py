@@ -60,10 +60,13 @@ def page_of_runs(
 
 
 def page_of_failures(
-    session: Session, run_id: int, *, after_id: int | None, limit: int
+    session: Session, run_id: int, *, after_id: int | None, limit: int, code: str | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Oldest first; returns up to ``limit`` failures and the last id when more follow."""
+    """Oldest first (failures and notices, or only rows with ``code``); up to ``limit`` and the last id when more
+    follow."""
     query = select(RecordFailure).where(RecordFailure.run_id == run_id)
+    if code is not None:
+        query = query.where(RecordFailure.error_code == code)
     if after_id is not None:
         query = query.where(RecordFailure.id > after_id)
     rows = list(session.scalars(query.order_by(RecordFailure.id).limit(limit + 1)))

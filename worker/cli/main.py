@@ -17,6 +17,7 @@ from worker.cli.backfill import BACKFILL_CONTEXT, backfill_command
 from worker.cli.cancel import cancel_command
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
+from worker.cli.health import health_command
 from worker.cli.resume import resume_command
 from worker.cli.runs import run_command, runs_app
 from worker.cli.schedule import register as register_schedule
@@ -36,6 +37,7 @@ app.add_typer(report_app, name="report")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("standby")(standby_command)
+app.command("health")(health_command)
 app.command("backfill", context_settings=BACKFILL_CONTEXT)(backfill_command)
 register_schedule(app)  # schedule set/show, enable, disable
 

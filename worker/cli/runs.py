@@ -15,7 +15,8 @@ from worker.connections.preflight import require_secrets
 from worker.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus
-from worker.ledger.views import list_failures, list_runs, show_run
+from worker.ledger.views import list_failures, list_runs, records_done, show_run
+from worker.registry_outcomes import RegistryNotice
 from worker.runner import start_run, wait_for
 
 runs_app = typer.Typer(no_args_is_help=True, help="List runs, show one, list its failures.")
@@ -65,11 +66,30 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
         task = progress.add_task("sync", total=None, run=run_id, status="queued")
 
         def update(view: dict[str, Any]) -> None:
-            done = view["invalid"] + view["unchanged"] + view["updated"] + view["failed"] + view["opted_out"]
             total = view["planned"] or None
-            progress.update(task, completed=done, total=total, status=view["status"])
+            progress.update(task, completed=records_done(view), total=total, status=view["status"])
 
         return wait_for(run_id, update)
+
+
+#: Registry outcome counters: records also counted in their fate, listed by `runs failures --code`.
+NOTICE_KEYS = tuple(notice.counter for notice in RegistryNotice)
+#: The summary's counts: planned, each record fate, the registry's notices, then the calls.
+SUMMARY_KEYS = (
+    "planned",
+    "invalid",
+    "fetched",
+    "unchanged",
+    "updated",
+    "failed",
+    "opted_out",
+    "out_of_scope",
+    *NOTICE_KEYS,
+    "protected",
+    "not_processed",
+    "registry_calls",
+    "crm_calls",
+)
 
 
 def print_summary(view: dict[str, Any]) -> None:
@@ -80,21 +100,8 @@ def print_summary(view: dict[str, Any]) -> None:
         f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
         f"in {view['duration_s']} s"
     )
-    keys = (
-        "planned",
-        "invalid",
-        "fetched",
-        "unchanged",
-        "updated",
-        "failed",
-        "opted_out",
-        "protected",
-        "not_processed",
-        "registry_calls",
-        "crm_calls",
-    )
     label = {"updated": "would update"} if view.get("dry_run") else {}
-    rows = ((label.get(key, key.replace("_", " ")), str(view[key])) for key in keys)
+    rows = ((label.get(key, key.replace("_", " ")), str(view[key])) for key in SUMMARY_KEYS)
     print_table(console, ("count", "value"), rows, right=("value",))
     if view.get("field_changes") is not None:
         print_field_changes(view["field_changes"])
@@ -122,7 +129,8 @@ def list_command(
     if as_json:
         print_json(views)
         return
-    headers = ("id", "connection", "kind", "status", "queued", "duration s", "planned", "updated", "failed")
+    counts = ("planned", "updated", "failed", "notices", "out of scope")
+    headers = ("id", "connection", "kind", "status", "queued", "duration s", *counts)
     rows = (
         (
             str(v["id"]),
@@ -134,10 +142,12 @@ def list_command(
             str(v["planned"]),
             str(v["updated"]),
             str(v["failed"] + v["invalid"]),
+            str(sum(v[key] for key in NOTICE_KEYS)),
+            str(v["out_of_scope"]),
         )
         for v in views
     )
-    print_table(console, headers, rows, right=("id", "duration s", "planned", "updated", "failed"))
+    print_table(console, headers, rows, right=("id", "duration s", *counts))
 
 
 @runs_app.command("show")
@@ -157,18 +167,37 @@ def show_command(
 @handles_errors
 def failures_command(
     run_id: int = typer.Argument(..., metavar="RUN"),
+    codes: list[str] = typer.Option(
+        [],
+        "--code",
+        metavar="CODE",
+        help="Only rows with this code, e.g. REGISTRY_DELETED (repeat for several).",
+    ),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000),
     offset: int = typer.Option(0, "--offset", min=0),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The records of a run that could not be synced, with the reason."""
+    """The records of a run that could not be synced, with the reason, and the registry's notices.
+
+    A notice (REGISTRY_NOT_FOUND, REGISTRY_DELETED, REGISTRY_INACTIVE, REGISTRY_STATUS_UNKNOWN) is not a
+    failure: the record was synced where mapped, and it is not counted in `failed`.
+    """
     with session_scope() as session:
-        rows = list_failures(session, run_id, limit, offset)
+        rows = list_failures(session, run_id, limit, offset, codes)
     if as_json:
         print_json(rows)
         return
     print_table(
         console,
-        ("record", "org number", "code", "message"),
-        ((r["record_id"], r["org_number"] or "", r["error_code"], r["message"]) for r in rows),
+        ("record", "org number", "kind", "code", "message"),
+        (
+            (
+                r["record_id"],
+                r["org_number"] or "",
+                "notice" if r["notice"] else "failure",
+                r["error_code"],
+                r["message"],
+            )
+            for r in rows
+        ),
     )

@@ -156,8 +156,19 @@ class SyncCounters:
     # Fields left alone because someone edited them by hand (protect_manual); records that opted out.
     protected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     opted_out: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Records skipped because the registry does not cover their country (a record fate, like opted_out).
+    out_of_scope: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the registry said beyond data, one notice row each; these records also count in their fate.
+    registry_not_found: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    registry_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    registry_inactive: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status_unknown: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     registry_calls: Mapped[int] = mapped_column(Integer, default=0)
     crm_calls: Mapped[int] = mapped_column(Integer, default=0)
+
+
+#: The counter columns a chunk stores and its run sums (worker.ledger.runs.add_chunk_result).
+SYNC_COUNTERS: tuple[str, ...] = tuple(SyncCounters.__annotations__)
 
 
 class Run(SyncCounters, Base):

@@ -10,7 +10,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from worker.errors import RunNotFound
-from worker.ledger.models import Run, RunKind, RunStatus, utcnow
+from worker.ledger.models import SYNC_COUNTERS, Run, RunKind, RunStatus, utcnow
 
 
 def create_run(
@@ -98,7 +98,7 @@ def request_cancel(session: Session, run_id: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """Per-record outcome counts a chunk adds to its run."""
+    """Per-record outcome counts a chunk adds to its run (the columns of ``SyncCounters``, and ``api_used``)."""
 
     fetched: int = 0
     unchanged: int = 0
@@ -109,25 +109,22 @@ class Counts:
     api_used: int | None = None
     protected: int = 0
     opted_out: int = 0
+    out_of_scope: int = 0
+    registry_not_found: int = 0
+    registry_deleted: int = 0
+    registry_inactive: int = 0
+    status_unknown: int = 0
+
+    def columns(self) -> dict[str, int]:
+        """The counter columns, by name, as a chunk stores them."""
+        return {name: getattr(self, name) for name in SYNC_COUNTERS}
 
 
 def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.datetime) -> None:
     """Add one finished chunk's counts to its run with a SQL counter (no read-modify-write, no chord)."""
+    sums = {name: getattr(Run, name) + value for name, value in counts.columns().items()}
     session.execute(
-        update(Run)
-        .where(Run.id == run_id)
-        .values(
-            chunks_done=Run.chunks_done + 1,
-            fetched=Run.fetched + counts.fetched,
-            unchanged=Run.unchanged + counts.unchanged,
-            updated=Run.updated + counts.updated,
-            failed=Run.failed + counts.failed,
-            protected=Run.protected + counts.protected,
-            opted_out=Run.opted_out + counts.opted_out,
-            registry_calls=Run.registry_calls + counts.registry_calls,
-            crm_calls=Run.crm_calls + counts.crm_calls,
-            heartbeat_at=now,
-        )
+        update(Run).where(Run.id == run_id).values(chunks_done=Run.chunks_done + 1, heartbeat_at=now, **sums)
     )
     if counts.api_used is not None:
         used = counts.api_used

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from worker.errors import ConnectionNotFound
 from worker.ledger.field_changes import field_changes
 from worker.ledger.models import Connection, RecordFailure, Run
 from worker.ledger.runs import duration_s, get_run
+from worker.registry_outcomes import NOTICE_CODES
 
 COUNT_KEYS = (
     "planned",
@@ -21,6 +23,11 @@ COUNT_KEYS = (
     "failed",
     "protected",
     "opted_out",
+    "out_of_scope",
+    "registry_not_found",
+    "registry_deleted",
+    "registry_inactive",
+    "status_unknown",
     "registry_calls",
     "crm_calls",
     "api_used_before",
@@ -29,6 +36,18 @@ COUNT_KEYS = (
     "chunks_total",
     "chunks_done",
 )
+
+
+#: Each planned record ends in exactly one of these: planned = their sum + not_processed. The registry outcome
+#: counters (registry_not_found, ...) are not fates: a record noticed "deleted" is also updated or unchanged.
+RECORD_FATES = ("invalid", "opted_out", "out_of_scope", "unchanged", "updated", "failed")
+
+
+def records_done(counts: Run | Mapping[str, Any]) -> int:
+    """Records whose fate is known: a Run, or a run view (``runs show --json``)."""
+    if isinstance(counts, Run):  # (a Run not yet flushed holds None for its defaults)
+        return sum(getattr(counts, fate) or 0 for fate in RECORD_FATES)
+    return sum(counts[fate] or 0 for fate in RECORD_FATES)
 
 
 def _iso(value: Any) -> str | None:
@@ -50,8 +69,7 @@ def run_view(run: Run, connection_name: str) -> dict[str, Any]:
         "duration_s": duration_s(run),
     }
     view.update({key: getattr(run, key) for key in COUNT_KEYS})
-    done = run.invalid + run.unchanged + run.updated + run.failed + run.opted_out
-    view["not_processed"] = max(0, run.planned - done)
+    view["not_processed"] = max(0, run.planned - records_done(run))
     view["dry_run"] = bool((run.options or {}).get("dry_run"))  # then "updated" counts would-be updates
     view["options"] = {
         key: len(value) if key == "ids" else value for key, value in (run.options or {}).items()
@@ -89,19 +107,20 @@ def failure_view(failure: RecordFailure) -> dict[str, Any]:
         "record_id": failure.record_id,
         "org_number": failure.org_number,
         "error_code": failure.error_code,
+        "notice": failure.error_code in NOTICE_CODES,  # a registry outcome: synced where mapped
         "message": failure.message,
         "attempt": failure.attempt,
         "at": _iso(failure.created_at),
     }
 
 
-def list_failures(session: Session, run_id: int, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def list_failures(
+    session: Session, run_id: int, limit: int = 100, offset: int = 0, codes: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """A run's failure and notice rows, oldest first; ``codes`` keeps only rows with one of those codes."""
     get_run(session, run_id)
-    query = (
-        select(RecordFailure)
-        .where(RecordFailure.run_id == run_id)
-        .order_by(RecordFailure.id)
-        .limit(limit)
-        .offset(offset)
-    )
+    query = select(RecordFailure).where(RecordFailure.run_id == run_id)
+    if codes:
+        query = query.where(RecordFailure.error_code.in_([code.upper() for code in codes]))
+    query = query.order_by(RecordFailure.id).limit(limit).offset(offset)
     return [failure_view(f) for f in session.execute(query).scalars()]

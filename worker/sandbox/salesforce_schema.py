@@ -42,7 +42,7 @@ class SandboxField:
         }
 
 
-_STATUSES = ("active", "inactive", "dissolved", "bankrupt", "liquidation", "deleted", "not_found")
+_STATUSES = ("active", "dissolved", "bankrupt", "liquidation", "deleted", "not_found", "inactive")
 
 ACCOUNT_FIELDS: tuple[SandboxField, ...] = (
     SandboxField("Id", "id", "Account ID", 18, updateable=False, nillable=False),
@@ -68,6 +68,9 @@ ACCOUNT_FIELDS: tuple[SandboxField, ...] = (
     SandboxField("AnnualRevenue", "currency", "Annual Revenue"),
     SandboxField("Website", "url", "Website", 255),
     SandboxField("Phone", "phone", "Account Phone", 40),
+    # Account's standard Industry picklist, values left open: an org mapping NACE text to it replaced the
+    # standard values (an assumption of this sandbox, as is the open value set).
+    SandboxField("Industry", "picklist", "Industry", 255),
     SandboxField("Industry_Code__c", "string", "Industry Code", 20),
     SandboxField("Industry_Description__c", "string", "Industry Description", 255),
     SandboxField("Founded_Date__c", "date", "Founded"),

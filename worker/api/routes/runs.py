@@ -61,12 +61,20 @@ def get_run(run_id: RunId, who: Caller) -> dict[str, object]:
         return run_detail(session, run, name)
 
 
+ErrorCode = Annotated[
+    str | None,
+    Query(pattern=r"^[A-Z0-9_]{1,64}$", description="Only rows with this code, e.g. REGISTRY_DELETED."),
+]
+
+
 @router.get("/runs/{run_id}/failures", response_model=FailurePage, summary="Records a run could not sync")
-def list_failures(run_id: RunId, who: Caller, cursor: Cursor = None, limit: Limit = 100) -> dict[str, object]:
+def list_failures(
+    run_id: RunId, who: Caller, cursor: Cursor = None, limit: Limit = 100, code: ErrorCode = None
+) -> dict[str, object]:
     after = pagination.decode(cursor)
     with session_scope() as session:
         scoped_run(session, run_id, who)
-        items, last = page_of_failures(session, run_id, after_id=after, limit=limit)
+        items, last = page_of_failures(session, run_id, after_id=after, limit=limit, code=code)
     return {"items": items, "next_cursor": pagination.encode(last) if last else None}
 
 
