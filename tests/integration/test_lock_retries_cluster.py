@@ -81,8 +81,9 @@ def test_five_percent_locked_rows_are_retried_and_each_written_once(
     assert max(sandbox.writes.values()) == 1 and sum(sandbox.writes.values()) == truth.updated
     assert {k: view[k] for k in COUNT_KEYS} == {k: getattr(truth, k) for k in COUNT_KEYS}
     with session_scope() as session:
-        codes = {row["error_code"] for row in list_failures(session, run_id, limit=100_000)}
-    assert "UNABLE_TO_LOCK_ROW" not in codes
+        rows = list_failures(session, run_id, limit=100_000)
+    codes = {row["error_code"] for row in rows if not row.get("notice")}  # notices: registry outcomes
+    assert "UNABLE_TO_LOCK_ROW" not in {row["error_code"] for row in rows}
     assert codes == set(truth.failure_codes)
     # Each retry is a PATCH of only the locked records, and each one counts in the run's Salesforce calls.
     patches = [json.loads(r.body)["records"] for r in sandbox.api_requests() if r.method == "PATCH"]

@@ -197,7 +197,12 @@ def _print_estimate(connection: str, options: BackfillOptions, result: Estimate,
         f"estimate for a backfill of {connection}{' (dry run)' if options.dry_run else ''}:",
         f"  records selected: {bound}{result.records} (counting them cost {result.count_calls} Salesforce call(s))",
         f"  Salesforce API calls: at most {result.crm_calls_max} = {result.query_calls} query + "
-        f"{result.read_calls} re-read + writes ({writes})",
+        f"{result.read_calls} re-read + writes ({writes}) + {result.check_calls} run-start check"
+        + (
+            f" + at most {result.describe_calls_max} describe(s) before writes"
+            if result.describe_calls_max
+            else ""
+        ),
         f"  registry calls: at most {result.registry_calls_max} (one per unique valid org number, or batch)",
         "nothing was started; run the same command without --estimate to start it",
     ]

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Salesforce calls of a run-start check: the describe and the four permission queries (one when the user has
+#: no permission set at all).
+RUN_START_CALLS = 5
+
 
 @dataclass(frozen=True, slots=True)
 class PreflightReport:
