@@ -189,15 +189,6 @@ def test_a_filtered_and_an_ids_file_backfill_stay_within_their_estimates(
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug (worker/registry/brreg.py, H3a, issue 10 'Brønnøysund'): brreg asks again, one GET each, "
-    "for every number its batch search left out (deleted, removed, unknown units); the estimate's registry "
-    "bound (worker/estimate.py: batches only) does not count those, so the real registry calls exceed it "
-    "(measured: 40 requests for a bound of 22, 2,100 NO Accounts). "
-    "Expected to pass once brreg fetches each org number exactly once",
-)
 def test_a_brreg_backfill_makes_no_more_registry_calls_than_its_estimate(world: World) -> None:
     world.connect("brreg")
 

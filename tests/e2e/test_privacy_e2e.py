@@ -3,8 +3,9 @@
 The CLI runs as subprocesses (``python -m worker.cli.main``) against one real ``celery worker`` process on Redis
 (DEBUG, JSON logs) and the TLS sandbox. Neither the registry token, nor the Salesforce client secret, nor any
 access token the sandbox issued, nor the ledger's encryption key appears in any CLI output, worker log line or
-ledger row. The sandbox registry's request log shows only GETs of ``/api/companies/register/{CC}/{orgnr}`` for
-valid org numbers of the dataset, with our headers and nothing else.
+ledger row, and neither does any person a Proff sole-proprietorship listing names. The sandbox registry's
+request log shows only GETs of ``/api/companies/register/{CC}/{orgnr}`` for valid org numbers of the dataset,
+with our headers and nothing else.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from sqlalchemy import MetaData, create_engine, select
-from sqlalchemy.pool import NullPool
 
 from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import ClusterEnv, celery_cluster, unique_queue
+from tests.integration.privacy_scan import found_in, ledger_text, person_values
 from worker.errors import InvalidOrgNumber
 from worker.orgnr import normalise
 from worker.sandbox.registry import PROFF_PREFIX
@@ -32,6 +32,7 @@ CONNECTION = "privacy"
 ACCOUNTS = 600
 ALLOWED_HEADERS = {
     "authorization",
+    "api-version",
     "correlation-id",
     "accept",
     "accept-encoding",
@@ -124,20 +125,6 @@ def issued_access_tokens(stack: Stack) -> set[str]:
     """The Bearer tokens our clients presented to the sandbox Salesforce (all it issued and we used)."""
     headers = (request.headers.get("authorization", "") for request in stack.salesforce.requests)
     return {value[len("Bearer ") :] for value in headers if value.startswith("Bearer ")}
-
-
-def ledger_text(database_url: str) -> str:
-    """Every row of every ledger table as text (run errors, failure messages, audit events …)."""
-    engine = create_engine(database_url, poolclass=NullPool)
-    try:
-        metadata = MetaData()
-        metadata.reflect(engine)
-        with engine.connect() as connection:
-            return "\n".join(
-                repr(row) for table in metadata.sorted_tables for row in connection.execute(select(table))
-            )
-    finally:
-        engine.dispose()
 
 
 def valid_keys(stack: Stack) -> set[tuple[str, str]]:
@@ -242,6 +229,9 @@ def test_cli_flow_leaks_no_secret_and_registry_sees_only_gets(
         if secret in text
     }
     assert not leaks
+    # Proff's sole-proprietorship listings name a person (personRoles, contactPerson, birth date): never kept.
+    people = person_values(stack.dataset)
+    assert people and not {where for where, text in everything.items() if found_in(text, people)}
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)

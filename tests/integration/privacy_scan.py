@@ -7,8 +7,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import MetaData, create_engine, select
+from sqlalchemy.pool import NullPool
+
 from worker.company import Company
 from worker.sandbox.dataset import MAPPED_FIELDS, Dataset
+from worker.sandbox.dataset_words import SOLE_PROPRIETOR_FORMS
+from worker.sandbox.proff_json import sandbox_person
 
 #: Values shorter than this are not searched for (two-letter legal forms, small counts collide with anything).
 MIN_TEXT = 4
@@ -54,3 +59,23 @@ def found_in(text: str, needles: Iterable[str]) -> list[str]:
         elif re.search(rf"(?<![0-9A-Za-z]){re.escape(needle)}(?![0-9A-Za-z])", text):
             hits.append(needle)
     return hits
+
+
+def person_values(dataset: Dataset) -> set[str]:
+    """The invented people the sandbox's Proff listings name for the dataset's sole proprietorships."""
+    people = (sandbox_person(c) for c in dataset.companies if c.legal_form in SOLE_PROPRIETOR_FORMS)
+    return {value for person in people for value in person.values()}
+
+
+def ledger_text(database_url: str) -> str:
+    """Every row of every ledger table as text (run errors, failure messages, audit events …)."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        metadata = MetaData()
+        metadata.reflect(engine)
+        with engine.connect() as connection:
+            return "\n".join(
+                repr(row) for table in metadata.sorted_tables for row in connection.execute(select(table))
+            )
+    finally:
+        engine.dispose()

@@ -43,6 +43,7 @@ from worker.orgnr import normalise
 from worker.policies import plan_record
 from worker.registry_outcomes import NOTICE_CODES
 from worker.runner import start_run, wait_for
+from worker.sandbox.registry import registry_view
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.secrets import set_secret
 
@@ -113,7 +114,7 @@ def expected_outcome(world: World) -> Outcomes:
     rejected = set(world.stack.validation_failures)
     outcome: Outcomes = {}
     for record_id, original in world.originals.items():
-        company = company_of(companies, original)
+        company = company_of(companies, original, world.spec.registry.provider)
         if company is None:
             outcome[record_id] = ("invalid", original)
             continue
@@ -127,16 +128,20 @@ def expected_outcome(world: World) -> Outcomes:
     return outcome
 
 
-def company_of(companies: dict[tuple[str, str], Company], original: dict[str, Any]) -> Company | None:
-    """What the registry says about an original account; None when its org number is invalid."""
+def company_of(
+    companies: dict[tuple[str, str], Company], original: dict[str, Any], provider: str
+) -> Company | None:
+    """What the registry says about an original account (through ``provider``'s sandbox view); None when its org
+    number is invalid."""
     country = str(original.get("BillingCountryCode") or "")
     try:
         org = normalise(country, original.get("Org_Number__c"))
     except InvalidOrgNumber:
         return None
-    return companies.get((country, org)) or Company(
+    company = companies.get((country, org)) or Company(
         org_number=org, country=country, status=CompanyStatus.NOT_FOUND
     )
+    return registry_view(provider, company)  # what the registry can say of it
 
 
 def noticed_records(world: World, outcome: Outcomes) -> set[str]:
@@ -146,7 +151,8 @@ def noticed_records(world: World, outcome: Outcomes) -> set[str]:
         record_id
         for record_id, (fate, _) in outcome.items()
         if fate in ("updated", "unchanged")
-        and (company := company_of(companies, world.originals[record_id])) is not None
+        and (company := company_of(companies, world.originals[record_id], world.spec.registry.provider))
+        is not None
         and company.status is not CompanyStatus.ACTIVE
     }
 

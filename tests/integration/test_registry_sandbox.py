@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import ssl
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from config.settings import Settings
+from tests.integration.inprocess_runs import registry_numbers
 from worker.company import Company, CompanyKey, CompanyStatus
 from worker.connections.spec import RegistrySpec
 from worker.errors import InsecureURL, RegistryAuthError, RegistryError, RegistryTransientError, SecretMissing
@@ -22,7 +24,9 @@ from worker.registry.factory import make_provider
 from worker.registry.http import RetryPolicy
 from worker.registry.port import RegistryProvider
 from worker.sandbox.dataset import Dataset, make_dataset
+from worker.sandbox.proff_json import proff_view
 from worker.sandbox.registry import SandboxRegistry
+from worker.sandbox.registry_json import brreg_view
 from worker.sandbox.tls import SandboxCA
 
 TOKEN = "proff-test-token-5f3a9c"
@@ -53,7 +57,7 @@ def ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SandboxCA:
 
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
-    return make_dataset(700, countries=("NO", "SE", "DK"), seed=21, dissolved_share=0.1)
+    return make_dataset(700, countries=("NO", "SE", "DK", "FI"), seed=21, dissolved_share=0.1)
 
 
 @pytest.fixture
@@ -91,7 +95,7 @@ def key(company: Company) -> CompanyKey:
 
 
 def test_proff_looks_up_every_country_and_dedups_keys(registry: SandboxRegistry, dataset: Dataset) -> None:
-    wanted = [c for country in ("NO", "SE", "DK") for c in companies(dataset, country)[:5]]
+    wanted = [c for country in ("NO", "SE", "DK", "FI") for c in companies(dataset, country)[:5]]
     keys = [key(c) for c in wanted] + [key(wanted[0]), key(wanted[7])]
     proff = provider("proff", registry)
 
@@ -99,32 +103,37 @@ def test_proff_looks_up_every_country_and_dedups_keys(registry: SandboxRegistry,
     proff.close()
 
     assert list(results) == [key(c) for c in wanted]
-    assert [results[key(c)].company for c in wanted] == wanted
+    assert [results[key(c)].company for c in wanted] == [proff_view(c) for c in wanted]
     assert proff.calls == len(wanted) == len(registry.requests)
+    assert {r.headers.get("api-version") for r in registry.requests} == {"1.0"}
+    assert {r.headers.get("accept") for r in registry.requests} == {"application/json"}
 
 
-def test_brreg_uses_batches_and_asks_only_the_missing_numbers_singly(
+def test_brreg_asks_each_number_once_in_batches_and_reads_absence_as_not_found(
     registry: SandboxRegistry, dataset: Dataset
 ) -> None:
-    active = companies(dataset, "NO", CompanyStatus.ACTIVE)[:150]
-    keys = [key(c) for c in active] + [CompanyKey("NO", n) for n in UNKNOWN_NO]
+    active = companies(dataset, "NO", CompanyStatus.ACTIVE)[:120]
+    gone = companies(dataset, "NO", CompanyStatus.DELETED)[:3]
+    keys = [key(c) for c in active + gone] + [CompanyKey("NO", n) for n in UNKNOWN_NO]
     brreg = provider("brreg", registry)
 
     results = brreg.lookup_many(keys)
     brreg.close()
 
-    for company in active:
-        assert results[key(company)].company == company.model_copy(
-            update={"revenue": None, "last_updated": None}
-        )
+    for company in active + gone:
+        assert results[key(company)].company == brreg_view(company)
     for number in UNKNOWN_NO:
         assert results[CompanyKey("NO", number)].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
     requests = registry.requests
-    batches = [r for r in requests if r.path.endswith("/enheter")]
-    singles = [r for r in requests if not r.path.endswith("/enheter")]
-    assert sorted(len(r.query["organisasjonsnummer"][0].split(",")) for r in batches) == [52, 100]
-    assert sorted(r.path.rsplit("/", 1)[1] for r in singles) == sorted(UNKNOWN_NO)
-    assert brreg.calls == len(requests) == 4
+    assert all(r.path.endswith("/enheter") for r in requests)  # no single GETs after the batches
+    asked = registry_numbers(requests)
+    assert sorted(asked) == sorted(k.org_number for k in keys)  # each number once
+    assert gone and len(keys) > 100
+    assert sorted(len(r.query["organisasjonsnummer"][0].split(",")) for r in requests) == [
+        len(keys) - 100,
+        100,
+    ]
+    assert brreg.calls == len(requests) == 2
 
 
 def test_lookups_run_concurrently_but_bounded(registry: SandboxRegistry, dataset: Dataset) -> None:
@@ -157,7 +166,7 @@ def test_429_waits_for_retry_after_and_penalises_the_shared_limiter(
     elapsed = time.perf_counter() - started
     proff.close()
 
-    assert [r.company for r in results] == wanted
+    assert [r.company for r in results] == [proff_view(c) for c in wanted]
     assert limiter.penalties and set(limiter.penalties) == {1.0}
     assert elapsed >= 0.95
     assert len(registry.requests) == 3 + len(limiter.penalties) == proff.calls
@@ -170,7 +179,7 @@ def test_transient_5xx_is_retried_and_a_persistent_one_ends_in_a_transient_error
     proff = provider("proff", registry)
 
     registry.fail_next(2, 503)
-    assert proff.lookup_many([key(first)])[key(first)].company == first
+    assert proff.lookup_many([key(first)])[key(first)].company == proff_view(first)
     assert len(registry.requests) == 3
 
     registry.fail_with(second.org_number, 500)
@@ -215,17 +224,21 @@ def test_not_found_removed_and_deleted_units(registry: SandboxRegistry, dataset:
     unknown = CompanyKey("NO", UNKNOWN_NO[0])
     brreg, proff = provider("brreg", registry), provider("proff", registry)
 
-    by_brreg = brreg.lookup_many([unknown, key(removed), key(deleted)])
+    in_batch = brreg.lookup_many([unknown, key(removed), key(deleted)])
+    alone = brreg.lookup_many([key(removed)])
     by_proff = proff.lookup_many([unknown, key(deleted)])
     brreg.close()
     proff.close()
 
-    assert by_brreg[unknown].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
-    assert by_brreg[key(removed)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
-    assert by_brreg[key(deleted)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
-    assert by_brreg[key(deleted)].company.name == deleted.name  # type: ignore[union-attr]
+    assert in_batch[unknown].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
+    # A batch cannot tell "removed" (410) from "never existed": both are absent, and absence is not asked again.
+    assert in_batch[key(removed)].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
+    assert in_batch[key(deleted)].company == brreg_view(deleted)
+    assert in_batch[key(deleted)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
+    assert in_batch[key(deleted)].company.name == deleted.name  # type: ignore[union-attr]
+    assert alone[key(removed)].company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
     assert by_proff[unknown].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
-    assert by_proff[key(deleted)].company == deleted
+    assert by_proff[key(deleted)].company.status is CompanyStatus.INACTIVE  # type: ignore[union-attr]
     gone = [r for r in registry.requests if r.path.endswith(removed.org_number)]
     assert len(gone) == 1  # 410 is an answer, not a failure: no retry
 
@@ -263,7 +276,7 @@ def test_every_request_is_a_get_with_its_own_correlation_id_and_only_org_numbers
 ) -> None:
     no = companies(dataset, "NO")[:30]
     registry.fail_next(1, 503)
-    with caplog.at_level(logging.INFO, logger="worker.registry.http"):
+    with caplog.at_level(logging.INFO):  # every logger, httpx's included
         for kind, chosen in (("proff", no[:10] + companies(dataset, "SE")[:3]), ("brreg", no)):
             client = provider(kind, registry)
             client.lookup_many([key(c) for c in chosen] + [CompanyKey("NO", UNKNOWN_NO[1])])
@@ -274,7 +287,7 @@ def test_every_request_is_a_get_with_its_own_correlation_id_and_only_org_numbers
     assert all(r.method == "GET" and r.body == b"" for r in requests)
     assert None not in ids and len(set(ids)) == len(requests)
     path_pattern = re.compile(
-        r"^(/api/companies/register/(NO|SE|DK)/\d{8,10}|/enhetsregisteret/api/enheter(/\d{9})?)$"
+        r"^(/api/companies/register/(NO|SE|DK|FI)/\d{8,10}|/enhetsregisteret/api/enheter(/\d{9})?)$"
     )
     for request in requests:
         assert path_pattern.match(request.path), request.path
@@ -285,6 +298,33 @@ def test_every_request_is_a_get_with_its_own_correlation_id_and_only_org_numbers
     logged = {getattr(r, "correlation_id", None) for r in caplog.records}
     assert set(ids) <= logged
     assert TOKEN not in caplog.text and "Authorization" not in caplog.text
+    # INFO names the endpoint, never an org number (issue 10: up to 100 of them per line before).
+    endpoints = {getattr(r, "endpoint", None) for r in caplog.records} - {None}
+    assert endpoints == {
+        "/api/companies/register/NO/{orgnr}",
+        "/api/companies/register/SE/{orgnr}",
+        "/enhetsregisteret/api/enheter?organisasjonsnummer={organisasjonsnummer}&size={size}",
+    }
+    everything = "\n".join(json.dumps(r.__dict__, default=str) for r in caplog.records)
+    numbers = {c.org_number for c in no + companies(dataset, "SE")[:3]} | {UNKNOWN_NO[1]}
+    assert [n for n in numbers if n in everything] == []
+
+
+def test_masked_listing_reads_as_unsaid_and_proff_refuses_an_unknown_api_version(
+    registry: SandboxRegistry, dataset: Dataset, ca: SandboxCA
+) -> None:
+    listing, other = companies(dataset, "NO")[:2]
+    registry.mask(listing.org_number)
+    proff = provider("proff", registry)
+    masked = proff.lookup_many([key(listing)])[key(listing)].company
+    proff.close()
+    assert masked == proff_view(listing).model_copy(update={"name": None})
+
+    url = f"{registry.proff_url}/api/companies/register/NO/{other.org_number}"
+    trusted = ssl.create_default_context(cafile=str(ca.bundle_path))
+    headers = {"Authorization": f"Token {TOKEN}"}
+    assert httpx.get(url, verify=trusted, headers={**headers, "api-version": "1.1"}).status_code == 200
+    assert httpx.get(url, verify=trusted, headers={**headers, "api-version": "2.0"}).status_code == 400
 
 
 def test_sandbox_refuses_writes_and_untrusted_clients(registry: SandboxRegistry, ca: SandboxCA) -> None:

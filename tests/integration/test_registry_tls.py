@@ -166,20 +166,13 @@ def test_the_provider_refuses_a_tls_1_1_server_before_sending_anything(kind: str
             registry.close()
 
     assert server.requests == []  # no GET, no Authorization header, no org number reached the server
-    # Every connection attempt (the first try and its one retry) died in the handshake, on the version.
-    assert len(server.handshakes) == registry.calls == 2
+    # The one connection attempt died in the handshake, on the version; a version refusal is not retried.
+    assert len(server.handshakes) == registry.calls == 1
     assert set(server.handshakes) == {"refused: UNSUPPORTED_PROTOCOL"}
     assert KEY.org_number not in caught.value.message and TOKEN not in caught.value.message
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (worker/registry/http.py, H3a): a TLS protocol-version refusal is classified as a transient "
-    "'connection error (ConnectError)' and retried (max_retries + 1 handshakes per lookup, then the chunk's "
-    "retries); only certificate failures are permanent. A server offering TLS < 1.2 will not change between "
-    "retries, and the message does not say TLS, unlike the certificate case",
-)
 def test_a_tls_1_1_server_is_a_permanent_error_that_says_tls(kind: str, ca: trustme.CA) -> None:
     with capped_server(ca, "TLSv1_1") as server:
         registry = provider(kind, server)

@@ -73,13 +73,6 @@ def test_a_formatted_number_is_accepted_and_compacted(country: str, typed: str, 
     [("NO", "923-609-016"), ("NO", "NO923609016"), ("SE", "SE5560360793")],
     ids=["NO-dashes", "NO-prefix", "SE-prefix"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidOrgNumber,
-    reason="bug (worker/orgnr.py, H3a): formatting noise is tolerated unevenly. DK and FI accept their "
-    "country prefix and dashes (stdnum's cvr/ytunnus strip them); NO (stdnum no.orgnr strips spaces only) "
-    "and SE (se.orgnr does not strip 'SE') refuse the same noise as ORGNR_INVALID",
-)
 def test_the_noise_accepted_for_dk_and_fi_is_accepted_for_no_and_se_too(country: str, typed: str) -> None:
     assert normalise(country, typed) == VALID[country]
 

@@ -15,15 +15,24 @@ import httpx
 import pytest
 from stdnum import luhn
 
+from tests.unit.fakes import make_spec
 from worker.company import Address, Company, CompanyKey, CompanyStatus
-from worker.errors import InvalidOrgNumber, RegistryAuthError, RegistryMalformed, RegistryTransientError
+from worker.connections.spec import RegistrySpec, parse_spec
+from worker.errors import (
+    ConfigurationError,
+    InvalidOrgNumber,
+    RegistryAuthError,
+    RegistryMalformed,
+    RegistryTransientError,
+)
 from worker.orgnr import normalise
 from worker.ratelimit import LocalRateLimiter
 from worker.registry.brreg import brreg_batch_results, brreg_single_result, map_brreg
 from worker.registry.http import RegistryHttp, RetryPolicy, parse_retry_after
-from worker.registry.proff import PROFF_STATUS_WORDS, map_proff, proff_result
+from worker.registry.proff import PROFF_STATUS_FLAGS, map_proff, proff_result
 from worker.sandbox.dataset import MAPPED_FIELDS, OrgNumbers, iter_accounts, make_dataset, salesforce_id
-from worker.sandbox.registry_json import PROFF_STATUS_TEXT, render_brreg, render_proff
+from worker.sandbox.proff_json import proff_view, render_proff
+from worker.sandbox.registry_json import brreg_view, render_brreg
 
 NO_KEY = CompanyKey("NO", "923609016")
 BASE = "https://registry.test/enhetsregisteret/api"
@@ -36,8 +45,9 @@ def proff_listing(**overrides: Any) -> dict[str, Any]:
         "name": "Nordlys Consulting AS",
         "companyType": "AS",
         "companyTypeName": "Aksjeselskap",
-        "status": {"status": "Aktiv", "description": None, "statusDate": None},
-        "establishedDate": "18.09.1972",
+        "status": {"statusFlag": "ACTIVE", "description": "Aktiv"},
+        "registrationDate": "02.10.1972",
+        "establishedDate": "1972-09-18",
         "numberOfEmployees": "21",
         "naceCategories": ["62.010 Programmeringstjenester", "62.020 Konsulentvirksomhet"],
         "revenue": "12345",
@@ -54,7 +64,6 @@ def proff_listing(**overrides: Any) -> dict[str, Any]:
             "zipCode": "0101",
             "postPlace": "Oslo",
         },
-        "lastUpdatedDate": "31.01.2024",
         "location": {"countryPart": "Østlandet", "coordinates": [{"XCoordinate": 10.7}]},
     }
     listing.update(overrides)
@@ -121,27 +130,17 @@ def test_proff_listing_maps_every_canonical_field() -> None:
         revenue=12345,
         founded=dt.date(1972, 9, 18),
         website="www.nordlys.no",
-        last_updated=dt.date(2024, 1, 31),
     )
 
 
-@pytest.mark.parametrize(
-    ("country", "status"),
-    [(country, status) for country, words in PROFF_STATUS_TEXT.items() for status in words],
-)
-def test_proff_status_words_of_every_country_map_back(country: str, status: CompanyStatus) -> None:
-    word = PROFF_STATUS_TEXT[country][status]
-    key = CompanyKey(country, "923609016")
-
-    assert map_proff(key, proff_listing(status={"status": word})).status is status
-    assert map_proff(key, proff_listing(status={"status": word.upper()})).status is status
-
-
-def test_proff_without_status_is_active_and_unknown_status_is_malformed() -> None:
-    assert map_proff(NO_KEY, proff_listing(status=None)).status is CompanyStatus.ACTIVE
-    with pytest.raises(RegistryMalformed, match="unknown company status"):
-        map_proff(NO_KEY, proff_listing(status={"status": "Sovende"}))
-    assert set(PROFF_STATUS_WORDS.values()) == set(CompanyStatus) - {CompanyStatus.NOT_FOUND}
+def test_proff_status_flags_and_a_missing_status_is_unknown_not_active() -> None:
+    # Bodies as PROTOCOLS.md 1.3/1.4 shows them; the exhaustive cases are in test_protocol_contracts.py.
+    assert (
+        map_proff(NO_KEY, proff_listing(status={"statusFlag": "INACTIVE"})).status is CompanyStatus.INACTIVE
+    )
+    assert map_proff(NO_KEY, proff_listing(status=None)).status is CompanyStatus.UNKNOWN
+    assert map_proff(NO_KEY, proff_listing(status={"status": "Aktiv"})).status is CompanyStatus.UNKNOWN
+    assert set(PROFF_STATUS_FLAGS) == {"ACTIVE", "INACTIVE"}
 
 
 def test_proff_unknown_fields_are_ignored_and_blanks_are_none() -> None:
@@ -155,9 +154,11 @@ def test_proff_unknown_fields_are_ignored_and_blanks_are_none() -> None:
     assert company.business_address is not None and company.business_address.street == "Storgata 1"
 
 
-def test_proff_accepts_iso_dates_and_numbers_as_numbers() -> None:
-    company = map_proff(NO_KEY, proff_listing(establishedDate="1972-09-18", numberOfEmployees=7, revenue=10))
+def test_proff_accepts_dotted_dates_and_numbers_as_numbers_and_ranges_as_unknown() -> None:
+    company = map_proff(NO_KEY, proff_listing(establishedDate="18.09.1972", numberOfEmployees=7, revenue=10))
     assert (company.founded, company.employees, company.revenue) == (dt.date(1972, 9, 18), 7, 10)
+    ranged = map_proff(NO_KEY, proff_listing(numberOfEmployees="20-49", revenue="many-secret-value"))
+    assert (ranged.employees, ranged.revenue) == (None, None)
 
 
 def test_proff_nace_category_without_code_keeps_only_text() -> None:
@@ -168,7 +169,7 @@ def test_proff_nace_category_without_code_keeps_only_text() -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        proff_listing(numberOfEmployees="many-secret-value"),
+        proff_listing(naceCategories="many-secret-value"),
         proff_listing(visitorAddress="Storgata 1"),
         proff_listing(establishedDate="sometime"),
         {"name": "no organisation number"},
@@ -191,7 +192,7 @@ def test_proff_answer_for_another_number_is_malformed() -> None:
 
 def test_proff_result_maps_statuses_and_bodies() -> None:
     assert proff_result(NO_KEY, response(404, {"message": "x"})).company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
-    assert proff_result(NO_KEY, response(410)).company.status is CompanyStatus.DELETED  # type: ignore[union-attr]
+    assert proff_result(NO_KEY, response(410)).error_code == "REGISTRY_ERROR"  # Proff documents no 410
     assert proff_result(NO_KEY, response(200, proff_listing())).ok
 
     broken = proff_result(NO_KEY, response(200, raw=b"<html>secret page</html>"))
@@ -233,7 +234,8 @@ def test_brreg_unit_maps_every_field_it_has() -> None:
         ({"konkurs": True, "underAvvikling": True}, CompanyStatus.BANKRUPT),
         ({"underAvvikling": True}, CompanyStatus.LIQUIDATION),
         ({"underTvangsavviklingEllerTvangsopplosning": True}, CompanyStatus.LIQUIDATION),
-        ({"konkurs": None, "underAvvikling": None}, CompanyStatus.ACTIVE),
+        ({"konkurs": None, "underAvvikling": None}, CompanyStatus.UNKNOWN),
+        ({"konkurs": True, "underAvvikling": None}, CompanyStatus.BANKRUPT),
     ],
 )
 def test_brreg_status_mapping(overrides: dict[str, Any], status: CompanyStatus) -> None:
@@ -274,7 +276,7 @@ def test_brreg_single_result_statuses() -> None:
     assert brreg_single_result(NO_KEY, response(200, raw=b"nope")).error_code == "REGISTRY_MALFORMED"
 
 
-def test_brreg_batch_returns_found_units_only_and_isolates_a_malformed_one() -> None:
+def test_brreg_batch_answers_every_number_and_isolates_a_malformed_one() -> None:
     numbers = ["923609016", "974760673", "985399077"]
     page = {
         "_embedded": {
@@ -290,31 +292,35 @@ def test_brreg_batch_returns_found_units_only_and_isolates_a_malformed_one() -> 
 
     results = brreg_batch_results(numbers, response(200, page))
 
-    assert set(results) == {"923609016", "974760673"}
+    assert set(results) == set(numbers)
     assert results["923609016"].ok
     assert results["974760673"].error_code == "REGISTRY_MALFORMED"
+    assert results["985399077"].company.status is CompanyStatus.NOT_FOUND  # type: ignore[union-attr]
 
 
 def test_brreg_batch_without_hits_has_no_embedded_and_bad_envelopes_fail_every_number() -> None:
     numbers = ["923609016", "974760673"]
-    assert brreg_batch_results(numbers, response(200, {"page": {"totalElements": 0}})) == {}
+    empty = brreg_batch_results(numbers, response(200, {"page": {"totalElements": 0}}))
+    assert [r.company.status for r in empty.values() if r.company] == [CompanyStatus.NOT_FOUND] * 2
     for bad in (response(200, raw=b"<html>"), response(200, {"_embedded": {"enheter": "x"}})):
         results = brreg_batch_results(numbers, bad)
         assert {r.error_code for r in results.values()} == {"REGISTRY_MALFORMED"}
         assert set(results) == set(numbers)
 
 
-# --- sandbox rendering is the mappers' inverse ---------------------------------------------------------
+# --- sandbox and mappers agree on what each registry can say ------------------------------------------------
 
 
-def test_rendered_dataset_companies_round_trip_through_both_mappers() -> None:
-    dataset = make_dataset(600, countries=("NO", "SE", "DK"), dissolved_share=0.2)
+def test_rendered_dataset_companies_read_back_as_each_registry_can_say_them() -> None:
+    # Not a proof of fidelity (test_protocol_contracts.py checks both sides against PROTOCOLS.md); this shows the
+    # sandbox's declared views, which the run truth in stack.py uses, match what the parsers read.
+    dataset = make_dataset(600, countries=("NO", "SE", "DK", "FI"), dissolved_share=0.2)
     for company in dataset.companies:
         key = CompanyKey(company.country, company.org_number)
-        assert map_proff(key, json.loads(json.dumps(render_proff(company)))) == company
+        assert map_proff(key, json.loads(json.dumps(render_proff(company)))) == proff_view(company)
         if company.country == "NO":
             through_brreg = map_brreg(key, json.loads(json.dumps(render_brreg(company, BASE))))
-            assert through_brreg == company.model_copy(update={"revenue": None, "last_updated": None})
+            assert through_brreg == brreg_view(company)
 
 
 # --- dataset generator ---------------------------------------------------------------------------------
@@ -324,7 +330,7 @@ def test_generated_org_numbers_are_valid_unique_and_well_formed() -> None:
     import random
 
     numbers = OrgNumbers(random.Random(3))
-    for country, length in (("NO", 9), ("SE", 10), ("DK", 8)):
+    for country, length in (("NO", 9), ("SE", 10), ("DK", 8), ("FI", 8)):
         generated = [numbers.next(country) for _ in range(3000)]
         assert len(set(generated)) == len(generated)
         assert all(len(n) == length and normalise(country, n) == n for n in generated)
@@ -484,7 +490,35 @@ def test_http_retries_429_honouring_retry_after_and_penalises_the_limiter(
     assert len(set(ids)) == 3
     records = [r for r in caplog.records if r.name == "worker.registry.http"]
     assert [(r.status, r.attempt) for r in records] == [(429, 1), (503, 2), (200, 3)]  # type: ignore[attr-defined]
-    assert all("t0k" not in r.getMessage() and "923609016" in r.getMessage() for r in records)
+    assert all("t0k" not in r.getMessage() and "923609016" not in r.getMessage() for r in records)
+
+
+def test_http_logs_endpoint_status_duration_and_correlation_id_at_info_org_numbers_only_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    numbers = "923609016,974760673"
+    http, (seen, _) = scripted_http([httpx.Response(200, json={}), httpx.Response(404)])
+    with caplog.at_level(logging.DEBUG):  # every logger, httpx's own request lines included
+        http.get(
+            "https://registry.test/enhetsregisteret/api/enheter",
+            params={"organisasjonsnummer": numbers, "size": "2"},
+        )
+        http.get("https://registry.test/api/companies/register/FI/20774740")
+
+    info = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in info] == [
+        "registry GET /enhetsregisteret/api/enheter?organisasjonsnummer={organisasjonsnummer}&size={size} -> 200",
+        "registry GET /api/companies/register/FI/{orgnr} -> 404",
+    ]
+    for record, request in zip(info, seen, strict=True):
+        assert record.correlation_id == request.headers["Correlation-ID"]  # type: ignore[attr-defined]
+        assert record.elapsed_ms >= 0 and record.status in (200, 404)  # type: ignore[attr-defined]
+        assert record.endpoint in record.getMessage()  # type: ignore[attr-defined]
+        assert not any(
+            n in json.dumps(record.__dict__, default=str) for n in ("923609016", "974760673", "20774740")
+        )
+    debug = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert numbers.replace(",", "%2C") in debug and "20774740" in debug
 
 
 def test_http_429_without_retry_after_backs_off_exponentially_and_penalises_as_long() -> None:
@@ -581,3 +615,40 @@ def test_limiter_is_thread_safe_under_real_time() -> None:
 
     # 40 tokens: 5 from the burst, 35 at 200/s = 0.175 s at the least.
     assert time.monotonic() - started >= 0.17
+
+
+# --- brreg base_url --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://data.brreg.no",
+        "https://data.brreg.no/",
+        "https://data.brreg.no/enhetsregisteret/api",
+        "https://data.brreg.no/enhetsregisteret/api/",
+    ],
+)
+def test_brreg_base_url_bare_host_is_completed_and_the_api_path_kept(given: str) -> None:
+    spec = RegistrySpec(provider="brreg", base_url=given)
+    assert spec.base_url == "https://data.brreg.no/enhetsregisteret/api"
+    assert RegistrySpec(provider="proff", base_url="https://api.proff.no/").base_url == "https://api.proff.no"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://data.brreg.no/enhetsregisteret",
+        "https://data.brreg.no/enhetsregisteret/api/enheter",
+        "https://data.brreg.no/api",
+        "https://data.brreg.no/enhetsregisteret/api?size=100",
+    ],
+)
+def test_brreg_base_url_with_another_path_is_refused_in_one_line(given: str) -> None:
+    data = make_spec().model_dump(mode="json", exclude_defaults=True)
+    data["registry"] = {"provider": "brreg", "base_url": given}
+    with pytest.raises(ConfigurationError) as caught:
+        parse_spec(data)
+    message = caught.value.message
+    assert "\n" not in message and "must end with /enhetsregisteret/api" in message
+    assert "https://data.brreg.no/enhetsregisteret/api" in message

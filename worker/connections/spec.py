@@ -14,6 +14,7 @@ from worker.alerts.config import AlertsSpec
 from worker.company import CANONICAL_FIELDS
 from worker.errors import ConfigurationError, InsecureURL
 from worker.orgnr import SUPPORTED_COUNTRIES
+from worker.registry.base_url import brreg_base_url
 from worker.scheduling.spec import ScheduleSpec
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -103,6 +104,18 @@ class RegistrySpec(_Strict):
     @classmethod
     def _https(cls, value: str) -> str:
         return require_https(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _brreg_path(cls, data: object) -> object:
+        # A bare brreg host used to fail every lookup with 404: normalise it, refuse any other path.
+        if (
+            isinstance(data, dict)
+            and data.get("provider") == "brreg"
+            and isinstance(data.get("base_url"), str)
+        ):
+            return {**data, "base_url": brreg_base_url(data["base_url"])}
+        return data
 
 
 class FieldMapping(_Strict):

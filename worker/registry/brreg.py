@@ -1,9 +1,11 @@
-"""The Brønnøysund provider (Norway's open Enhetsregisteret, base like ``https://data.brreg.no/enhetsregisteret/api``).
+"""The Brønnøysund provider (Norway's open Enhetsregisteret, base ``https://data.brreg.no/enhetsregisteret/api``).
 
-Lookups use the batch search ``GET {base}/enheter?organisasjonsnummer=a,b,c&size=N`` (up to 100
-numbers a request); numbers missing from ``_embedded.enheter`` are then asked one by one with
-``GET {base}/enheter/{nr}`` to tell a removed unit (410 -> deleted) from one that never existed
-(404 -> not_found). A deleted unit answers 200 with ``slettedato``. Only Norwegian numbers are covered.
+Follows ../shared/PROTOCOLS.md section 2. Several numbers are looked up with one batch search,
+``GET {base}/enheter?organisasjonsnummer=a,b,c&size=N`` (up to 100 a request); a number the answer leaves out
+is unknown to the register (not_found) and is never asked again, so each number costs one request at most.
+A single number is asked with ``GET {base}/enheter/{nr}``: 200 full, 200 reduced with ``slettedato``
+(deleted), 404 (never existed: not_found), 410 (removed from open data: deleted). Only Norwegian numbers.
+A batch cannot tell a removed unit from one that never existed (both are left out): both read not_found.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ MAX_BATCH = 100
 
 
 def _blank_to_none(value: Any) -> Any:
+    # brreg sends "" for empty dates and address lines (PROTOCOLS.md 2.2).
     return None if isinstance(value, str) and not value.strip() else value
 
 
 Text = Annotated[str | None, BeforeValidator(_blank_to_none)]
+Date = Annotated[dt.date | None, BeforeValidator(_blank_to_none)]
 
 
 class _BrregModel(BaseModel):
@@ -67,16 +71,20 @@ class BrregUnit(_BrregModel):
     postadresse: BrregAddress | None = None
     naeringskode1: BrregCode | None = None
     antall_ansatte: int | None = None
-    stiftelsesdato: dt.date | None = None
+    stiftelsesdato: Date = None
     hjemmeside: Text = None
     konkurs: bool | None = None
     under_avvikling: bool | None = None
     under_tvangsavvikling_eller_tvangsopplosning: bool | None = None
-    slettedato: dt.date | None = None
+    slettedato: Date = None
 
 
 class _Embedded(_BrregModel):
     enheter: list[Any] = Field(default_factory=list)
+
+
+class _PageInfo(_BrregModel):
+    total_elements: int | None = None
 
 
 class BrregSearchPage(BaseModel):
@@ -85,16 +93,29 @@ class BrregSearchPage(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     embedded: _Embedded | None = Field(default=None, alias="_embedded")
+    page: _PageInfo | None = None
+
+    @property
+    def units(self) -> list[Any]:
+        return self.embedded.enheter if self.embedded else []
+
+    @property
+    def cut_short(self) -> bool:
+        """The register has more hits than this page holds (a later page was never asked for)."""
+        total = self.page.total_elements if self.page else None
+        return total is not None and total > len(self.units)
 
 
-def _status(unit: BrregUnit) -> CompanyStatus:
+def brreg_status(unit: BrregUnit) -> CompanyStatus:
+    """deleted > bankrupt > liquidation > active; a full unit without its status flags is UNKNOWN."""
     if unit.slettedato is not None:
         return CompanyStatus.DELETED
+    flags = (unit.konkurs, unit.under_avvikling, unit.under_tvangsavvikling_eller_tvangsopplosning)
     if unit.konkurs:
         return CompanyStatus.BANKRUPT
     if unit.under_avvikling or unit.under_tvangsavvikling_eller_tvangsopplosning:
         return CompanyStatus.LIQUIDATION
-    return CompanyStatus.ACTIVE
+    return CompanyStatus.UNKNOWN if None in flags else CompanyStatus.ACTIVE
 
 
 def _address(address: BrregAddress | None) -> Address | None:
@@ -127,7 +148,7 @@ def map_brreg(key: CompanyKey, payload: object) -> Company:
         country=key.country,
         name=unit.navn,
         legal_form=unit.organisasjonsform.kode if unit.organisasjonsform else None,
-        status=_status(unit),
+        status=brreg_status(unit),
         business_address=_address(unit.forretningsadresse),
         postal_address=_address(unit.postadresse),
         nace_code=nace.kode if nace else None,
@@ -167,7 +188,11 @@ def brreg_single_result(key: CompanyKey, response: httpx.Response) -> LookupResu
 
 
 def brreg_batch_results(numbers: Sequence[str], response: httpx.Response) -> dict[str, LookupResult]:
-    """Results for the numbers a batch answer contains; numbers it leaves out are not in the dict."""
+    """A result for every number of one batch answer: the units it holds, not_found for the ones it leaves out.
+
+    brreg drops unknown numbers silently (PROTOCOLS.md 2.3). If the answer says it holds only part of the hits,
+    the numbers it leaves out are REGISTRY_MALFORMED rather than not_found: absence then proves nothing.
+    """
     keys = {number: CompanyKey("NO", number) for number in numbers}
     if response.status_code != 200:
         return {number: unexpected_status(key, response.status_code) for number, key in keys.items()}
@@ -178,16 +203,30 @@ def brreg_batch_results(numbers: Sequence[str], response: httpx.Response) -> dic
     except ValidationError as exc:
         reason = describe_validation_error(exc)
         return {number: malformed(key, reason) for number, key in keys.items()}
+    results = _units_in(page, keys)
+    for number, key in keys.items():
+        if number not in results:
+            results[number] = _absent(key, page.cut_short)
+    return results
+
+
+def _units_in(page: BrregSearchPage, keys: dict[str, CompanyKey]) -> dict[str, LookupResult]:
     results: dict[str, LookupResult] = {}
-    for entry in page.embedded.enheter if page.embedded else []:
+    for entry in page.units:
         number = entry.get("organisasjonsnummer") if isinstance(entry, dict) else None
         if isinstance(number, str) and number in keys:
             results[number] = _map_result(keys[number], entry)
     return results
 
 
+def _absent(key: CompanyKey, cut_short: bool) -> LookupResult:
+    if cut_short:
+        return malformed(key, "registry batch answer holds only part of its hits")
+    return status_only(key, CompanyStatus.NOT_FOUND)
+
+
 class BrregProvider:
-    """Enhetsregisteret: batch search first, single GETs only for numbers the batch did not return."""
+    """Enhetsregisteret: batch searches for several numbers, a single GET for one; each number asked once."""
 
     def __init__(
         self, base_url: str, http: RegistryHttp, *, concurrency: int, batch_size: int = MAX_BATCH
@@ -239,8 +278,6 @@ class BrregProvider:
         found: dict[str, LookupResult] = {}
         for batch_results in run_concurrently(self._batch, batches, self._concurrency):
             found.update(batch_results)
-        missing = [number for number in numbers if number not in found]
-        found.update(zip(missing, run_concurrently(self._single, missing, self._concurrency), strict=True))
         return found
 
     def _batch(self, numbers: list[str]) -> dict[str, LookupResult]:

@@ -2,8 +2,9 @@
 
 Every registry call goes through :meth:`RegistryHttp.get`: it takes a rate-limiter token as each attempt goes
 on the wire (after connecting), sends a fresh ``Correlation-ID``, retries 429/5xx/timeouts/connection errors
-with exponential backoff and full jitter, and logs one line per attempt (path, status, timing; never headers or
-bodies).
+with exponential backoff and full jitter, and logs one line per attempt: at INFO the endpoint template (org
+numbers replaced by ``{orgnr}``), status, duration and correlation id; the real path only at DEBUG; never
+headers or bodies. httpx's own INFO line per request (the full URL) is hidden for registry calls.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import datetime as dt
 import email.utils
 import logging
 import random
+import re
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import httpx
@@ -31,6 +35,43 @@ log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = "Correlation-ID"
 _USER_AGENT = "regsync/0.1 (+registry sync)"
+#: A path segment that is an org number (digits, maybe with dashes or spaces as people type them).
+_NUMBER_SEGMENT = re.compile(r"\d[\d\- ]*")
+_IN_REGISTRY_CALL: ContextVar[bool] = ContextVar("regsync_in_registry_call", default=False)
+
+
+def endpoint_template(url: httpx.URL) -> str:
+    """``url``'s path and query with every value that may be an org number replaced by a placeholder.
+
+    ``/api/companies/register/NO/924880155`` -> ``/api/companies/register/NO/{orgnr}``;
+    ``/enheter?organisasjonsnummer=a,b&size=2`` -> ``/enheter?organisasjonsnummer={organisasjonsnummer}&size={size}``.
+    """
+    path = "/".join("{orgnr}" if _NUMBER_SEGMENT.fullmatch(part) else part for part in url.path.split("/"))
+    names = dict.fromkeys(name for name, _ in url.params.multi_items())
+    query = "&".join(f"{name}={{{name}}}" for name in names)
+    return f"{path}?{query}" if query else path
+
+
+class _HideRegistryUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO; a registry URL names org numbers, so drop those lines.
+
+    RegistryHttp logs its own line for each attempt instead (endpoint template at INFO, the path at DEBUG).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_IN_REGISTRY_CALL.get() and record.levelno <= logging.INFO)
+
+
+logging.getLogger("httpx").addFilter(_HideRegistryUrls())
+
+
+@contextmanager
+def _registry_call() -> Iterator[None]:
+    token = _IN_REGISTRY_CALL.set(True)
+    try:
+        yield
+    finally:
+        _IN_REGISTRY_CALL.reset(token)
 
 
 class _NotGetError(RegistryError):
@@ -106,13 +147,24 @@ class _Retry:
     retry_after: float | None = None
 
 
-def _is_cert_failure(exc: BaseException) -> bool:
+def _tls_refusal(exc: BaseException) -> str | None:
+    """Why the TLS handshake was refused for good (an untrusted certificate, a server below TLS 1.2), or None.
+
+    Neither changes between retries, so they are permanent: retrying only repeats the handshake.
+    """
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
+        text = str(seen)
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+            return "TLS certificate verification failed; check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
+        if any(mark in text for mark in _TLS_VERSION_MARKS):
+            return "the server does not offer TLS 1.2 or newer, which regsync requires; ask the registry or proxy"
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
+
+
+#: OpenSSL's words for a handshake that failed on the protocol version.
+_TLS_VERSION_MARKS = ("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE")
 
 
 class _SendGate:
@@ -216,7 +268,8 @@ class RegistryHttp:
             self._calls += 1
         send = _SendGate(self._acquire)
         try:
-            response = self.client.get(target, headers=request_headers, extensions={"trace": send.trace})
+            with _registry_call():
+                response = self.client.get(target, headers=request_headers, extensions={"trace": send.trace})
             send.passed()
             status = response.status_code
             return self._classify(response, attempt)
@@ -225,11 +278,9 @@ class RegistryHttp:
             return _Retry("timeout", self._backoff(attempt))
         except httpx.TransportError as exc:
             status = "connection-error"
-            if _is_cert_failure(exc):
-                raise RegistryError(
-                    f"registry {self.provider}: TLS certificate verification failed; "
-                    "check SSL_CERT_FILE / REQUESTS_CA_BUNDLE"
-                ) from exc
+            refusal = _tls_refusal(exc)
+            if refusal is not None:
+                raise RegistryError(f"registry {self.provider}: {refusal}") from exc
             return _Retry(f"connection error ({type(exc).__name__})", self._backoff(attempt))
         finally:
             metrics.registry_request(self.provider, status)
@@ -272,19 +323,27 @@ class RegistryHttp:
     def _log(
         self, target: httpx.URL, correlation_id: str, status: int | str, attempt: int, started: float
     ) -> None:
-        # Only the path and query (org numbers, country): never headers (the token), never a body.
-        path = target.raw_path.decode("ascii", "replace")
+        # Never headers (the token) nor a body; org numbers only at DEBUG.
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        endpoint = endpoint_template(target)
         log.info(
             "registry GET %s -> %s",
-            path,
+            endpoint,
             status,
             extra={
                 "correlation_id": correlation_id,
                 "provider": self.provider,
+                "endpoint": endpoint,
                 "status": status,
                 "elapsed_ms": elapsed_ms,
                 "attempt": attempt,
-                "url_path": path,
             },
         )
+        if log.isEnabledFor(logging.DEBUG):
+            path = target.raw_path.decode("ascii", "replace")
+            log.debug(
+                "registry GET %s -> %s",
+                path,
+                status,
+                extra={"correlation_id": correlation_id, "url_path": path},
+            )

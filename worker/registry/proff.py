@@ -1,34 +1,31 @@
-"""The Proff provider: ``GET {base}/api/companies/register/{CC}/{orgnr}`` for NO, SE and DK.
+"""The Proff provider: ``GET {base}/api/companies/register/{CC}/{orgnr}`` for NO, SE, DK and FI.
 
-Proff's register listing is JSON in camelCase. The fields regsync reads (everything else is ignored)::
+Reads Proff's RegisterCompany body as ../shared/PROTOCOLS.md section 1 describes it; every other key is ignored::
 
     {
-      "organisationNumber": "923609016",
-      "name": "Nordlys Consulting AS",
-      "companyType": "AS",                      # legal-form code -> legal_form
-      "companyTypeName": "Aksjeselskap",
-      "status": {"status": "Aktiv", "description": "...", "statusDate": "01.02.2020"},
-      "establishedDate": "18.09.1972",          # dd.mm.yyyy (ISO dates are accepted too)
-      "numberOfEmployees": "21",                # string or number
-      "naceCategories": ["62.010 Programmeringstjenester"],   # "code text"; the first is the main one
-      "revenue": "12345",                       # thousands of local currency, kept as Proff reports it
-      "homePage": "www.nordlys.no",
-      "visitorAddress": {"addressLine": "...", "boxAddressLine": null,
-                         "zipCode": "0150", "postPlace": "Oslo"},
-      "postalAddress": {... same shape ...},
-      "lastUpdatedDate": "31.01.2024"
+      "organisationNumber": "924880155", "name": "KARI NORDMANN DESIGN",
+      "companyType": "ENK", "companyTypeName": "Enkeltpersonforetak",
+      "status": {"statusFlag": "ACTIVE", "description": "Aktiv"},     # ACTIVE | INACTIVE
+      "registrationDate": "14.02.2022", "establishedDate": "2022-02-01",
+      "naceCategories": ["62.010 Programmeringstjenester", ...],       # "code text"; the first is the main one
+      "numberOfEmployees": "1", "revenue": "842",                      # strings: a number, a range or free text
+      "homePage": "www.nordmanndesign.no",
+      "postalAddress": {"addressLine": "...", "boxAddressLine": "...", "zipCode": "0184", "postPlace": "Oslo"},
+      "visitorAddress": {... same shape ...}
     }
 
-Field names follow public integrations of Proff's API (``companyTypeName``, ``naceCategories``,
-``numberOfEmployees``, ``visitorAddress``/``postalAddress`` with ``addressLine``/``zipCode``/``postPlace``);
-the status object and its words (Norwegian, Swedish, Danish or English) are our best reading of it.
-A missing ``status`` means active; a status word we do not know is a malformed answer, never a guess.
+Fail closed on meaning, tolerate noise: a missing ``status`` or a flag other than ACTIVE/INACTIVE is
+``unknown``, never ``active``; an employee count or revenue that is not a plain whole number (a range such as
+"10-19", free text) is None, i.e. "Proff did not say"; blanks, ``null`` and masked ``"***"`` values are None;
+omitted and unknown keys are fine. Personal data (``personRoles``, ``contactPerson``, birth dates) is declared in
+no model here, so it is never read into regsync, stored or logged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Annotated, Any
@@ -50,47 +47,64 @@ from worker.registry.lookup import (
     unique_keys,
 )
 
-PROFF_COUNTRIES: frozenset[str] = frozenset({"NO", "SE", "DK"})
+PROFF_COUNTRIES: frozenset[str] = frozenset({"NO", "SE", "DK", "FI"})
+#: The ``api-version`` header: 1.0 is Proff's stable default (1.1 is "experimental").
+PROFF_API_VERSION = "1.0"
 
-#: Status words Proff uses (casefolded), per language, and what they mean canonically.
-PROFF_STATUS_WORDS: dict[str, CompanyStatus] = {
-    "aktiv": CompanyStatus.ACTIVE,
-    "active": CompanyStatus.ACTIVE,
-    "normal": CompanyStatus.ACTIVE,
-    "oppløst": CompanyStatus.DISSOLVED,
-    "avregistrerad": CompanyStatus.DISSOLVED,
-    "opløst": CompanyStatus.DISSOLVED,
-    "dissolved": CompanyStatus.DISSOLVED,
-    "konkurs": CompanyStatus.BANKRUPT,
-    "under konkurs": CompanyStatus.BANKRUPT,
-    "bankrupt": CompanyStatus.BANKRUPT,
-    "under avvikling": CompanyStatus.LIQUIDATION,
-    "under tvangsavvikling": CompanyStatus.LIQUIDATION,
-    "likvidation": CompanyStatus.LIQUIDATION,
-    "under likvidation": CompanyStatus.LIQUIDATION,
-    "liquidation": CompanyStatus.LIQUIDATION,
-    "slettet": CompanyStatus.DELETED,
-    "avförd": CompanyStatus.DELETED,
-    "ophørt": CompanyStatus.DELETED,
-    "deleted": CompanyStatus.DELETED,
+#: ``status.statusFlag`` values (PROTOCOLS.md 1.4); anything else, or no flag, is UNKNOWN.
+PROFF_STATUS_FLAGS: dict[str, CompanyStatus] = {
+    "ACTIVE": CompanyStatus.ACTIVE,
+    "INACTIVE": CompanyStatus.INACTIVE,
 }
 
+_DOTTED_DATE = re.compile(r"(\d{2})\.(\d{2})\.(\d{4})")
+_WHOLE_NUMBER = re.compile(r"-?\d+")
+_MASKED = re.compile(r"\*+")
+_SPACES = re.compile(r"[\s\u00a0\u202f]")
 
-def _parse_date(value: Any) -> Any:
-    """Proff writes dates as dd.mm.yyyy; ISO strings and date objects pass through to pydantic."""
-    if isinstance(value, str) and len(value) == 10 and value[2] == "." and value[5] == ".":
-        day, month, year = value.split(".")
-        return dt.date(int(year), int(month), int(day))
+
+def _no_value(value: Any) -> Any:
+    """Blank and masked (``"***"``) strings say nothing: None."""
+    if isinstance(value, str) and (not value.strip() or _MASKED.fullmatch(value.strip())):
+        return None
     return value
 
 
-def _blank_to_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
+def _date(value: Any) -> Any:
+    """``dd.MM.yyyy`` (registrationDate) to a date; ISO (establishedDate) passes through to pydantic."""
+    match = _DOTTED_DATE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        return value
+    day, month, year = (int(part) for part in match.groups())
+    return dt.date(year, month, day)  # an impossible day raises ValueError: a validation error
 
 
-ProffDate = Annotated[dt.date | None, BeforeValidator(_parse_date), BeforeValidator(_blank_to_none)]
-Text = Annotated[str | None, BeforeValidator(_blank_to_none)]
-Count = Annotated[int | None, BeforeValidator(_blank_to_none)]
+def _whole_number(value: Any) -> int | None:
+    """A plain whole number (``"842"``, ``"1 204"``, ``7``); a range, free text or fraction is None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        compact = _SPACES.sub("", value)
+        return int(compact) if _WHOLE_NUMBER.fullmatch(compact) else None
+    return None
+
+
+def _count(value: Any) -> int | None:
+    number = _whole_number(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _object_or_none(value: Any) -> Any:
+    """A ``status`` that is not an object is not understood: no status (unknown), not a rejected body."""
+    return value if isinstance(value, dict) else None
+
+
+Text = Annotated[str | None, BeforeValidator(_no_value)]
+ProffDate = Annotated[dt.date | None, BeforeValidator(_date), BeforeValidator(_no_value)]
+Count = Annotated[int | None, BeforeValidator(_count)]
+Amount = Annotated[int | None, BeforeValidator(_whole_number)]
 
 
 class _ProffModel(BaseModel):
@@ -105,35 +119,30 @@ class ProffAddress(_ProffModel):
 
 
 class ProffStatus(_ProffModel):
-    status: Text = None
-    description: Text = None
-    status_date: ProffDate = None
+    status_flag: Text = None
 
 
 class ProffCompany(_ProffModel):
+    """The keys of a RegisterCompany body regsync reads; nothing about persons is declared here."""
+
     organisation_number: str
     name: Text = None
     company_type: Text = None
-    company_type_name: Text = None
-    status: ProffStatus | None = None
+    status: Annotated[ProffStatus | None, BeforeValidator(_object_or_none)] = None
+    registration_date: ProffDate = None
     established_date: ProffDate = None
     number_of_employees: Count = None
-    nace_categories: list[str] | None = None
-    revenue: Count = None
+    revenue: Amount = None
+    nace_categories: list[Text] | None = None
     home_page: Text = None
     visitor_address: ProffAddress | None = None
     postal_address: ProffAddress | None = None
-    last_updated_date: ProffDate = None
 
 
-def _status(listing: ProffCompany) -> CompanyStatus:
-    word = listing.status.status if listing.status else None
-    if word is None:
-        return CompanyStatus.ACTIVE
-    status = PROFF_STATUS_WORDS.get(word.strip().casefold())
-    if status is None:
-        raise RegistryMalformed("registry answer has an unknown company status")
-    return status
+def proff_status(listing: ProffCompany) -> CompanyStatus:
+    """ACTIVE/INACTIVE from ``status.statusFlag``; a missing or unknown flag is UNKNOWN, never ACTIVE."""
+    flag = listing.status.status_flag if listing.status else None
+    return PROFF_STATUS_FLAGS.get((flag or "").strip().upper(), CompanyStatus.UNKNOWN)
 
 
 def _address(address: ProffAddress | None, country: str) -> Address | None:
@@ -145,28 +154,41 @@ def _address(address: ProffAddress | None, country: str) -> Address | None:
     return Address(street=street, postal_code=address.zip_code, city=address.post_place, country=country)
 
 
-def _nace(categories: list[str] | None) -> tuple[str | None, str | None]:
-    """("62.010", "Programmeringstjenester") from Proff's "62.010 Programmeringstjenester"."""
-    if not categories or not categories[0].strip():
+def _nace(categories: list[str | None] | None) -> tuple[str | None, str | None]:
+    """("62.010", "Programmeringstjenester") from "62.010 Programmeringstjenester", split on the first space."""
+    main = next((category.strip() for category in categories or [] if category), None)
+    if main is None:
         return None, None
-    code, _, text = categories[0].strip().partition(" ")
+    code, _, text = main.partition(" ")
     if not any(char.isdigit() for char in code):
-        return None, categories[0].strip()
+        return None, main
     return code, text.strip() or None
 
 
-def map_proff(key: CompanyKey, payload: object) -> Company:
-    """Map one Proff register listing (parsed JSON) to a Company.
+def _digits(org_number: str) -> str:
+    return "".join(char for char in org_number if char.isdigit())
+
+
+def parse_proff(payload: object) -> ProffCompany:
+    """The RegisterCompany keys regsync reads, validated.
 
     Raises:
-        RegistryMalformed: the payload does not have the listing's shape, is for another organisation
-            number, or carries a status word regsync does not know.
+        RegistryMalformed: the payload does not have the body's shape (no values in the message).
     """
     try:
-        listing = ProffCompany.model_validate(payload)
+        return ProffCompany.model_validate(payload)
     except ValidationError as exc:
         raise RegistryMalformed(describe_validation_error(exc)) from None
-    if listing.organisation_number.replace(" ", "").replace("-", "") != key.org_number:
+
+
+def map_proff(key: CompanyKey, payload: object) -> Company:
+    """Map one Proff RegisterCompany body (parsed JSON) to a Company.
+
+    Raises:
+        RegistryMalformed: the payload does not have the body's shape or is for another organisation number.
+    """
+    listing = parse_proff(payload)
+    if _digits(listing.organisation_number) != _digits(key.org_number):
         raise RegistryMalformed("registry answer is for a different organisation number")
     nace_code, nace_text = _nace(listing.nace_categories)
     return Company(
@@ -174,7 +196,7 @@ def map_proff(key: CompanyKey, payload: object) -> Company:
         country=key.country,
         name=listing.name,
         legal_form=listing.company_type,
-        status=_status(listing),
+        status=proff_status(listing),
         business_address=_address(listing.visitor_address, key.country),
         postal_address=_address(listing.postal_address, key.country),
         nace_code=nace_code,
@@ -183,16 +205,17 @@ def map_proff(key: CompanyKey, payload: object) -> Company:
         revenue=listing.revenue,
         founded=listing.established_date,
         website=listing.home_page,
-        last_updated=listing.last_updated_date,
     )
 
 
 def proff_result(key: CompanyKey, response: httpx.Response) -> LookupResult:
-    """The LookupResult for one Proff answer (401/403/429/5xx never get here)."""
+    """The LookupResult for one Proff answer (401/403/429/5xx never get here).
+
+    404 is "unknown org number" (seen in clients); Proff documents no other status, so anything but 200 and
+    404 is a per-record REGISTRY_ERROR rather than a guessed meaning.
+    """
     if response.status_code == 404:
         return status_only(key, CompanyStatus.NOT_FOUND)
-    if response.status_code == 410:
-        return status_only(key, CompanyStatus.DELETED)
     if response.status_code != 200:
         return unexpected_status(key, response.status_code)
     try:
@@ -206,11 +229,15 @@ def proff_result(key: CompanyKey, response: httpx.Response) -> LookupResult:
 
 
 class ProffProvider:
-    """Proff's register API for NO, SE and DK; one GET per unique key, ``concurrency`` at a time."""
+    """Proff's register API for NO, SE, DK and FI; one GET per unique key, ``concurrency`` at a time."""
 
     def __init__(self, base_url: str, token: str, http: RegistryHttp, *, concurrency: int) -> None:
         self._base_url = base_url.rstrip("/")
-        self._auth = {"Authorization": f"Token {token}"}
+        self._headers = {
+            "Authorization": f"Token {token}",
+            "api-version": PROFF_API_VERSION,
+            "Accept": "application/json",
+        }
         self._http = http
         self._concurrency = concurrency
 
@@ -227,8 +254,9 @@ class ProffProvider:
         checked = checked_org_number(key, PROFF_COUNTRIES)
         if isinstance(checked, LookupResult):
             return checked
-        url = f"{self._base_url}/api/companies/register/{key.country}/{checked}"
-        response = self._http.get(url, headers=self._auth)
+        # Digits only in the path, also for FI's "1234567-8" (PROTOCOLS.md 1.2: an assumption).
+        url = f"{self._base_url}/api/companies/register/{key.country}/{_digits(checked)}"
+        response = self._http.get(url, headers=self._headers)
         return replace(proff_result(CompanyKey(key.country, checked), response), key=key)
 
     def lookup_many(self, keys: Sequence[CompanyKey]) -> dict[CompanyKey, LookupResult]:

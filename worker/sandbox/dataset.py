@@ -1,6 +1,6 @@
 """A deterministic generator of realistic Nordic companies and the Salesforce Accounts that point at them.
 
-Same seed, same data. Org numbers are valid (NO mod 11, SE Luhn, DK mod 11) and unique; they come from a
+Same seed, same data. Org numbers are valid (NO mod 11, SE Luhn, DK mod 11, FI Y-tunnus) and unique; they come from a
 multiplicative permutation of the number space, so a million of them need no "seen" set. Account kinds:
 ``invalid`` (checksum fails, no company), ``dissolved`` (the registry says dissolved/bankrupt/deleted,
 the CRM still says active), ``duplicate`` (shares another account's org number), ``stale`` (some mapped
@@ -50,11 +50,12 @@ _INACTIVE: dict[str, tuple[CompanyStatus, ...]] = {
     "NO": (CompanyStatus.BANKRUPT, CompanyStatus.LIQUIDATION, CompanyStatus.DELETED),
     "SE": (CompanyStatus.DISSOLVED, CompanyStatus.BANKRUPT, CompanyStatus.DELETED),
     "DK": (CompanyStatus.DISSOLVED, CompanyStatus.BANKRUPT, CompanyStatus.DELETED),
+    "FI": (CompanyStatus.DISSOLVED, CompanyStatus.BANKRUPT, CompanyStatus.DELETED),
 }
 _STEP = 7_654_321  # coprime with every space size below, so j -> (j * _STEP + offset) % size is a permutation
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-_TLD = {"NO": "no", "SE": "se", "DK": "dk"}
+_TLD = {"NO": "no", "SE": "se", "DK": "dk", "FI": "fi"}
 
 
 def _int(rng: random.Random, low: int, high: int) -> int:
@@ -102,6 +103,13 @@ def _dk_check(body: str) -> int:
     return -sum(w * int(d) for w, d in zip(weights, body, strict=True)) % 11
 
 
+def _fi_check(body: str) -> int:
+    """Y-tunnus check digit; a remainder of 1 has none (10: such bodies are skipped)."""
+    weights = (7, 9, 10, 5, 8, 4, 2)
+    rest = sum(w * int(d) for w, d in zip(weights, body, strict=True)) % 11
+    return 0 if rest == 0 else 10 if rest == 1 else 11 - rest
+
+
 def _luhn_check(body: str) -> int:
     total = 0
     for index, char in enumerate(reversed(body)):
@@ -115,6 +123,7 @@ _NUMBER_SPACES = {
     "NO": (80_000_000, 20_000_000, _no_check),  # 8 digits starting 8 or 9, then mod-11 check
     "SE": (552_000_000, 8_000_000, _luhn_check),  # "55" + third digit >= 2 (a company, not a person)
     "DK": (1_000_000, 9_000_000, _dk_check),  # 7 digits, no leading zero, then mod-11 check
+    "FI": (0, 1_000_000, _fi_check),  # Y-tunnus "0nnnnnn": 7 digits, then mod 11 (a leading 0 keeps off DK's)
 }
 
 
@@ -122,7 +131,10 @@ class OrgNumbers:
     """Valid, unique org numbers per country, in a seed-dependent but deterministic order."""
 
     def __init__(self, rng: random.Random) -> None:
-        self._offsets = {country: rng.randrange(space[1]) for country, space in _NUMBER_SPACES.items()}
+        # FI's offset is derived, not drawn, so adding FI left every older seed's data as it was.
+        drawn = ("NO", "SE", "DK")
+        self._offsets = {country: rng.randrange(_NUMBER_SPACES[country][1]) for country in drawn}
+        self._offsets["FI"] = (self._offsets["NO"] * 31 + 7) % _NUMBER_SPACES["FI"][1]
         self._next = dict.fromkeys(_NUMBER_SPACES, 0)
 
     def next(self, country: str) -> str:
@@ -130,7 +142,7 @@ class OrgNumbers:
         while True:
             j = self._next[country]
             self._next[country] = j + 1
-            body = str(first + (j * _STEP + self._offsets[country]) % size)
+            body = str(first + (j * _STEP + self._offsets[country]) % size).zfill(7)
             digit = check(body)
             if digit < 10:  # mod 11 can ask for a "10": such bodies have no valid number
                 return normalise(country, body + str(digit))
@@ -151,6 +163,8 @@ def format_org_number(country: str, number: str, rng: random.Random) -> str:
         return f"{number[:6]}-{number[6:]}"
     if country == "DK" and style < 0.3:
         return f"{number[:4]} {number[4:]}"
+    if country == "FI" and style < 0.7:
+        return f"{number[:7]}-{number[7:]}"
     return number
 
 
@@ -164,7 +178,7 @@ class Dataset:
 
     @cached_property
     def by_org_number(self) -> dict[str, Company]:
-        """Companies by compact org number (NO, SE and DK numbers differ in length, so they never clash)."""
+        """Companies by compact org number (NO, SE and DK/FI numbers differ in length or first digit: no clash)."""
         return {company.org_number: company for company in self.companies}
 
 

@@ -111,6 +111,24 @@ NAME_WORDS: dict[str, tuple[str, ...]] = {
         "Entreprise",
         "Design",
     ),
+    "FI": (
+        "Konsultointi",
+        "Rakennus",
+        "Kiinteistöt",
+        "Kuljetus",
+        "Kauppa",
+        "Tekniikka",
+        "Kone",
+        "LVI",
+        "Tilitoimisto",
+        "Invest",
+        "Sähkö",
+        "Holding",
+        "Marine",
+        "Data",
+        "Urakointi",
+        "Design",
+    ),
 }
 
 #: Legal-form codes with weights; a code of an unlimited form is not part of the name.
@@ -128,8 +146,9 @@ LEGAL_FORM_WEIGHTS: dict[str, tuple[tuple[str, float], ...]] = {
     ),
     "SE": (("AB", 78), ("HB", 6), ("KB", 3), ("EF", 10), ("EK", 3)),
     "DK": (("ApS", 62), ("A/S", 20), ("I/S", 5), ("IVS", 3), ("ENK", 10)),
+    "FI": (("OY", 74), ("OYJ", 1), ("KY", 5), ("AY", 5), ("TMI", 15)),
 }
-NAMELESS_FORMS = frozenset({"ENK", "EF", "STI", "FLI"})
+NAMELESS_FORMS = frozenset({"ENK", "EF", "TMI", "STI", "FLI"})
 
 CITIES: dict[str, tuple[tuple[str, str], ...]] = {
     "NO": (
@@ -180,6 +199,16 @@ CITIES: dict[str, tuple[tuple[str, str], ...]] = {
         ("Vejle", "7100"),
         ("Roskilde", "4000"),
     ),
+    "FI": (
+        ("Helsinki", "00100"),
+        ("Espoo", "02100"),
+        ("Tampere", "33100"),
+        ("Turku", "20100"),
+        ("Oulu", "90100"),
+        ("Jyväskylä", "40100"),
+        ("Kuopio", "70100"),
+        ("Lahti", "15100"),
+    ),
 }
 
 STREETS: dict[str, tuple[str, ...]] = {
@@ -197,6 +226,7 @@ STREETS: dict[str, tuple[str, ...]] = {
     ),
     "SE": ("Storgatan", "Drottninggatan", "Kungsgatan", "Industrivägen", "Strandvägen", "Parkvägen"),
     "DK": ("Vestergade", "Østergade", "Nørregade", "Søndergade", "Industrivej", "Strandvejen"),
+    "FI": ("Mannerheimintie", "Hämeenkatu", "Aleksanterinkatu", "Teollisuustie", "Rantatie", "Puistokatu"),
 }
 
 #: (NACE code, Norwegian text, English text)
@@ -223,4 +253,64 @@ NACE: tuple[tuple[str, str, str], ...] = (
     ("96.020", "Frisering og annen skjønnhetspleie", "Hairdressing and other beauty treatment"),
     ("85.599", "Annen undervisning", "Other education"),
     ("45.200", "Vedlikehold og reparasjon av motorvogner", "Maintenance and repair of motor vehicles"),
+)
+
+#: Legal-form codes per country with the registry's own description.
+LEGAL_FORMS: dict[str, dict[str, str]] = {
+    "NO": {
+        "AS": "Aksjeselskap",
+        "ASA": "Allmennaksjeselskap",
+        "ENK": "Enkeltpersonforetak",
+        "ANS": "Ansvarlig selskap",
+        "DA": "Selskap med delt ansvar",
+        "NUF": "Norskregistrert utenlandsk foretak",
+        "SA": "Samvirkeforetak",
+        "STI": "Stiftelse",
+        "FLI": "Forening/lag/innretning",
+    },
+    "SE": {
+        "AB": "Aktiebolag",
+        "HB": "Handelsbolag",
+        "KB": "Kommanditbolag",
+        "EF": "Enskild näringsidkare",
+        "EK": "Ekonomisk förening",
+    },
+    "DK": {
+        "ApS": "Anpartsselskab",
+        "A/S": "Aktieselskab",
+        "I/S": "Interessentskab",
+        "IVS": "Iværksætterselskab",
+        "ENK": "Enkeltmandsvirksomhed",
+    },
+    "FI": {
+        "OY": "Osakeyhtiö",
+        "OYJ": "Julkinen osakeyhtiö",
+        "KY": "Kommandiittiyhtiö",
+        "AY": "Avoin yhtiö",
+        "TMI": "Toiminimi",
+    },
+}
+
+#: Forms run by one person: their registry listings name that person (Proff's personRoles, contactPerson).
+SOLE_PROPRIETOR_FORMS = frozenset({"ENK", "EF", "TMI"})
+
+#: Invented people for sole proprietorships; none of these strings occurs in company names or addresses, so a
+#: privacy test can search every output for them.
+PERSON_FIRST_NAMES: tuple[str, ...] = (
+    "Ingeborg",
+    "Torleif",
+    "Sigrunn",
+    "Halvdan",
+    "Ragnhild",
+    "Eilert",
+    "Gunvor",
+    "Aslak",
+)
+PERSON_LAST_NAMES: tuple[str, ...] = (
+    "Vetlesen",
+    "Brekkhus",
+    "Tveitane",
+    "Skjelbred",
+    "Lianes",
+    "Grønvold",
 )

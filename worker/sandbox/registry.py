@@ -2,13 +2,15 @@
 
 Proff answers ``/api/companies/register/{CC}/{orgnr}`` (base URL = server URL); brreg answers
 ``/enhetsregisteret/api/enheter/{orgnr}`` and ``/enhetsregisteret/api/enheter?organisasjonsnummer=...``.
-Each canonical Company is rendered in that registry's shape (the inverse of the providers' mappers), and
-faults can be switched on at any time from any thread: latency, rate limiting, per-number failures,
-transient blips, malformed bodies, a revoked Proff token, removed units.
+Each canonical Company is rendered as ../shared/PROTOCOLS.md shows that registry's bodies (proff_json.py,
+registry_json.py), never in the shape our parsers happen to read, and faults can be switched on at any time
+from any thread: latency, rate limiting, per-number failures, transient blips, malformed bodies, masked
+listings, a revoked Proff token, removed units. A test may also serve a literal body for one number.
 
-Deliberate simplifications: brreg has no "dissolved" (a dissolved unit renders as deleted, with
-``slettedato``); brreg's batch search leaves deleted and removed units out (the provider asks those one by
-one); the batch honours ``size`` (default 20, like brreg) and serves the first page only.
+Choices where PROTOCOLS.md has no confirmed fact (assumptions): brreg's batch search includes deleted units
+(reduced body with ``slettedato``) and leaves out removed and unknown ones; the batch honours ``size``
+(default 20, like brreg) and serves the first page only; Proff answers 400 to an ``api-version`` other than
+1.0 or 1.1 (none means 1.0) and 404 for a removed unit; error bodies are loose.
 """
 
 from __future__ import annotations
@@ -21,14 +23,21 @@ from typing import Literal
 from urllib.parse import unquote
 
 from worker.company import Company, CompanyStatus
-from worker.sandbox.registry_json import render_brreg, render_brreg_page, render_proff
+from worker.sandbox.proff_json import proff_view, render_proff
+from worker.sandbox.registry_json import brreg_view, render_brreg, render_brreg_page
 from worker.sandbox.tls import RecordedRequest, Reply, SandboxCA, SandboxHTTPServer
 
 PROFF_PREFIX = "/api/companies/register/"
 BRREG_BASE = "/enhetsregisteret/api"
 MalformedKind = Literal["not_json", "wrong_shape"]
+PROFF_API_VERSIONS = frozenset({"1.0", "1.1"})
 
 _NOT_JSON = b"<html><body><h1>502 Bad Gateway</h1>upstream sent garbage</body></html>"
+
+
+def registry_view(provider: str, company: Company) -> Company:
+    """What ``provider`` ("proff" or "brreg") tells regsync about ``company`` through this sandbox."""
+    return proff_view(company) if provider == "proff" else brreg_view(company)
 
 
 class SandboxRegistry:
@@ -45,6 +54,8 @@ class SandboxRegistry:
         self._blips: deque[int] = deque()
         self._malformed: dict[str, MalformedKind] = {}
         self._removed: set[str] = set()
+        self._masked: set[str] = set()
+        self._literal: dict[tuple[str, str], dict[str, object]] = {}
         self._revoked = False
         self._server = SandboxHTTPServer(ca, self._route)
 
@@ -133,6 +144,16 @@ class SandboxRegistry:
         with self._lock:
             self._removed.add(orgnr)
 
+    def mask(self, orgnr: str) -> None:
+        """Proff masks this listing's names and birth dates with ``***`` (as it may, per docs.spant.no)."""
+        with self._lock:
+            self._masked.add(orgnr)
+
+    def serve_proff_body(self, country: str, orgnr: str, body: dict[str, object]) -> None:
+        """Proff answers ``body`` verbatim for this number (e.g. a PROTOCOLS.md example), whatever the data says."""
+        with self._lock:
+            self._literal[(country, orgnr)] = body
+
     def revoke_token(self) -> None:
         """Proff answers 401 to everything from now on."""
         with self._lock:
@@ -150,6 +171,7 @@ class SandboxRegistry:
             self._blips.clear()
             self._malformed.clear()
             self._removed.clear()
+            self._masked.clear()
             self._revoked = False
 
     # --- routing ---------------------------------------------------------------------------------------
@@ -198,24 +220,33 @@ class SandboxRegistry:
             return company, failing, self._malformed.get(orgnr)
 
     def _proff(self, request: RecordedRequest) -> Reply:
+        refused = self._proff_refusal(request)
+        if refused is not None:
+            return refused
+        parts = request.path[len(PROFF_PREFIX) :].split("/")
+        if len(parts) != 2:
+            return Reply(404, {"message": "No HTTP resource was found that matches the request URI."})
+        country, orgnr = parts[0].upper(), unquote(parts[1])
+        company, failing, broken = self._lookup(country, orgnr)
+        with self._lock:
+            literal, masked = self._literal.get((country, orgnr)), orgnr in self._masked
+        if failing is not None:
+            return Reply(failing, {"message": f"sandbox failure {failing}"})
+        if literal is not None:
+            return Reply(200, literal)
+        if company is None:
+            return Reply(404, {"message": "Company not found"})
+        wrong: dict[str, object] = {"organisationNumber": orgnr, "visitorAddress": "x"}
+        return _broken_reply(broken, wrong) or Reply(200, render_proff(company, masked=masked))
+
+    def _proff_refusal(self, request: RecordedRequest) -> Reply | None:
         with self._lock:
             revoked, token = self._revoked, self._proff_token
         if revoked or (token is not None and request.headers.get("authorization") != f"Token {token}"):
             return Reply(401, {"message": "Authorization has been denied for this request."})
-        parts = request.path[len(PROFF_PREFIX) :].split("/")
-        if len(parts) != 2:
-            return Reply(404, {"message": "No HTTP resource was found that matches the request URI."})
-        company, failing, broken = self._lookup(parts[0].upper(), unquote(parts[1]))
-        if failing is not None:
-            return Reply(failing, {"message": f"sandbox failure {failing}"})
-        if company is None:
-            return Reply(404, {"message": "Company not found"})
-        wrong: dict[str, object] = {
-            "organisationNumber": company.org_number,
-            "numberOfEmployees": "many",
-            "visitorAddress": "x",
-        }
-        return _broken_reply(broken, wrong) or Reply(200, render_proff(company))
+        if request.headers.get("api-version", "1.0") not in PROFF_API_VERSIONS:
+            return Reply(400, {"message": "Unsupported api-version."})
+        return None
 
     def _brreg_single(self, orgnr: str) -> Reply:
         company, failing, broken = self._lookup("NO", orgnr)
@@ -237,13 +268,10 @@ class SandboxRegistry:
             company, failing, broken = self._lookup("NO", orgnr)
             if failing is not None and failing >= 500:
                 return Reply(failing, {"status": failing, "error": "sandbox failure"})
-            if company is None or failing is not None or company.status in _UNSEARCHABLE:
-                continue
+            if company is None or failing is not None:
+                continue  # unknown and removed units are silently missing; deleted ones are hits (assumption)
             units.append(_wrong_brreg(orgnr) if broken else render_brreg(company, self.brreg_url))
         return Reply(200, render_brreg_page(units, size, self.brreg_url))
-
-
-_UNSEARCHABLE = frozenset({CompanyStatus.DELETED, CompanyStatus.DISSOLVED})
 
 
 def _broken_reply(kind: MalformedKind | None, wrong_shape: dict[str, object]) -> Reply | None:

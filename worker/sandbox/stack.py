@@ -20,7 +20,7 @@ from worker.errors import InvalidOrgNumber
 from worker.orgnr import normalise
 from worker.policies import plan_record
 from worker.sandbox.dataset import Dataset, make_dataset
-from worker.sandbox.registry import SandboxRegistry
+from worker.sandbox.registry import SandboxRegistry, registry_view
 from worker.sandbox.salesforce import SandboxSalesforce
 from worker.sandbox.tls import SandboxCA
 
@@ -110,6 +110,7 @@ def compute_truth(dataset: Dataset, spec: ConnectionSpec, failing_ids: Sequence[
         company = by_org.get((country, org)) or Company(
             org_number=org, country=country, status=CompanyStatus.NOT_FOUND
         )
+        company = registry_view(spec.registry.provider, company)  # what the registry can say of it
         plan = plan_record(account, company, spec.mapping, {})
         if not plan.changes:
             counts["unchanged"] += 1
@@ -141,7 +142,10 @@ def _pick_validation_failures(dataset: Dataset, spec: ConnectionSpec, count: int
             company = by_org.get((country, normalise(country, account.get("Org_Number__c"))))
         except InvalidOrgNumber:
             continue
-        if company is not None and plan_record(account, company, spec.mapping, {}).changes:
+        if company is None:
+            continue
+        company = registry_view(spec.registry.provider, company)
+        if plan_record(account, company, spec.mapping, {}).changes:
             chosen.append(account["Id"])
     return tuple(chosen)
 
