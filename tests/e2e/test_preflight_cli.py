@@ -56,7 +56,8 @@ def org(env: RegsyncEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 def sandbox_file(org: SandboxSalesforce, *mapping: str, least_privilege: bool = False) -> str:
     text = acme_toml(
-        *(mapping or MAPPING), registry='provider = "brreg"\nbase_url = "https://brreg.example/api"'
+        *(mapping or MAPPING),
+        registry='provider = "brreg"\nbase_url = "https://data.brreg.no/enhetsregisteret/api"',
     )
     text = text.replace("https://acme.my.salesforce.com/services/oauth2/token", org.token_url)
     text = text.replace('"3MVG9abcdef"', f'"{CLIENT_ID}"').replace('"OrgNr__c"', '"Org_Number__c"')

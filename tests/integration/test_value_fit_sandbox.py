@@ -2,9 +2,9 @@
 failure ``VALUE_DOES_NOT_FIT``, caught before any write: no PATCH body the sandbox org received carries it.
 
 A real run (planner + chunks in this process, real SalesforceClient and Proff client over TLS) of 600 sandbox
-Accounts after an admin restricted ``Registry_Status__c`` to the statuses without ``bankrupt``. The run-start
-check passes (most statuses fit) and warns; each Account whose company went bankrupt fails alone, with the code,
-and keeps its old values; every other change is written once.
+Accounts after an admin restricted ``Registry_Status__c`` to the statuses without ``inactive``. The run-start
+check passes (most statuses fit) and warns; each Account whose company Proff calls inactive fails alone, with the
+code, and keeps its old values; every other change is written once.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from worker.ledger.db import session_scope
 from worker.ledger.views import list_failures
 from worker.orgnr import normalise
 from worker.policies import plan_record
+from worker.sandbox.registry import registry_view
 
-LISTED = ("active", "inactive", "dissolved", "liquidation", "deleted", "not_found")  # no "bankrupt"
+#: Every status but "inactive", which Proff's statusFlag gives for dissolved and bankrupt companies alike.
+LISTED = ("active", "dissolved", "bankrupt", "liquidation", "deleted", "not_found")
 
 
 @pytest.fixture
@@ -50,7 +52,8 @@ def planned_changes(world: World) -> dict[str, dict[str, Any]]:
         company = companies.get((country, org)) or Company(
             org_number=org, country=country, status=CompanyStatus.NOT_FOUND
         )
-        changes[account["Id"]] = plan_record(account, company, spec.mapping, {}).changes
+        said = registry_view("proff", company)  # what the sandbox's Proff answers for it
+        changes[account["Id"]] = plan_record(account, said, spec.mapping, {}).changes
     return changes
 
 
@@ -59,25 +62,25 @@ def test_a_status_the_restricted_picklist_lacks_fails_per_record_and_is_never_se
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     changes = planned_changes(world)
-    bankrupt = {rid for rid, change in changes.items() if change.get("Registry_Status__c") == "bankrupt"}
-    written = {rid for rid, change in changes.items() if change} - bankrupt
+    inactive = {rid for rid, change in changes.items() if change.get("Registry_Status__c") == "inactive"}
+    written = {rid for rid, change in changes.items() if change} - inactive
     before = world.stack.salesforce.accounts
-    assert bankrupt, "the seeded data should have bankrupt companies"
+    assert inactive, "the seeded data should have inactive companies"
 
     view = world.manual()
 
     with session_scope() as session:
         rows = list_failures(session, view["id"], limit=10_000)
     unfit = {row["record_id"]: row for row in rows if row["error_code"] == "VALUE_DOES_NOT_FIT"}
-    assert set(unfit) == bankrupt
+    assert set(unfit) == inactive
     assert {row["message"] for row in unfit.values()} == {
-        "Registry_Status__c: 'bankrupt' is not a value of its restricted picklist"
+        "Registry_Status__c: 'inactive' is not a value of its restricted picklist"
     }
-    assert view["failed"] == len(bankrupt) and view["updated"] == len(written)
+    assert view["failed"] == len(inactive) and view["updated"] == len(written)
     sent = [item for r in world.patches() for item in json.loads(r.body)["records"]]
-    assert not [item for item in sent if item.get("Registry_Status__c") == "bankrupt"]
+    assert not [item for item in sent if item.get("Registry_Status__c") == "inactive"]
     assert {item["id"] for item in sent} == written
     after = world.stack.salesforce.accounts
-    assert all(after[rid] == before[rid] for rid in bankrupt)  # nothing of theirs was written
+    assert all(after[rid] == before[rid] for rid in inactive)  # nothing of theirs was written
     assert dict(world.stack.salesforce.writes) == dict.fromkeys(written, 1)
-    assert "restricted picklist without bankrupt" in caplog.text  # the run-start check warned
+    assert "restricted picklist without inactive" in caplog.text  # the run-start check warned
