@@ -100,7 +100,8 @@ class Suite:
         sizes = self.options.sizes
         shared = bool(self._syncs)
         bound_run, dedup = self.syncs()
-        section = calls_section(bound_run, dedup, sizes.accounts, sizes.dedup_accounts)
+        processes = self.options.registry.workers * self.options.registry.worker_concurrency
+        section = calls_section(bound_run, dedup, sizes.accounts, sizes.dedup_accounts, processes)
         if shared:
             section.notes.append("Both runs were made, and timed, with the throughput benchmark's workers.")
         return section

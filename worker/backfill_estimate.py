@@ -6,7 +6,9 @@ The arithmetic is the budget guard's (``worker.estimate``) with a backfill's own
 
 * queries: ``ceil(N / 2000)`` pages (at least one), or one ``Id IN`` query per 200 listed Ids;
 * re-reads: ``ceil(N / chunk_size)``, one sObject Collections GET per chunk;
-* writes: at most ``ceil(N / chunk_size)`` (none for unchanged records; none at all in a dry run);
+* writes: at most ``ceil(N / chunk_size)`` (none for unchanged records; none at all in a dry run), each after
+  at most one describe (the values are checked before a write; one describe serves a whole worker session);
+* the run-start check: ``RUN_START_CALLS`` (describe + permission queries);
 * registry: at most one call per unique valid org number, so at most ``N``; fewer with brreg's batch lookup.
 """
 
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 
 from worker import estimate as budget_arithmetic
 from worker.backfill import Selection
+from worker.connections.preflight import RUN_START_CALLS
 from worker.crm.ids import ID_BATCH, id_batches, id_in
 from worker.filters import combine
 
@@ -42,11 +45,14 @@ class Estimate:
     read_calls: int
     write_calls_max: int
     registry_calls_max: int
+    check_calls: int = RUN_START_CALLS
+    describe_calls_max: int = 0
 
     @property
     def crm_calls_max(self) -> int:
         """Salesforce calls the run itself will make at most (the estimate's own calls not included)."""
-        return self.query_calls + self.read_calls + self.write_calls_max
+        checks = self.check_calls + self.describe_calls_max
+        return checks + self.query_calls + self.read_calls + self.write_calls_max
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "crm_calls_max": self.crm_calls_max}
@@ -93,4 +99,6 @@ def estimate(
     queries, reads, writes, registry = arithmetic(
         records, listed_ids=listed, chunk_size=chunk_size, dry_run=dry_run, registry_batch=registry_batch
     )
-    return Estimate(records, upper, crm.calls - before, queries, reads, writes, registry)
+    return Estimate(
+        records, upper, crm.calls - before, queries, reads, writes, registry, describe_calls_max=writes
+    )

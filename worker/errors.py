@@ -104,6 +104,13 @@ class ScheduleInvalid(ConfigurationError):
     code = "SCHEDULE_INVALID"
 
 
+class LeastPrivilegeError(ConfigurationError):
+    """The Salesforce integration user holds rights the mapping does not need, and the connection sets
+    require_least_privilege; remove them from the permission set or profile named in this message."""
+
+    code = "LEAST_PRIVILEGE"
+
+
 # --- CRM ---------------------------------------------------------------------------------------------------
 
 

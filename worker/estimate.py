@@ -2,10 +2,12 @@
 
 The same rules the sync follows, as a pure function:
 
-* Salesforce: planning queries Id + key in pages of 2,000 (at least one query, even for no record); each chunk
-  of up to ``chunk_size`` valid records costs one sObject Collections read, and at most one collection write,
-  only if one of its records changed. The write count is an upper bound (changes may bunch up in fewer
-  chunks), which is what a budget needs.
+* Salesforce: the run-start check (``RUN_START_CALLS``: describe + permission queries); planning queries Id +
+  key in pages of 2,000 (at least one query, even for no record); each chunk of up to ``chunk_size`` valid
+  records costs one sObject Collections read, and at most one collection write, only if one of its records
+  changed, plus at most one describe before that write (one per worker process and Salesforce session, so
+  usually far fewer). The write count is an upper bound (changes may bunch up in fewer chunks), which is what a
+  budget needs.
 * Registry: one call per unique valid org number per run (the per-run company cache), or, for a provider with
   a batch lookup (brreg, ``registry_batch`` 100), one call per batch of a chunk's new numbers. Invalid org
   numbers cost nothing. (brreg also asks one by one for numbers its batch leaves out: deleted or unknown units.)
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import math
 from typing import NamedTuple
+
+from worker.connections.preflight import RUN_START_CALLS
 
 #: Records per Salesforce query page (queryMore).
 QUERY_PAGE = 2000
@@ -53,7 +57,10 @@ def estimate(
     _check(n_records, n_valid_unique, valid, share=changed_share, chunk_size=chunk_size, batch=registry_batch)
     chunks = math.ceil(valid / chunk_size)
     changed = math.ceil(changed_share * valid)
-    crm = max(1, math.ceil(n_records / QUERY_PAGE)) + chunks + min(chunks, changed)
+    writes = min(chunks, changed)
+    crm = (
+        RUN_START_CALLS + max(1, math.ceil(n_records / QUERY_PAGE)) + chunks + 2 * writes
+    )  # write + describe
     return Estimate(_registry_calls(n_valid_unique, chunks, registry_batch), crm)
 
 

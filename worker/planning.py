@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from worker.backfill import selection_for
+from worker.connections.preflight import check_run_start
 from worker.crm.port import CrmClient, CrmRecord
 from worker.dispatch import Dispatcher
 from worker.errors import (
@@ -83,6 +84,9 @@ def plan_run(
         return "not_claimed"
     try:
         with clients(run.connection_id, settings) as (runtime, crm, _registry):
+            check_run_start(
+                runtime.spec, crm
+            )  # a mapping that no longer fits (or a refused user) fails the run
             Planner(run, runtime, crm, dispatch, settings).run()
     except Exception as exc:
         error = classify(exc)

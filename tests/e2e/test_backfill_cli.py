@@ -97,8 +97,8 @@ def test_estimate_then_dry_run_print_their_numbers_and_write_nothing(world: Worl
     assert f"records selected: {big} (counting them cost 1 Salesforce call(s))" in estimate.stdout
     reads = -(-big // 100)
     assert (
-        f"Salesforce API calls: at most {1 + reads} = 1 query + {reads} re-read + writes (none: dry run)"
-        in (estimate.stdout)
+        f"Salesforce API calls: at most {5 + 1 + reads} = 1 query + {reads} re-read + writes (none: dry run) "
+        "+ 5 run-start check\n" in (estimate.stdout)
     )
     assert f"registry calls: at most {big} (one per unique valid org number, or batch)" in estimate.stdout
     assert "nothing was started" in estimate.stdout

@@ -80,6 +80,9 @@ def world(
         yield World(stack, cluster_env, tmp_path)
 
 
+PERMISSION_OBJECTS = {"PermissionSetAssignment", "PermissionSet", "ObjectPermissions", "FieldPermissions"}
+
+
 def salesforce_kind(request: RecordedRequest) -> str:
     """What one REST API request was, in the estimate's terms."""
     path = request.path.split("/services/data/", 1)[1].split("/", 1)[1]
@@ -88,7 +91,8 @@ def salesforce_kind(request: RecordedRequest) -> str:
     if request.method == "GET" and path.startswith("composite/sobjects/"):
         return "read"
     if request.method == "GET" and path.startswith("query"):
-        return "query"
+        sobject = request.query.get("q", [""])[0].split(" FROM ", 1)[-1].split(" ", 1)[0]
+        return "check" if sobject in PERMISSION_OBJECTS else "query"  # the run-start least-privilege read
     return f"other {request.method} {path}"
 
 
@@ -141,6 +145,8 @@ def assert_within(estimate: dict[str, Any], view: dict[str, Any], calls: Calls) 
     assert run["query"] <= estimate["query_calls"], report
     assert run["read"] <= estimate["read_calls"], report
     assert run["write"] <= estimate["write_calls_max"], report
+    checks = run["check"] + run["other GET sobjects/Account/describe"]  # the run-start check, describes
+    assert checks <= estimate["check_calls"] + estimate["describe_calls_max"], report
     assert sum(run.values()) <= estimate["crm_calls_max"], report  # every call of the run, of any kind
     assert calls.registry <= estimate["registry_calls_max"], report
     # The ledger counted what the sandboxes received.

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,19 @@ from tests.unit.fakes import FakeDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import utcnow
 from worker.ledger.views import list_runs
+from worker.sandbox.salesforce import SandboxSalesforce
+from worker.sandbox.tls import SandboxCA
 from worker.scheduling.tick import tick
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 
+CLIENT_SECRET = "cs-schedule-cli-0f1e2d3c4b5a"
 CONNECTION_TOML = acme_toml(extra='[schedule]\ncron = "* * * * *"\ntimezone = "Europe/Oslo"')
 
 
-def regsync(cwd: Path, *args: str, actor: str | None = "alice") -> subprocess.CompletedProcess[str]:
+def regsync(
+    cwd: Path, *args: str, actor: str | None = "alice", stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
     environ.pop("REGSYNC_ACTOR", None)
     if actor:
@@ -37,6 +43,7 @@ def regsync(cwd: Path, *args: str, actor: str | None = "alice") -> subprocess.Co
     return subprocess.run(
         [sys.executable, "-m", "worker.cli.main", *args],
         capture_output=True, text=True, encoding="utf-8", cwd=cwd, env=environ, timeout=60, check=False,
+        input=stdin,
     )  # fmt: skip
 
 
@@ -56,10 +63,29 @@ def ticks(start: dt.datetime, minutes: int, every_s: int = 30) -> FakeDispatcher
     return dispatch
 
 
-def test_schedule_enable_skip_and_audit_through_the_cli(env: RegsyncEnv, tmp_path: Path) -> None:
-    (tmp_path / "acme.toml").write_text(CONNECTION_TOML, encoding="utf-8")
+@pytest.fixture
+def org(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxSalesforce]:
+    """The connection's Salesforce: `enable` checks the mapping against it (issue 10)."""
+    ca = SandboxCA(tmp_path / "ca")
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        monkeypatch.setenv(name, str(ca.bundle_path))
+    sandbox = SandboxSalesforce(ca, [], client_id="3MVG9abcdef", client_secret=CLIENT_SECRET).start()
+    yield sandbox
+    sandbox.stop()
+
+
+def test_schedule_enable_skip_and_audit_through_the_cli(
+    env: RegsyncEnv, org: SandboxSalesforce, tmp_path: Path
+) -> None:
+    connection_file = CONNECTION_TOML.replace(
+        "https://acme.my.salesforce.com/services/oauth2/token", org.token_url
+    ).replace('"OrgNr__c"', '"Org_Number__c"')
+    (tmp_path / "acme.toml").write_text(connection_file, encoding="utf-8")
     applied = regsync(tmp_path, "connection", "apply", "acme.toml")
     assert applied.returncode == 0, applied.stderr
+    for name, value in (("salesforce_client_secret", CLIENT_SECRET), ("registry_token", "proff-token-1a2b")):
+        stored = regsync(tmp_path, "secret", "set", "acme", name, stdin=value)
+        assert stored.returncode == 0, stored.stderr
 
     # Acceptance 3: a disabled connection never gets a run, over an hour of every-minute slots.
     idle = ticks(utcnow(), minutes=60)
@@ -85,11 +111,13 @@ def test_schedule_enable_skip_and_audit_through_the_cli(env: RegsyncEnv, tmp_pat
     assert [(e["actor"], e["action"]) for e in events] == [
         ("alice", "connection.create"),
         ("alice", "schedule.set"),
+        ("alice", "secret.set"),
+        ("alice", "secret.set"),
         ("bob", "connection.enable"),
     ]
     assert events[-1]["before"] == {"enabled": False} and events[-1]["after"] == {"enabled": True}
     verified = regsync(tmp_path, "audit", "verify")
-    assert verified.returncode == 0 and "3 event(s)" in verified.stdout
+    assert verified.returncode == 0 and "5 event(s)" in verified.stdout
 
     # Acceptance 6 (deletion; edits are covered by test_admin_cli and test_audit_chain): verify names the event.
     sql(env.database_url, f"DELETE FROM audit_events WHERE id = {events[1]['id']}")

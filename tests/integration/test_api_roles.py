@@ -85,7 +85,9 @@ class Api:
 @pytest.fixture(scope="module")
 def api() -> Iterator[Api]:
     with ledger_env():
-        world = build_world()
+        # A's Salesforce credential is set (brreg needs no registry token): backfills and enable may start;
+        # nothing here contacts Salesforce. B has none.
+        world = build_world(secrets_a={"salesforce_client_secret": "placeholder-never-sent-0a1b"})
         dispatcher = FakeDispatcher()
         app = create_app(throttle=MemoryThrottle(10_000), dispatcher=dispatcher)
         with TestClient(app, raise_server_exceptions=False) as client:
@@ -200,6 +202,21 @@ def test_cancel_of_a_queued_run_cancels_it_is_audited_and_a_second_cancel_confli
     assert f"run:{run_id}" in targets
     status, body = api.call(api.world.keys["operator"], "POST", f"/v1/runs/{run_id}/cancel")
     assert status == 409 and json.loads(body)["error"]["code"] == "STATE_CONFLICT"
+
+
+def test_enable_and_backfill_of_a_connection_without_its_secret_are_409_naming_it(api: Api) -> None:
+    planned = len(api.dispatcher.plans)
+    for method, path, body in (
+        ("PATCH", f"/v1/connections/{B}/settings", {"enabled": True}),
+        ("POST", f"/v1/connections/{B}/backfills", {"dry_run": True}),
+    ):
+        status, raw = api.call(api.world.b_admin, method, path, body)
+        error = json.loads(raw)["error"]
+        assert (status, error["code"]) == (409, "SECRET_MISSING"), raw
+        assert f"connection {B} cannot run: salesforce_client_secret not set" in error["message"]
+    status, raw = api.call(api.world.b_admin, "GET", f"/v1/connections/{B}/settings")
+    assert status == 200 and json.loads(raw)["enabled"] is False
+    assert len(api.dispatcher.plans) == planned
 
 
 def test_admin_settings_change_is_applied_and_audited(api: Api) -> None:

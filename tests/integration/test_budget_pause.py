@@ -47,9 +47,9 @@ def test_run_pauses_at_its_daily_share_and_the_sweeper_resumes_it_next_day(
         stack.salesforce.set_api_usage(0, 1_000)
         data = stack.spec_data("budget", requests_per_second=1000, burst=100)
         data["sync"] = {"chunk_size": 25}  # 8 chunks
-        data["budget"] = {
-            "max_api_share": 0.009
-        }  # 9 calls a day: day 1 the query page and 4 chunks, day 2 the rest
+        # 14 calls a day: day 1 the run-start check (describe + 4 permission queries), the query page and 4 chunks
+        # of 2 calls; day 2 the rest
+        data["budget"] = {"max_api_share": 0.014}
         connection_id = install_connection(stack, data)
         dispatch = ListDispatcher()
         run_id = start_run(connection_id, dispatch)
@@ -73,7 +73,7 @@ def test_run_pauses_at_its_daily_share_and_the_sweeper_resumes_it_next_day(
         first
     )
     assert paused["status"] == "paused_budget" and paused["error_code"] is None
-    assert "of its 9 Salesforce API calls for today" in paused["error"]
+    assert "of its 14 Salesforce API calls for today" in paused["error"]
     assert shown.exit_code == 1 and "paused_budget" in shown.output and "paused:" in shown.output
     assert len(untouched) == len(first) - done and all(
         c.attempt == 0 for c in untouched

@@ -314,12 +314,7 @@ def _params() -> list[Any]:
     params = []
     for stage in STAGE_NAMES:
         for kind in KINDS:
-            marks = []
-            if stage == "describe":
-                # Nothing asks Salesforce for describe during a run until H2's run-start check (worker/planning.py
-                # hunk) is merged; strict: this mark must go once it is (LEAD).
-                marks.append(pytest.mark.xfail(reason="run-start describe check is H2's", strict=True))
-            params.append(pytest.param(stage, kind, id=f"{stage}-{kind}", marks=marks))
+            params.append(pytest.param(stage, kind, id=f"{stage}-{kind}"))
     return params
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,10 @@ from worker.crm.describe_check import check_mapping
 from worker.crm.port import ApiUsage, WriteResult
 from worker.crm.salesforce import SalesforceClient
 from worker.crm.soql import soql_quote
+from worker.crm.write_retry import RetryPolicy
 from worker.errors import CrmAuthError, CrmError, CrmLimitExceeded, CrmTransientError, MappingError
 from worker.sandbox.salesforce import SandboxSalesforce
-from worker.sandbox.tls import SandboxCA
+from worker.sandbox.tls import RecordedRequest, SandboxCA
 
 CLIENT_ID = "3MVG9-sandbox-consumer-key"
 SECRET = "s3cr3t-client-secret-value"
@@ -93,10 +95,18 @@ def sandbox(ca: SandboxCA, rsa_key: tuple[str, str]) -> Iterator[SandboxSalesfor
     org.stop()
 
 
+#: Lock retries with short waits: four sends of a locked record in well under a second.
+FAST_RETRY = RetryPolicy(attempts=4, base_s=0.01, max_s=0.05)
+
+
 @pytest.fixture
 def client(sandbox: SandboxSalesforce) -> Iterator[SalesforceClient]:
-    with SalesforceClient(make_spec(sandbox), SECRET, timeout_s=10) as crm:
+    with SalesforceClient(make_spec(sandbox), SECRET, timeout_s=10, retry=FAST_RETRY) as crm:
         yield crm
+
+
+def patched_ids(request: RecordedRequest) -> list[str]:
+    return [item["id"] for item in json.loads(request.body)["records"]]
 
 
 def bearer_tokens(sandbox: SandboxSalesforce) -> set[str]:
@@ -340,22 +350,94 @@ def test_update_reports_per_record_success_and_validation_failures(
     assert state["001000000000002AAA"]["Name"] == "Company 2"
     assert sandbox.writes == {"001000000000001AAA": 1, "001000000000004AAA": 1}
     assert [change.changed for change in sandbox.changes] == [{"Name": ("Company 1", "Renamed AS")}, {}]
-    (call,) = sandbox.api_requests()
-    assert (call.method, call.path.rsplit("/", 2)[-2:]) == ("PATCH", ["composite", "sobjects"])
-    assert client.calls == 1
+    describe, first, *retries = sandbox.api_requests()
+    assert describe.path.endswith("/sobjects/Account/describe")  # the values are checked before the write
+    assert (first.method, first.path.rsplit("/", 2)[-2:]) == ("PATCH", ["composite", "sobjects"])
+    # The row stays locked: it alone is sent again, 4 sends in all, then it fails.
+    assert [patched_ids(call) for call in retries] == [["001000000000003AAA"]] * 3
+    assert client.calls == 5
 
 
 def test_update_sends_only_the_given_fields_with_collection_attributes(
     sandbox: SandboxSalesforce, client: SalesforceClient
 ) -> None:
-    import json
-
+    client.describe()
     client.update([{"Id": "001000000000001AAA", "NumberOfEmployees": 12}])
-    (call,) = sandbox.api_requests()
+    _describe, call = sandbox.api_requests()
     assert json.loads(call.body) == {
         "allOrNone": False,
         "records": [{"attributes": {"type": "Account"}, "id": "001000000000001AAA", "NumberOfEmployees": 12}],
     }
+
+
+def test_a_record_locked_once_is_sent_again_alone_and_written_once(
+    sandbox: SandboxSalesforce, client: SalesforceClient
+) -> None:
+    ids = [f"001{i:012d}AAA" for i in range(1, 21)]
+    sandbox.lock_share(0.25, seed=3)
+
+    results = client.update([{"Id": record_id, "NumberOfEmployees": 1000} for record_id in ids])
+
+    locked = sorted(sandbox.locks_injected)
+    assert 0 < len(locked) < len(ids)  # some, not all: the share is per record
+    assert all(result.success for result in results)
+    assert sandbox.writes == {record_id: 1 for record_id in ids}
+    patches = [r for r in sandbox.api_requests() if r.method == "PATCH"]
+    assert [patched_ids(call) for call in patches] == [ids, locked]
+    assert client.calls == 1 + len(patches)  # the describe, then each PATCH
+
+
+def test_a_value_outside_a_restricted_picklist_is_refused_before_sending(
+    sandbox: SandboxSalesforce, client: SalesforceClient
+) -> None:
+    sandbox.alter_field("Registry_Status__c", restricted=True, picklist=("active", "dissolved"))
+    sandbox.alter_field("Name", length=12)
+
+    results = client.update(
+        [
+            {"Id": "001000000000001AAA", "Registry_Status__c": "bankrupt", "Name": "Short AS"},
+            {"Id": "001000000000002AAA", "Registry_Status__c": "dissolved"},
+            {"Id": "001000000000003AAA", "Name": "A name far too long for twelve"},
+            {"Id": "001000000000004AAA", "BillingCountryCode": "US"},
+        ]
+    )
+
+    assert [(r.record_id, r.success, r.error_code) for r in results] == [
+        ("001000000000001AAA", False, "VALUE_DOES_NOT_FIT"),
+        ("001000000000002AAA", True, None),
+        ("001000000000003AAA", False, "VALUE_DOES_NOT_FIT"),
+        ("001000000000004AAA", False, "VALUE_DOES_NOT_FIT"),
+    ]
+    assert results[0].message == "Registry_Status__c: 'bankrupt' is not a value of its restricted picklist"
+    assert results[2].message == "Name: the value has 30 characters, the field holds at most 12"
+    (patch,) = [r for r in sandbox.api_requests() if r.method == "PATCH"]
+    assert patched_ids(patch) == ["001000000000002AAA"]
+    assert b"bankrupt" not in patch.body and b"twelve" not in patch.body and b"US" not in patch.body
+
+
+def test_nothing_is_patched_when_no_record_fits(sandbox: SandboxSalesforce, client: SalesforceClient) -> None:
+    results = client.update([{"Id": "001000000000001AAA", "BillingCountryCode": "Norway"}])
+    assert [(r.success, r.error_code) for r in results] == [(False, "VALUE_DOES_NOT_FIT")]
+    assert [r.method for r in sandbox.api_requests()] == ["GET"]  # the describe only
+
+
+def test_one_describe_serves_every_client_of_the_session(sandbox: SandboxSalesforce) -> None:
+    spec = make_spec(sandbox)
+    for _ in range(3):
+        with SalesforceClient(spec, SECRET) as crm:
+            crm.update([{"Id": "001000000000001AAA", "NumberOfEmployees": 7}])
+    paths = [r.path.rsplit("/", 1)[-1] for r in sandbox.api_requests()]
+    assert paths == ["describe", "sobjects", "sobjects", "sobjects"]
+
+
+def test_the_sandbox_refuses_a_restricted_picklist_value_itself(
+    sandbox: SandboxSalesforce, client: SalesforceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.crm.salesforce as adapter
+
+    monkeypatch.setattr(adapter, "refusals", lambda records, fields: {})  # what an unchecked client sends
+    (result,) = client.update([{"Id": "001000000000001AAA", "BillingCountryCode": "Norway"}])
+    assert (result.success, result.error_code) == (False, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
 
 
 # --- limits and faults ------------------------------------------------------------------------------------

@@ -39,6 +39,16 @@ def make_spec(**mapping_policies: str) -> ConnectionSpec:
     )
 
 
+DESCRIBE = (
+    FieldInfo("Id", "id", False, 18),
+    FieldInfo("Org_Number__c", "string", True, 20),
+    FieldInfo("Name", "string", True, 255),
+    FieldInfo("Registry_Status__c", "picklist", True, 255),
+    FieldInfo("NumberOfEmployees", "int", True),
+    FieldInfo("BillingCity", "string", True, 40),
+)
+
+
 class FakeCrm:
     def __init__(self, records: Sequence[CrmRecord], fail_ids: Sequence[str] = ()) -> None:
         self.records = {r["Id"]: dict(r) for r in records}
@@ -76,7 +86,8 @@ class FakeCrm:
         return results
 
     def describe(self) -> dict[str, FieldInfo]:
-        return {}
+        """Every field ``make_spec`` can map, as Salesforce would describe it (the run-start check reads it)."""
+        return {info.name: info for info in DESCRIBE}
 
     def close(self) -> None:
         pass

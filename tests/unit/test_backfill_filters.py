@@ -211,7 +211,8 @@ def test_estimate_counts_once_and_bounds_every_call() -> None:
     assert crm.wheres == ["Name = 'x'"]
     assert (result.records, result.count_calls, result.query_calls) == (4_500, 1, 3)
     assert (result.read_calls, result.write_calls_max, result.registry_calls_max) == (23, 23, 4_500)
-    assert result.crm_calls_max == 49
+    assert (result.check_calls, result.describe_calls_max) == (5, 23)
+    assert result.crm_calls_max == 5 + 3 + 23 + 23 + 23
     dry = estimate(CountingCrm(0), Selection(), chunk_size=200, dry_run=True)
     assert (dry.query_calls, dry.read_calls, dry.write_calls_max) == (1, 0, 0)
 

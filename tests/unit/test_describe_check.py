@@ -116,3 +116,51 @@ def test_type_compatibility(canonical: str, field: str, fits: bool) -> None:
         check_mapping(connection, FIELDS)
     else:
         assert "has type" in problems(connection)
+
+
+# --- restricted picklists and lengths (issue 10) ----------------------------------------------------------------
+
+
+def restricted(name: str, values: list[str], *, type_: str = "picklist") -> FieldInfo:
+    entries = [{"value": value, "label": value, "active": True} for value in values]
+    return FieldInfo(name, type_, True, 255, extra={"picklistValues": entries, "restrictedPicklist": True})
+
+
+def test_a_restricted_status_picklist_lacking_some_statuses_is_reported_not_refused() -> None:
+    fields = FIELDS | {"Registry_Status__c": restricted("Registry_Status__c", ["active", "dissolved"])}
+    warnings = check_mapping(spec({"status": "Registry_Status__c"}), fields)
+    (warning,) = warnings
+    assert warning.startswith("status → 'Registry_Status__c' is a restricted picklist without bankrupt, ")
+    assert "deleted" in warning and "not_found" in warning and "VALUE_DOES_NOT_FIT" in warning
+    assert "unknown" not in warning  # never written: the status field is left alone
+
+
+def test_a_restricted_picklist_with_none_of_the_statuses_is_refused() -> None:
+    fields = FIELDS | {"Registry_Status__c": restricted("Registry_Status__c", ["Active", "Closed"])}
+    with pytest.raises(MappingError, match="lists none of the values regsync writes"):
+        check_mapping(spec({"status": "Registry_Status__c"}), fields)
+
+
+def test_a_restricted_picklist_with_every_status_passes_silently() -> None:
+    values = ["active", "inactive", "dissolved", "bankrupt", "liquidation", "deleted", "not_found"]
+    fields = FIELDS | {"Registry_Status__c": restricted("Registry_Status__c", values)}
+    assert check_mapping(spec({"status": "Registry_Status__c"}), fields) == []
+
+
+def test_free_text_onto_a_restricted_picklist_is_reported() -> None:
+    fields = FIELDS | {"Description": restricted("Description", ["AS", "ASA"], type_="picklist")}
+    (warning,) = check_mapping(spec({"legal_form": "Description"}), fields)
+    assert warning == (
+        "legal_form → 'Description' is a restricted picklist: registry values outside its 2 value(s) fail "
+        "with VALUE_DOES_NOT_FIT"
+    )
+
+
+def test_a_text_field_shorter_than_known_values_is_reported_or_refused() -> None:
+    short = FIELDS | {"Description": FieldInfo("Description", "string", True, length=5)}
+    (warning,) = check_mapping(spec({"nace_code": "Description"}), short)
+    assert "holds 5 characters; longer values (up to 6) fail with VALUE_DOES_NOT_FIT" in warning
+    tiny = FIELDS | {"Description": FieldInfo("Description", "string", True, length=4)}
+    with pytest.raises(MappingError, match="fewer than any value regsync writes"):
+        check_mapping(spec({"status": "Description"}), tiny)
+    assert check_mapping(spec({"name": "Name"}), FIELDS) == []

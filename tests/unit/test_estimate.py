@@ -8,18 +8,19 @@ from worker.estimate import estimate
 
 
 def test_issue_lower_bound_for_twenty_thousand_accounts() -> None:
-    # ceil(N/2000) query pages + one read per 200 + at most one write per 200 (5% changed touches every chunk).
-    assert estimate(20_000, 19_000, 0.05, 200) == (19_000, 10 + 100 + 100)
+    # The run-start check (5) + ceil(N/2000) query pages + one read per 200 + at most one write per 200 (5%
+    # changed touches every chunk), each after at most one describe.
+    assert estimate(20_000, 19_000, 0.05, 200) == (19_000, 5 + 10 + 100 + 2 * 100)
 
 
 def test_unchanged_records_cost_no_write_and_invalid_ones_no_registry_call() -> None:
     calls = estimate(1_000, 900, 0.0, 200, n_valid=950)
     assert calls.registry_calls == 900
-    assert calls.crm_calls == 1 + 5  # one query page, five reads, no write
+    assert calls.crm_calls == 5 + 1 + 5  # the run-start check, one query page, five reads, no write
 
 
 def test_few_changes_cost_at_most_one_write_each() -> None:
-    assert estimate(4_000, 4_000, 0.0005, 200).crm_calls == 2 + 20 + 2
+    assert estimate(4_000, 4_000, 0.0005, 200).crm_calls == 5 + 2 + 20 + 2 * 2
 
 
 def test_brreg_batches_a_chunks_numbers() -> None:
@@ -28,7 +29,7 @@ def test_brreg_batches_a_chunks_numbers() -> None:
 
 
 def test_an_empty_object_still_costs_one_query() -> None:
-    assert estimate(0, 0, 0.0, 200) == (0, 1)
+    assert estimate(0, 0, 0.0, 200) == (0, 5 + 1)
 
 
 @pytest.mark.parametrize(

@@ -172,6 +172,8 @@ class EstimateCounts(BaseModel):
     read_calls: int
     write_calls_max: int
     registry_calls_max: int
+    check_calls: int = Field(description="The run-start check: describe and permission queries.")
+    describe_calls_max: int = Field(description="Describes before writes, at most (one per worker session).")
     crm_calls_max: int
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,17 +30,10 @@ from worker.cli.common import (
     require_actor,
 )
 from worker.connections.apply import apply_connection, flatten, load_connection
+from worker.connections.preflight import PreflightReport, check_connection, missing_secrets, required_secrets
 from worker.connections.spec import ConnectionSpec, load_spec
-from worker.errors import SecretMissing
 from worker.ledger.db import ledger_error, session_scope
 from worker.ledger.models import AuditEvent, Connection, Secret
-
-# HOOK (wired later to worker/crm/describe_check.py): checks the mapping against the CRM's describe.
-# Called as ``describe_checker(spec, crm_credential)`` before the spec is stored, where ``crm_credential``
-# is the decrypted Salesforce credential named by ``spec.secret_names()[0]``; it raises a RegsyncError
-# (MappingError) when a mapped field is missing, not updateable or of the wrong type. It is skipped, with
-# a note, under --skip-describe and while the connection or its credential is not stored yet.
-describe_checker: Callable[[ConnectionSpec, str], None] | None = None
 
 connection_app = typer.Typer(
     no_args_is_help=True, help="Apply and inspect connections (Salesforce org + registry)."
@@ -80,32 +73,49 @@ def ledger() -> Iterator[Session]:
 # --- connection ------------------------------------------------------------------------------------------
 
 
-def _stored_credential(spec: ConnectionSpec) -> str | None:
+def _stored_credential(spec: ConnectionSpec) -> tuple[str | None, list[str]]:
+    """The stored Salesforce credential of the connection ``spec.name``, once every secret it needs is set
+    (else None), and the names of those still missing."""
     with ledger() as session:
         connection = session.scalar(select(Connection).where(Connection.name == spec.name))
         if connection is None:
-            return None
-        try:
-            return secrets.get_secret(session, connection.id, spec.secret_names()[0])
-        except SecretMissing:
-            return None
+            return None, required_secrets(spec)
+        missing = missing_secrets(session, connection.id)
+        if missing:
+            return None, missing
+        return secrets.get_secret(session, connection.id, spec.secret_names()[0]), []
+
+
+def report_preflight(report: PreflightReport) -> None:
+    """Print what a preflight found: the verdict on stdout, each warning and excess right on stderr."""
+    say(f"describe check passed: the mapping fits {report.object}")
+    for warning in report.warnings:
+        note(f"warning: {warning}")
+    lines = report.privilege_lines()
+    if not lines:
+        say("least privilege: the integration user holds no right the mapping does not need")
+    for line in lines:
+        note(f"least privilege: {line}")
+
+
+def check_and_report(spec: ConnectionSpec, credential: str, *, enforce_least_privilege: bool = False) -> None:
+    """Check ``spec`` against Salesforce with ``credential`` and print the report (tests patch ``check_connection``)."""
+    report_preflight(check_connection(spec, credential, enforce_least_privilege=enforce_least_privilege))
 
 
 def _check_describe(spec: ConnectionSpec, skip: bool) -> None:
     if skip:
         note("describe check skipped (--skip-describe): the mapping was not checked against Salesforce")
         return
-    if describe_checker is None:
-        note("describe check not available in this build: the mapping was not checked against Salesforce")
-        return
-    credential = _stored_credential(spec)
+    credential, missing = _stored_credential(spec)
     if credential is None:
+        commands = " and ".join(f"`regsync secret set {spec.name} {name}`" for name in missing)
         note(
-            f"describe check skipped: set {spec.secret_names()[0]} for {spec.name} with "
-            "`regsync secret set`, then apply again to check the mapping against Salesforce"
+            f"describe check skipped: {', '.join(missing)} not set yet; {commands} checks the mapping against "
+            "Salesforce once every secret is set"
         )
         return
-    describe_checker(spec, credential)
+    check_and_report(spec, credential)
 
 
 @connection_app.command("apply")
@@ -243,6 +253,20 @@ def secret_set(
     with ledger() as session:
         masked = secrets.set_secret(session, connection, name.value, value, who)
     say(f"secret {name.value} set for {connection}: {masked}")
+    _check_once_complete(connection, name.value)
+
+
+def _check_once_complete(connection: str, name: str) -> None:
+    """After a secret the connection needs is set: check the stored mapping if no other one is missing."""
+    with ledger() as session:
+        _row, spec = load_connection(session, connection)
+    if name not in required_secrets(spec):
+        return
+    credential, missing = _stored_credential(spec)
+    if credential is None:
+        note(f"the mapping is checked against Salesforce once {', '.join(missing)} is set too")
+        return
+    check_and_report(spec, credential)
 
 
 @secret_app.command("keygen")

@@ -27,6 +27,7 @@ from worker.backfill_estimate import Estimate, estimate
 from worker.cli.common import ACTOR_HELP, console, handles_errors, print_json, require_actor
 from worker.cli.runs import exit_code_for, print_summary, watch
 from worker.connections.apply import load_connection
+from worker.connections.preflight import require_secrets
 from worker.connections.spec import ConnectionSpec
 from worker.crm.ids import read_ids_file
 from worker.dispatch import CeleryDispatcher
@@ -140,6 +141,7 @@ def backfill_command(
     with session_scope() as session:
         row, spec = load_connection(session, connection)
         connection_id = row.id
+        require_secrets(session, connection)  # before any Salesforce call: name every missing secret
     with _crm(connection_id) as crm:
         options = _options(
             spec,
@@ -195,7 +197,12 @@ def _print_estimate(connection: str, options: BackfillOptions, result: Estimate,
         f"estimate for a backfill of {connection}{' (dry run)' if options.dry_run else ''}:",
         f"  records selected: {bound}{result.records} (counting them cost {result.count_calls} Salesforce call(s))",
         f"  Salesforce API calls: at most {result.crm_calls_max} = {result.query_calls} query + "
-        f"{result.read_calls} re-read + writes ({writes})",
+        f"{result.read_calls} re-read + writes ({writes}) + {result.check_calls} run-start check"
+        + (
+            f" + at most {result.describe_calls_max} describe(s) before writes"
+            if result.describe_calls_max
+            else ""
+        ),
         f"  registry calls: at most {result.registry_calls_max} (one per unique valid org number, or batch)",
         "nothing was started; run the same command without --estimate to start it",
     ]

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from config.logging import configure_logging
 from config.settings import get_settings
-from worker.cli import admin
 from worker.cli.admin import audit_app, connection_app, secret_app
 from worker.cli.alerts import alerts_app, report_app
 from worker.cli.apikey import apikey_app
@@ -23,9 +22,7 @@ from worker.cli.resume import resume_command
 from worker.cli.runs import run_command, runs_app
 from worker.cli.schedule import register as register_schedule
 from worker.cli.standby import standby_command
-from worker.crm.describe_check import check_against_org
 
-admin.describe_checker = check_against_org
 # Never print local variables in tracebacks: they may hold a secret being set.
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(connection_app, name="connection")

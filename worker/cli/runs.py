@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from worker.cli.common import EXIT_FAILED, EXIT_OK, console, handles_errors, print_json
 from worker.cli.previews import print_field_changes
 from worker.cli.tables import print_table
+from worker.connections.preflight import require_secrets
 from worker.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus
@@ -40,6 +41,8 @@ def run_command(
     actor: str | None = typer.Option(None, "--actor", envvar="REGSYNC_ACTOR", help="Who starts the run."),
 ) -> None:
     """Start a manual run of CONNECTION now."""
+    with session_scope() as session:
+        require_secrets(session, connection)  # a run without them could never start
     run_id = start_run(connection, CeleryDispatcher(), triggered_by=actor or f"cli:{getpass.getuser()}")
     if not wait:
         with session_scope() as session:

@@ -9,8 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-from worker.cli.admin import ActorOption, JsonOption, ledger, note, say
+from worker import secrets
+from worker.cli.admin import ActorOption, JsonOption, check_and_report, ledger, note, say
 from worker.cli.common import handles_errors, print_json, require_actor
+from worker.connections.apply import load_connection
+from worker.connections.preflight import require_secrets
 from worker.scheduling.models import DEFAULT_GRACE_S, DEFAULT_STARTING_DEADLINE_S, Concurrency
 from worker.scheduling.spec import ScheduleSpec, make_schedule_spec
 from worker.scheduling.store import find_connection, schedule_view, set_enabled, set_schedule
@@ -80,8 +83,19 @@ def _print_view(view: dict[str, Any]) -> None:
     say("  upcoming: " + ", ".join(schedule["upcoming_local"]))
 
 
+def _preflight(connection: str) -> None:
+    """Before enabling: every secret set, the mapping fits, and least privilege holds if the file requires it."""
+    with ledger() as session:
+        connection_id = require_secrets(session, connection)
+        _row, spec = load_connection(session, connection)
+        credential = secrets.get_secret(session, connection_id, spec.secret_names()[0])
+    check_and_report(spec, credential, enforce_least_privilege=spec.salesforce.require_least_privilege)
+
+
 def _toggle(connection: str, enabled: bool, actor: str | None) -> None:
     who = require_actor(actor)
+    if enabled:
+        _preflight(connection)
     with ledger() as session:
         changed = set_enabled(session, connection, enabled, who)
         view = schedule_view(session, connection)

@@ -59,6 +59,10 @@ class SalesforceSpec(_Strict):
         default=None,
         description="Checkbox field: records where it is true are never synced (per-record opt-out).",
     )
+    require_least_privilege: bool = Field(
+        default=False,
+        description="Refuse `enable` while the integration user holds rights the mapping does not need.",
+    )
 
     @field_validator("token_url", "instance_url")
     @classmethod

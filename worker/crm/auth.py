@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import jwt
@@ -25,12 +26,23 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: Salesforce rejects assertions that expire more than a few minutes ahead; three is its documented value.
 JWT_LIFETIME_S = 180
 _DESCRIPTION_MAX = 200
+_USER_ID = re.compile(r"/id/[A-Za-z0-9]{15,18}/(?P<user>005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)$")
+
+
+class Login(NamedTuple):
+    """A session: the access token, the instance to call, and the integration user (None if not said)."""
+
+    access_token: str
+    instance_url: str
+    user_id: str | None = None
 
 
 def fetch_token(
     spec: SalesforceSpec, secret: str, session: requests.Session, *, timeout_s: float = 30.0
-) -> tuple[str, str]:
-    """Authenticate against ``spec.token_url`` and return ``(access_token, instance_url)``.
+) -> Login:
+    """Authenticate against ``spec.token_url``; the session's token, instance URL and user.
+
+    The user comes from the response's ``id`` (``.../id/<org id>/<user id>``, PROTOCOLS.md 3.1).
 
     Args:
         spec: The connection's Salesforce section (flow, client id, username, audience, URLs).
@@ -52,7 +64,12 @@ def fetch_token(
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise CrmError("Salesforce's token response has no access_token")
-    return token, _instance_url(spec, body)
+    return Login(token, _instance_url(spec, body), _user_id(body))
+
+
+def _user_id(body: dict[str, Any]) -> str | None:
+    match = _USER_ID.search(str(body.get("id") or ""))
+    return match.group("user") if match else None
 
 
 def _grant_form(spec: SalesforceSpec, secret: str, token_url: str) -> dict[str, str]:
@@ -144,17 +161,18 @@ class TokenCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, ...], tuple[float, str, str]] = {}
+        self._users: dict[tuple[str, ...], str | None] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
 
     def token(
         self,
         spec: SalesforceSpec,
         secret: str,
-        fetch: Callable[[], tuple[str, str]],
+        fetch: Callable[[], Login | tuple[str, str]],
         *,
         failed: str | None = None,
-    ) -> tuple[str, str]:
-        """``(access_token, instance_url)``: the cached one, or ``fetch()``'s when there is none, it is too
+    ) -> Login:
+        """The cached session, or ``fetch()``'s when there is none, it is too
         old, or it is ``failed`` (Salesforce refused it). Logins for one key are serialised, so threads
         that see the same token refused log in once."""
         key = (
@@ -169,17 +187,19 @@ class TokenCache:
         with self._lock_for(key):
             cached = self._tokens.get(key)
             if cached and cached[1] != failed and self._clock() - cached[0] < self._max_age_s:
-                return cached[1], cached[2]
-            token, instance_url = fetch()
+                return Login(cached[1], cached[2], self._users.get(key))
+            login = Login(*fetch())
             now = self._clock()
             self._forget_older_than(now - self._max_age_s)
-            self._tokens[key] = (now, token, instance_url)
-            return token, instance_url
+            self._tokens[key] = (now, login.access_token, login.instance_url)
+            self._users[key] = login.user_id
+            return login
 
     def _forget_older_than(self, cutoff: float) -> None:
         """Drop expired tokens (a rotated secret's would otherwise stay in memory for good)."""
         for key in [k for k, (at, _token, _url) in list(self._tokens.items()) if at <= cutoff]:
             self._tokens.pop(key, None)
+            self._users.pop(key, None)
 
     def _lock_for(self, key: tuple[str, ...]) -> threading.Lock:
         with self._lock:
@@ -189,6 +209,7 @@ class TokenCache:
         """Forget every token (tests; a process that must log in again)."""
         with self._lock:
             self._tokens.clear()
+            self._users.clear()
 
 
 #: Keys hold an HMAC of the secret under a key made per process: nothing in memory can be matched against

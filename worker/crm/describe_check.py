@@ -1,9 +1,16 @@
-"""Check a connection's field mapping against the CRM object's describe before anything is written."""
+"""Check a connection's field mapping against the CRM object's describe before anything is written.
+
+Refused (MappingError): a field that is missing, read-only, of an unsuitable type, the org-number key, or a
+restricted picklist / text field that none of the canonical field's values can fit. Reported (warnings): a
+field that only some values fit; those records fail one by one with VALUE_DOES_NOT_FIT and are never sent.
+"""
 
 from __future__ import annotations
 
+from worker.company import CompanyStatus
 from worker.connections.spec import ConnectionSpec
 from worker.crm.port import FieldInfo
+from worker.crm.value_fit import TEXT_TYPES, restricted_values
 from worker.errors import MappingError
 
 _TEXT = frozenset({"string", "textarea", "picklist", "url", "phone"})
@@ -38,19 +45,38 @@ COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
 }
 
 
-def check_mapping(spec: ConnectionSpec, fields: dict[str, FieldInfo]) -> None:
-    """Raise MappingError listing every way the mapping does not fit the object's fields.
+#: Every value a canonical field can take, where the registry's answer is one of a known few. UNKNOWN is never
+#: written (the field is left alone), so it need not fit.
+KNOWN_VALUES: dict[str, frozenset[str]] = {
+    "status": frozenset(status.value for status in CompanyStatus if status.value != "unknown"),
+}
+#: The longest value of a canonical field whose format is fixed (NACE "62.010", ISO country codes).
+KNOWN_MAX_LENGTH: dict[str, int] = {"nace_code": 6, "address_country": 2}
+
+
+def check_mapping(spec: ConnectionSpec, fields: dict[str, FieldInfo]) -> list[str]:
+    """Raise MappingError listing every way the mapping does not fit the object's fields; return the warnings.
 
     Args:
         spec: The connection whose key, country and mapped fields are checked.
         fields: The object's describe, by field API name (Salesforce names are case-insensitive).
 
+    Returns:
+        One sentence per mapped field that some registry values will not fit (they fail per record).
+
     Raises:
-        MappingError: A field is missing, read-only, of an unsuitable type, or is the org-number key.
+        MappingError: A field is missing, read-only, of an unsuitable type, is the org-number key, or no value
+            of its canonical field can fit it.
     """
-    problems = _problems(spec, {name.lower(): info for name, info in fields.items()})
+    by_name = {name.lower(): info for name, info in fields.items()}
+    problems = _problems(spec, by_name)
+    fits = [
+        fit for c, m in spec.mapping.items() if (fit := _fit(c, by_name.get(m.field.lower()))) is not None
+    ]
+    problems += [message for refused, message in fits if refused]
     if problems:
         raise MappingError(f"mapping does not fit {spec.salesforce.object}: " + "; ".join(problems))
+    return [message for _refused, message in fits]
 
 
 def _problems(spec: ConnectionSpec, by_name: dict[str, FieldInfo]) -> list[str]:
@@ -90,9 +116,41 @@ def _mapped_field_problems(canonical: str, name: str, by_name: dict[str, FieldIn
     return problems
 
 
-def check_against_org(spec: ConnectionSpec, secret: str) -> None:
-    """Describe the connection's object in its org and check the mapping against it (for `connection apply`)."""
-    from worker.crm.salesforce import SalesforceClient
+def _fit(canonical: str, info: FieldInfo | None) -> tuple[bool, str] | None:
+    """(refused, sentence) when not every value of ``canonical`` fits the field; None when all fit."""
+    if info is None:
+        return None
+    return _picklist_fit(canonical, info) or _length_fit(canonical, info)
 
-    with SalesforceClient(spec, secret) as client:
-        check_mapping(spec, client.describe())
+
+def _picklist_fit(canonical: str, info: FieldInfo) -> tuple[bool, str] | None:
+    allowed = restricted_values(info)
+    if allowed is None:
+        return None
+    known = KNOWN_VALUES.get(canonical)
+    where = f"{canonical} → {info.name!r} is a restricted picklist"
+    if known is None:
+        return (
+            False,
+            f"{where}: registry values outside its {len(allowed)} value(s) fail with VALUE_DOES_NOT_FIT",
+        )
+    missing = sorted(known - allowed)
+    if not missing:
+        return None
+    if len(missing) == len(known):
+        return True, f"{where} that lists none of the values regsync writes ({', '.join(sorted(known))})"
+    return False, f"{where} without {', '.join(missing)}: those records fail with VALUE_DOES_NOT_FIT"
+
+
+def _length_fit(canonical: str, info: FieldInfo) -> tuple[bool, str] | None:
+    if info.type not in TEXT_TYPES or not info.length:
+        return None
+    known = KNOWN_VALUES.get(canonical)
+    lengths = sorted(len(value) for value in known) if known else None
+    longest = lengths[-1] if lengths else KNOWN_MAX_LENGTH.get(canonical)
+    if longest is None or info.length >= longest:
+        return None
+    where = f"{canonical} → {info.name!r} holds {info.length} characters"
+    if lengths and info.length < lengths[0]:
+        return True, f"{where}, fewer than any value regsync writes"
+    return False, f"{where}; longer values (up to {longest}) fail with VALUE_DOES_NOT_FIT"

@@ -1,12 +1,15 @@
 """The Salesforce CRM client: the CrmClient port on simple-salesforce, over our own TLS session.
 
 We authenticate ourselves (worker.crm.auth) and hand simple-salesforce a session id, the instance URL and
-our requests.Session. On INVALID_SESSION_ID we re-authenticate once and retry the call once.
+our requests.Session. On INVALID_SESSION_ID we re-authenticate once and retry the call once. A write first
+checks its values against the object's describe (worker.crm.value_fit) and re-sends records refused for a
+lock (worker.crm.write_retry).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -20,11 +23,14 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
 from worker.connections.spec import ConnectionSpec
-from worker.crm.auth import TOKENS, fetch_token
+from worker.crm.auth import TOKENS, Login, fetch_token
+from worker.crm.describe_cache import DESCRIBES
 from worker.crm.http import build_session
 from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
 from worker.crm.soql import build_soql
 from worker.crm.translate import sanitize, translate
+from worker.crm.value_fit import refusals
+from worker.crm.write_retry import DEFAULT_POLICY, RetryPolicy, patch_with_retries
 from worker.errors import CrmAuthError, CrmError
 
 #: sObject Collections accept at most 200 records per call (update and, by our port's contract, retrieve).
@@ -44,6 +50,7 @@ class SalesforceClient:
         secret: Client secret (client credentials) or PEM private key (JWT bearer).
         timeout_s: Per-request timeout in seconds (settings.crm_timeout_s in production).
         session: A session to use instead of ``build_session()`` (tests); it should come from there.
+        retry: How records refused for a lock are sent again (tests shorten the waits).
     """
 
     def __init__(
@@ -53,6 +60,7 @@ class SalesforceClient:
         *,
         timeout_s: float = 30.0,
         session: requests.Session | None = None,
+        retry: RetryPolicy = DEFAULT_POLICY,
     ) -> None:
         self.calls = 0
         self.usage = ApiUsage()
@@ -65,6 +73,9 @@ class SalesforceClient:
         self.session.hooks["response"].append(self._record_usage)
         self._sf: Salesforce | None = None
         self._token: str | None = None
+        self._instance_url = ""
+        self._user_id: str | None = None
+        self._retry = retry
 
     # --- the port ------------------------------------------------------------------------------------------
 
@@ -114,21 +125,37 @@ class SalesforceClient:
         return [_plain(record) for record in body if record is not None]
 
     def update(self, records: Sequence[CrmRecord]) -> list[WriteResult]:
-        """PATCH up to 200 records (Id + changed fields) with allOrNone=false; one WriteResult per record."""
+        """PATCH up to 200 records (Id + changed fields) with allOrNone=false; one WriteResult per record.
+
+        A record with a value its field cannot hold (restricted picklist, length; see the describe) is never
+        sent: its result is ``VALUE_DOES_NOT_FIT``. Records refused with ``UNABLE_TO_LOCK_ROW`` are sent
+        again, alone, with backoff (``retry``); each PATCH counts in ``calls``.
+        """
         if not records:
             return []
         _check_batch(records)
-        payload = json.dumps(
-            {"allOrNone": False, "records": [self._collection_item(record) for record in records]},
-            default=_json_value,
-        )
-        call = partial(
-            _rest, path="composite/sobjects", method="PATCH", data=payload, timeout=self._timeout_s
-        )
-        body = self._call(call)
-        if not isinstance(body, list) or len(body) != len(records):
-            raise CrmError("Salesforce's sObject Collections answer does not match the records sent")
-        return [_write_result(str(rec["Id"]), item) for rec, item in zip(records, body, strict=True)]
+        items = [self._collection_item(record) for record in records]
+        refused = refusals(list(records), self._write_fields())
+        sent = [position for position in range(len(records)) if position not in refused]
+        answers = patch_with_retries([items[i] for i in sent], self._patch, self._retry) if sent else []
+        results = refused | dict(zip(sent, answers, strict=True))
+        return [results[position] for position in range(len(records))]
+
+    def query(self, soql: str) -> list[CrmRecord]:
+        """Every record a trusted SOQL query selects (all pages); for small metadata queries."""
+        page = self._call(partial(_query, soql=soql, timeout=self._timeout_s))
+        records = [_plain(record) for record in page.get("records", [])]
+        while not page.get("done", True) and page.get("nextRecordsUrl"):
+            page = self._call(partial(_query_more, url=page["nextRecordsUrl"], timeout=self._timeout_s))
+            records += [_plain(record) for record in page.get("records", [])]
+        return records
+
+    @property
+    def user_id(self) -> str | None:
+        """The integration user's Id, as the token response named it (logs in if needed)."""
+        if self._sf is None:
+            self._connect()
+        return self._user_id
 
     def describe(self) -> dict[str, FieldInfo]:
         """The object's fields by API name (``GET sobjects/<object>/describe``)."""
@@ -136,7 +163,9 @@ class SalesforceClient:
         body = self._call(partial(_rest, path=path, method="GET", timeout=self._timeout_s))
         if not isinstance(body, dict) or not isinstance(body.get("fields"), list):
             raise CrmError("Salesforce's describe answer has no field list")
-        return {info.name: info for info in map(_field_info, body["fields"])}
+        fields = {info.name: info for info in map(_field_info, body["fields"])}
+        DESCRIBES.put(self._describe_key(), fields)
+        return fields
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -147,6 +176,30 @@ class SalesforceClient:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
+
+    # --- writes ---------------------------------------------------------------------------------------------
+
+    def _patch(self, items: Sequence[dict[str, Any]]) -> list[WriteResult]:
+        """One sObject Collections PATCH of prepared items; results matched by position."""
+        payload = json.dumps({"allOrNone": False, "records": list(items)}, default=_json_value)
+        call = partial(
+            _rest, path="composite/sobjects", method="PATCH", data=payload, timeout=self._timeout_s
+        )
+        body = self._call(call)
+        if not isinstance(body, list) or len(body) != len(items):
+            raise CrmError("Salesforce's sObject Collections answer does not match the records sent")
+        return [_write_result(str(item["id"]), answer) for item, answer in zip(items, body, strict=True)]
+
+    def _write_fields(self) -> dict[str, FieldInfo]:
+        """The object's describe by lower-case name: this session's cached one, else a fresh describe."""
+        if self._sf is None:
+            self._connect()
+        fields = DESCRIBES.get(self._describe_key()) or self.describe()
+        return {name.lower(): info for name, info in fields.items()}
+
+    def _describe_key(self) -> tuple[str, str, str]:
+        digest = hashlib.sha256((self._token or "").encode()).hexdigest()
+        return self._instance_url, digest, self._object
 
     # --- calls, auth and errors ----------------------------------------------------------------------------
 
@@ -175,11 +228,11 @@ class SalesforceClient:
         """A simple-salesforce handle on this process's token for the connection (a new login if ``failed``
         is that token: Salesforce refused it)."""
 
-        def login() -> tuple[str, str]:
+        def login() -> Login:
             return fetch_token(self._spec, self._secret, self.session, timeout_s=self._timeout_s)
 
-        token, instance_url = TOKENS.token(self._spec, self._secret, login, failed=failed)
-        self._token = token
+        token, instance_url, user_id = TOKENS.token(self._spec, self._secret, login, failed=failed)
+        self._token, self._instance_url, self._user_id = token, instance_url, user_id
         self._sf = Salesforce(
             instance_url=instance_url,
             session_id=token,
@@ -250,7 +303,8 @@ def _write_result(record_id: str, item: Any) -> WriteResult:
 
 
 def _field_info(raw: dict[str, Any]) -> FieldInfo:
-    extra: dict[str, Any] = {key: raw[key] for key in ("label", "custom", "picklistValues") if key in raw}
+    keys = ("label", "custom", "picklistValues", "restrictedPicklist")
+    extra: dict[str, Any] = {key: raw[key] for key in keys if key in raw}
     return FieldInfo(
         name=str(raw["name"]),
         type=str(raw.get("type", "string")),

@@ -1,7 +1,8 @@
 """A sandbox Salesforce org over HTTPS, speaking the real REST wire protocol that simple-salesforce uses.
 
 ``POST /services/oauth2/token`` (client credentials, JWT bearer), and under ``/services/data/vXX.X/``:
-``query`` + ``query/{locator}-{offset}`` (2,000-record pages), ``sobjects/Account/describe``,
+``query`` + ``query/{locator}-{offset}`` (2,000-record pages; also the permission objects of
+``salesforce_permissions``), ``sobjects/Account/describe``,
 ``composite/sobjects/Account?ids=&fields=`` and ``PATCH composite/sobjects``. Every API call needs a
 valid Bearer token, counts against the daily limit and answers ``Sforce-Limit-Info``. Faults switch on
 at run time from the test thread.
@@ -18,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from worker.sandbox.salesforce_oauth import OAuthRejected, TokenIssuer
+from worker.sandbox.salesforce_oauth import USER_ID, OAuthRejected, TokenIssuer
+from worker.sandbox.salesforce_permissions import PERMISSION_FIELDS, PermissionStore
 from worker.sandbox.salesforce_schema import ACCOUNT_FIELDS, describe_body
 from worker.sandbox.salesforce_store import AccountStore, ApiError, FieldChange
 from worker.sandbox.soql import SoqlError, parse
@@ -26,7 +28,7 @@ from worker.sandbox.tls import RecordedRequest, Reply, SandboxCA, SandboxHTTPSer
 
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 (a path, not a password)
 _API = re.compile(r"^/services/data/v(?P<version>\d+\.\d)(?P<rest>/.*)?$")
-_SCHEMA = {"Account": [field.name for field in ACCOUNT_FIELDS]}
+_SCHEMA = {"Account": [field.name for field in ACCOUNT_FIELDS], **PERMISSION_FIELDS}
 
 ApiRoute = Callable[[RecordedRequest, str, "re.Match[str]"], Reply]
 
@@ -57,6 +59,8 @@ class SandboxSalesforce:
             username=username,
         )
         self._store = AccountStore(accounts)
+        #: The integration user's permission sets (tests add or widen them: ``permissions.assign(...)``).
+        self.permissions = PermissionStore(USER_ID)
         self._lock = threading.Lock()
         self._used = 0
         self._limit = api_limit
@@ -137,6 +141,19 @@ class SandboxSalesforce:
 
     def lock_rows(self, record_ids: Iterable[str]) -> None:
         self._store.lock_rows(record_ids)
+
+    def lock_share(self, share: float, seed: int = 0) -> None:
+        """Lock ``share`` of the records on their first write attempt only (UNABLE_TO_LOCK_ROW once each)."""
+        self._store.lock_share(share, seed)
+
+    @property
+    def locks_injected(self) -> Counter[str]:
+        """How often each record was refused by :meth:`lock_share` (once at most)."""
+        return self._store.locks_injected
+
+    def alter_field(self, name: str, **changes: Any) -> None:
+        """Change an Account field as an admin would (``length=``, ``picklist=``, ``restricted=`` ...)."""
+        self._store.alter_field(name, **changes)
 
     def clear_faults(self) -> None:
         self._store.clear_faults()
@@ -220,8 +237,10 @@ class SandboxSalesforce:
     # --- API resources -------------------------------------------------------------------------------------
 
     def _query(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
-        soql = (request.query.get("q") or [""])[-1]
-        return Reply(200, self._store.query(parse(soql, _SCHEMA), version))
+        query = parse((request.query.get("q") or [""])[-1], _SCHEMA)
+        if query.sobject != "Account":
+            return Reply(200, self.permissions.query(query, version))
+        return Reply(200, self._store.query(query, version))
 
     def _query_more(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
         return Reply(200, self._store.query_more(match["locator"], int(match["offset"]), version))
@@ -229,7 +248,7 @@ class SandboxSalesforce:
     def _describe(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
         if match["object"] != "Account":
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        return Reply(200, describe_body(version))
+        return Reply(200, describe_body(version, self._store.fields()))
 
     def _retrieve(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
         if match["object"] != "Account":

@@ -18,6 +18,7 @@ class SandboxField:
     updateable: bool = True
     nillable: bool = True
     picklist: tuple[str, ...] = ()
+    restricted: bool = False  # a restricted picklist refuses values it does not list
 
     @property
     def custom(self) -> bool:
@@ -33,6 +34,7 @@ class SandboxField:
             "createable": self.updateable,
             "nillable": self.nillable,
             "custom": self.custom,
+            "restrictedPicklist": self.restricted,
             "picklistValues": [
                 {"value": value, "label": value, "active": True, "defaultValue": False}
                 for value in self.picklist
@@ -46,8 +48,15 @@ ACCOUNT_FIELDS: tuple[SandboxField, ...] = (
     SandboxField("Id", "id", "Account ID", 18, updateable=False, nillable=False),
     SandboxField("Name", "string", "Account Name", 255, nillable=False),
     SandboxField("Org_Number__c", "string", "Organisation Number", 20),
+    # Country and state picklists are restricted in every org that enables them (confirmed); a custom
+    # picklist is restricted only when its admin ticked the box, so Registry_Status__c is not, by default.
     SandboxField(
-        "BillingCountryCode", "picklist", "Billing Country Code", 10, picklist=("NO", "SE", "DK", "FI")
+        "BillingCountryCode",
+        "picklist",
+        "Billing Country Code",
+        10,
+        picklist=("NO", "SE", "DK", "FI"),
+        restricted=True,
     ),
     SandboxField("BillingCountry", "string", "Billing Country", 80),
     SandboxField("BillingStreet", "textarea", "Billing Street", 255),
@@ -75,7 +84,7 @@ ACCOUNT_BY_NAME = {field.name: field for field in ACCOUNT_FIELDS}
 ACCOUNT_BY_LOWER = {field.name.lower(): field for field in ACCOUNT_FIELDS}
 
 
-def describe_body(version: str) -> dict[str, Any]:
+def describe_body(version: str, fields: tuple[SandboxField, ...] = ACCOUNT_FIELDS) -> dict[str, Any]:
     """``GET sobjects/Account/describe`` as Salesforce shapes it (the parts a client reads)."""
     return {
         "name": "Account",
@@ -84,7 +93,7 @@ def describe_body(version: str) -> dict[str, Any]:
         "queryable": True,
         "updateable": True,
         "urls": {"describe": f"/services/data/v{version}/sobjects/Account/describe"},
-        "fields": [field.describe() for field in ACCOUNT_FIELDS],
+        "fields": [field.describe() for field in fields],
     }
 
 
@@ -104,6 +113,12 @@ def value_error(field: SandboxField, value: Any) -> tuple[str, str] | None:
 def _text_error(field: SandboxField, value: Any) -> tuple[str, str] | None:
     if not isinstance(value, str):
         return "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{field.label}: value not of required type: {value}"
+    if field.restricted and value not in field.picklist:
+        # The code is confirmed in client code; the message's wording is an assumption.
+        return (
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            f"{field.label}: bad value for restricted picklist field: {value[:40]}",
+        )
     if field.length and len(value) > field.length:
         return (
             "STRING_TOO_LONG",

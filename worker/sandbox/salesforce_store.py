@@ -6,7 +6,9 @@ Thread-safe: every read of shared state and every write happens under one lock.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import hashlib
 import secrets
 import threading
 import time
@@ -74,8 +76,12 @@ class AccountStore:
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._validation: dict[str, str] = {}
         self._locked: set[str] = set()
+        self._lock_share = (0.0, 0)  # (share of records locked on their first write attempt, seed)
+        self._first_tried: set[str] = set()
+        self._fields = dict(ACCOUNT_BY_NAME)
         self._created = _now()
         self.writes: Counter[str] = Counter()
+        self.locks_injected: Counter[str] = Counter()
         self.changes: list[FieldChange] = []
         for account in accounts:
             self.add(account)
@@ -121,10 +127,41 @@ class AccountStore:
         with self._lock:
             self._locked.update(record_ids)
 
+    def lock_share(self, share: float, seed: int = 0) -> None:
+        """From now on, ``share`` of the records (chosen by a hash of seed and Id) are locked by another
+        transaction on their first write attempt only: that attempt gets UNABLE_TO_LOCK_ROW, later ones pass."""
+        with self._lock:
+            self._lock_share = (share, seed)
+            self._first_tried.clear()
+
     def clear_faults(self) -> None:
         with self._lock:
             self._validation.clear()
             self._locked.clear()
+            self._lock_share = (0.0, 0)
+
+    def _locked_on_first_try(self, record_id: str) -> bool:
+        share, seed = self._lock_share
+        if not share or record_id in self._first_tried:
+            return False
+        self._first_tried.add(record_id)
+        digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") >= share * 2**64:
+            return False
+        self.locks_injected[record_id] += 1
+        return True
+
+    # --- schema --------------------------------------------------------------------------------------------
+
+    def fields(self) -> tuple[SandboxField, ...]:
+        """The Account fields as describe shows them now."""
+        with self._lock:
+            return tuple(self._fields.values())
+
+    def alter_field(self, name: str, **changes: Any) -> None:
+        """An admin changes a field (length, picklist values, restricted, updateable ...)."""
+        with self._lock:
+            self._fields[name] = dataclasses.replace(self._fields[name], **changes)
 
     # --- query ---------------------------------------------------------------------------------------------
 
@@ -215,17 +252,17 @@ class AccountStore:
     def _record_error(self, record_id: str, values: dict[str, Any]) -> Error | None:
         if record_id not in self._records:
             return "ENTITY_IS_DELETED", "entity is deleted", []
-        read_only = [name for name in values if not ACCOUNT_BY_NAME[name].updateable]
+        read_only = [name for name in values if not self._fields[name].updateable]
         if read_only:
             message = (
                 f"Unable to create/update fields: {', '.join(read_only)}. Please check the security settings."
             )
             return "INVALID_FIELD_FOR_INSERT_UPDATE", message, read_only
         for name, value in values.items():
-            problem = value_error(ACCOUNT_BY_NAME[name], value)
+            problem = value_error(self._fields[name], value)
             if problem:
                 return problem[0], problem[1], [name]
-        if record_id in self._locked:
+        if record_id in self._locked or self._locked_on_first_try(record_id):
             return "UNABLE_TO_LOCK_ROW", _LOCK_MESSAGE.format(id=record_id), []
         if record_id in self._validation:
             return "FIELD_CUSTOM_VALIDATION_EXCEPTION", self._validation[record_id], []

@@ -15,6 +15,7 @@ from worker.api.views import run_detail
 from worker.backfill import resolve_selection, start_backfill
 from worker.backfill_estimate import estimate
 from worker.connections.apply import load_connection
+from worker.connections.preflight import require_secrets
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
 
@@ -44,6 +45,7 @@ def create_backfill(
 ) -> RunDetail | EstimateOut:
     with session_scope() as session:
         _row, spec = load_connection(session, scope.name)
+        require_secrets(session, scope.name)  # 409 naming the missing secret
     with salesforce(scope.id) if body.needs_salesforce() else nullcontext() as crm:
         options = to_options(body, spec, scope.id, crm)
         if body.estimate:

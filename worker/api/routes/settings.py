@@ -18,6 +18,7 @@ from worker.api.deps import Scoped, scoped
 from worker.api.models import Role
 from worker.api.schemas import Body
 from worker.connections.apply import load_connection
+from worker.connections.preflight import require_secrets
 from worker.ledger.db import session_scope
 from worker.scheduling.store import schedule_view, set_enabled
 
@@ -97,6 +98,8 @@ def patch_settings(
                 set_alert_settings(
                     session, scope.name, changes, actor=scope.who.actor, role=scope.who.role.value
                 )
+        if body.enabled:
+            require_secrets(session, scope.name)  # 409 naming the missing secret
         if body.enabled is not None:
             set_enabled(session, scope.name, body.enabled, scope.who.actor)
     with session_scope() as session:
