@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,10 @@ from tests.integration.api_world import B_ALERT_ID, B_MARKERS, B_RUN_IDS, A, B, 
 from tests.unit.fakes import FakeDispatcher
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
+from worker.connections.apply import apply_connection
+from worker.connections.spec import parse_spec
+from worker.ledger.db import session_scope
+from worker.sandbox.stack import Stack, sandbox_stack
 
 ROLES = ("viewer", "operator", "admin")
 ANONYMOUS = ("none", "malformed", "unknown", "revoked")
@@ -75,6 +80,7 @@ class Api:
     world: World
     dispatcher: FakeDispatcher
     seen_by_a: list[bytes]
+    stack: Stack
 
     def call(self, key: str | None, method: str, path: str, body: object = None) -> tuple[int, bytes]:
         headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
@@ -83,15 +89,22 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[Api]:
-    with ledger_env():
-        # A's Salesforce credential is set (brreg needs no registry token): backfills and enable may start;
-        # nothing here contacts Salesforce. B has none.
-        world = build_world(secrets_a={"salesforce_client_secret": "placeholder-never-sent-0a1b"})
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    # A points at a sandbox org over TLS, with its Salesforce credential set (brreg needs no registry token):
+    # backfills may start, and enable checks the mapping and the user's rights as `regsync enable` does. B has
+    # no secret at all.
+    with (
+        sandbox_stack(tmp_path_factory.mktemp("sandbox"), 20) as stack,
+        pytest.MonkeyPatch.context() as patch,
+        ledger_env(),
+    ):
+        for name, value in stack.trust_env().items():
+            patch.setenv(name, value)
+        world = build_world(a_spec(stack), {"salesforce_client_secret": stack.client_secret})
         dispatcher = FakeDispatcher()
         app = create_app(throttle=MemoryThrottle(10_000), dispatcher=dispatcher)
         with TestClient(app, raise_server_exceptions=False) as client:
-            yield Api(client, world, dispatcher, [])
+            yield Api(client, world, dispatcher, [], stack)
 
 
 def _key_for(world: World, who: str) -> str | None:
@@ -237,3 +250,43 @@ def test_admin_settings_change_is_applied_and_audited(api: Api) -> None:
     with session_scope() as session:
         actions = set(session.scalars(select(AuditEvent.action).where(AuditEvent.actor.like("apikey:%"))))
     assert {"alerts.settings", "connection.enable"} <= actions
+
+
+def a_spec(stack: Stack, **salesforce: object) -> dict[str, Any]:
+    """A's connection file: the sandbox org and brreg, every record taken as Norwegian (A holds NO records only)."""
+    data = stack.spec_data(A, provider="brreg")
+    sf = {key: value for key, value in data["salesforce"].items() if key != "country_field"}
+    data["salesforce"] = {**sf, "country": "NO", **salesforce}
+    return data
+
+
+def _reapply_a(api: Api, **salesforce: object) -> None:
+    data = a_spec(api.stack, **salesforce)
+    with session_scope() as session:
+        apply_connection(session, parse_spec(data), "test")
+
+
+def test_enable_checks_least_privilege_and_the_mapping_as_the_cli_does(api: Api) -> None:
+    key = api.world.keys["admin"]
+    path = f"/v1/connections/{A}/settings"
+    api.call(key, "PATCH", path, {"enabled": False})
+    set_id = api.stack.salesforce.permissions.assign("Api_Admin_Bundle", modify_all_data=True)
+    try:
+        _reapply_a(api, require_least_privilege=True)
+        refused_status, refused = api.call(key, "PATCH", path, {"enabled": True})
+        _reapply_a(api, org_number_field="No_Such_Field__c")
+        unfit_status, unfit = api.call(key, "PATCH", path, {"enabled": True})
+    finally:
+        api.stack.salesforce.permissions.unassign(set_id)
+        _reapply_a(api)
+    status, settings = api.call(key, "GET", path)
+
+    error = json.loads(refused)["error"]
+    assert (refused_status, error["code"]) == (422, "LEAST_PRIVILEGE"), refused
+    assert "Modify All Data" in error["message"] and "Api_Admin_Bundle" in error["message"]
+    assert (unfit_status, json.loads(unfit)["error"]["code"]) == (422, "MAPPING"), unfit
+    assert "No_Such_Field__c" in json.loads(unfit)["error"]["message"]
+    assert status == 200 and json.loads(settings)["enabled"] is False  # neither refused enable took effect
+    assert (
+        api.call(key, "PATCH", path, {"enabled": True})[0] == 200
+    )  # the lenient, fitting connection enables

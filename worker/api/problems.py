@@ -18,7 +18,9 @@ from worker.errors import (
     ConnectionNotFound,
     CrmError,
     InvalidFilter,
+    LeastPrivilegeError,
     LedgerError,
+    MappingError,
     NoticeSettingsRefused,
     RegistryError,
     RegsyncError,
@@ -138,7 +140,7 @@ def _status_of(exc: RegsyncError) -> int:
     """The HTTP status of a domain error raised below a route."""
     if isinstance(exc, RunNotFound | ConnectionNotFound | AlertNotFound):
         return 404
-    if isinstance(exc, InvalidFilter | NoticeSettingsRefused):
+    if isinstance(exc, InvalidFilter | NoticeSettingsRefused | MappingError | LeastPrivilegeError):
         return 422  # the body is well-formed but does not fit this connection (describe, mapping, runs)
     if isinstance(exc, StateConflict | SecretMissing | SecretKeyError):
         return 409  # the resource is not in a state that allows this (yet)

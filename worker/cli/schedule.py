@@ -9,11 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from worker import secrets
 from worker.cli.admin import ActorOption, JsonOption, check_and_report, ledger, note, say
 from worker.cli.common import handles_errors, print_json, require_actor
-from worker.connections.apply import load_connection
-from worker.connections.preflight import require_secrets
+from worker.connections.preflight import check_stored
 from worker.scheduling.models import DEFAULT_GRACE_S, DEFAULT_STARTING_DEADLINE_S, Concurrency
 from worker.scheduling.spec import ScheduleSpec, make_schedule_spec
 from worker.scheduling.store import find_connection, schedule_view, set_enabled, set_schedule
@@ -86,9 +84,7 @@ def _print_view(view: dict[str, Any]) -> None:
 def _preflight(connection: str) -> None:
     """Before enabling: every secret set, the mapping fits, and least privilege holds if the file requires it."""
     with ledger() as session:
-        connection_id = require_secrets(session, connection)
-        _row, spec = load_connection(session, connection)
-        credential = secrets.get_secret(session, connection_id, spec.secret_names()[0])
+        spec, credential = check_stored(session, connection)
     check_and_report(spec, credential, enforce_least_privilege=spec.salesforce.require_least_privilege)
 
 

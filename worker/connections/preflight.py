@@ -94,6 +94,25 @@ def require_secrets(session: Session, name: str) -> int:
     return int(connection_id)
 
 
+def check_stored(session: Session, name: str) -> tuple[ConnectionSpec, str]:
+    """The stored connection ``name`` and its Salesforce credential, for an ``enable`` check.
+
+    Raises:
+        ConnectionNotFound: No such connection.
+        SecretMissing: A secret it needs is not set (the message names each one).
+    """
+    from worker.secrets import get_secret  # decrypts: only where a check really runs
+
+    connection_id = require_secrets(session, name)
+    spec = parse_spec(session.get_one(Connection, connection_id).spec)
+    return spec, get_secret(session, connection_id, spec.secret_names()[0])
+
+
+def check_before_enable(spec: ConnectionSpec, credential: str) -> PreflightReport:
+    """The ``enable`` check: the mapping fits, and least privilege holds where the connection requires it."""
+    return check_connection(spec, credential, enforce_least_privilege=spec.salesforce.require_least_privilege)
+
+
 def check_connection(
     spec: ConnectionSpec, credential: str, *, enforce_least_privilege: bool = False
 ) -> PreflightReport:

@@ -90,6 +90,13 @@ class PermissionStore:
         self._add("PermissionSetAssignment", AssigneeId=self._user_id, PermissionSetId=set_id)
         return set_id
 
+    def unassign(self, set_id: str) -> None:
+        """Remove the permission set's assignment to the integration user (the set itself stays, as in an org)."""
+        with self._lock:
+            self._rows["PermissionSetAssignment"] = [
+                row for row in self._rows["PermissionSetAssignment"] if row["PermissionSetId"] != set_id
+            ]
+
     def grant_object(self, set_id: str, sobject: str, rights: Iterable[str]) -> None:
         """Object rights (``Read``, ``Create``, ``Edit``, ``Delete``, ``ViewAllRecords``, ``ModifyAllRecords``)."""
         given = set(rights)

@@ -18,7 +18,7 @@ from worker.api.deps import Scoped, scoped
 from worker.api.models import Role
 from worker.api.schemas import Body
 from worker.connections.apply import load_connection
-from worker.connections.preflight import require_secrets
+from worker.connections.preflight import check_before_enable, check_stored
 from worker.ledger.db import session_scope
 from worker.scheduling.store import schedule_view, set_enabled
 
@@ -86,6 +86,8 @@ def get_settings(scope: Annotated[Scoped, Depends(scoped(Role.VIEWER))]) -> dict
 def patch_settings(
     body: SettingsPatch, scope: Annotated[Scoped, Depends(scoped(Role.ADMIN))]
 ) -> dict[str, Any]:
+    if body.enabled:
+        _check_before_enable(scope.name)
     with session_scope() as session:
         if body.alerts is not None:
             # null means "no change", except for the one setting whose null is a value (use the schedule's grace)
@@ -98,9 +100,15 @@ def patch_settings(
                 set_alert_settings(
                     session, scope.name, changes, actor=scope.who.actor, role=scope.who.role.value
                 )
-        if body.enabled:
-            require_secrets(session, scope.name)  # 409 naming the missing secret
         if body.enabled is not None:
             set_enabled(session, scope.name, body.enabled, scope.who.actor)
     with session_scope() as session:
         return _settings(session, scope.name)
+
+
+def _check_before_enable(name: str) -> None:
+    """As `regsync enable`: 409 naming a missing secret, 422 for a mapping that does not fit or (where the
+    connection requires least privilege) excess rights; Salesforce is asked outside any ledger transaction."""
+    with session_scope() as session:
+        spec, credential = check_stored(session, name)
+    check_before_enable(spec, credential)
