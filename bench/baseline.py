@@ -23,9 +23,9 @@ from simple_salesforce.api import Salesforce
 
 from worker.company import CompanyKey
 from worker.errors import RegistryMalformed
-from worker.policies import plan_record
 from worker.registry.proff import map_proff
 from worker.sandbox.stack import CLIENT_ID, Stack, sandbox_stack
+from worker.sync.policies import plan_record
 
 _NOT_DIGITS = re.compile(r"\D")
 

@@ -1,7 +1,7 @@
 """Plan one run in this process and report its time and peak memory (VmHWM), for the scale benchmark.
 
 ``python -m bench.planner_probe RUN_ID`` with REGSYNC_DATABASE_URL, REGSYNC_SECRET_KEY and the sandbox CA in
-the environment. It runs :func:`worker.planning.plan_run` exactly as the ``regsync.plan_run`` task does, with
+the environment. It runs :func:`worker.sync.plan.plan_run` exactly as the ``regsync.plan_run`` task does, with
 Salesforce clients from the connection's stored secret, but a dispatcher that discards the chunk ids (no
 broker, no registry: only streaming and chunk inserts are measured). Prints one JSON line.
 """
@@ -67,7 +67,7 @@ class _NoRegistry:
 def planner_clients(connection_id: int, settings: Settings) -> Iterator[Any]:
     """The connection's real Salesforce client (stored, decrypted secret); no registry client."""
     from worker.crm.salesforce import SalesforceClient
-    from worker.runtime import load_runtime
+    from worker.sync.runtime import load_runtime
 
     runtime = load_runtime(connection_id)
     crm = SalesforceClient(runtime.spec, runtime.crm_secret, timeout_s=settings.crm_timeout_s)
@@ -80,8 +80,8 @@ def planner_clients(connection_id: int, settings: Settings) -> Iterator[Any]:
 def probe(run_id: int) -> dict[str, Any]:
     """Plan ``run_id``; modules are imported before the clock starts (a worker has them loaded already)."""
     import worker.crm.salesforce
-    import worker.runtime  # noqa: F401
-    from worker.planning import plan_run
+    import worker.sync.runtime  # noqa: F401
+    from worker.sync.plan import plan_run
 
     settings = get_settings()
     rss_before = memory_kib("VmRSS")

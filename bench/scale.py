@@ -119,8 +119,8 @@ class _RecordingDispatcher:
 
 
 def _queue_run(accounts: int, token_url: str, secret: str) -> int:
-    from worker.demo import create_connection
-    from worker.runner import start_run
+    from worker.sandbox.demo import create_connection
+    from worker.sync.runner import start_run
 
     name = f"scale-{accounts}"
     create_connection(
@@ -196,8 +196,8 @@ def plan_sizes(sizes: list[int], workdir: Path) -> list[ScalePoint]:
 
 def run_scale(sizes: list[int], services: Services, workdir: Path) -> list[ScalePoint]:
     """Plan each size once (smallest first) in one throwaway ledger."""
+    from worker.connections.secrets import generate_key
     from worker.ledger.migrate import upgrade
-    from worker.secrets import generate_key
 
     workdir.mkdir(parents=True, exist_ok=True)
     with services.database("scale") as db_url:

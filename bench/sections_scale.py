@@ -67,7 +67,7 @@ def scale_section(points: list[ScalePoint]) -> Section:
             met=ok,
         )
     section.notes += [
-        "The planner runs in its own process (`python -m bench.planner_probe`): worker.planning.plan_run with the "
+        "The planner runs in its own process (`python -m bench.planner_probe`): worker.sync.plan.plan_run with the "
         "connection's real Salesforce client and a dispatcher that discards chunk ids; the sandbox org runs in "
         "another process (`python -m bench.sandbox_server`), so its memory is not counted.",
         "Peak RSS is the probe's VmHWM, interpreter and imports included: "

@@ -99,7 +99,7 @@ def classify_salesforce(method: str, path: str) -> str:
 
 
 def _world_env(db_url: str, redis_url: str, ca_bundle: Path, setup: SyncSetup) -> dict[str, str]:
-    from worker.secrets import generate_key
+    from worker.connections.secrets import generate_key
 
     return {
         "REGSYNC_DATABASE_URL": db_url,
@@ -114,7 +114,7 @@ def _world_env(db_url: str, redis_url: str, ca_bundle: Path, setup: SyncSetup) -
 
 
 def _create_connection(stack: Stack, setup: SyncSetup, name: str) -> str:
-    from worker.demo import create_connection
+    from worker.sandbox.demo import create_connection
 
     spec_data = stack.spec_data(
         name, "proff", requests_per_second=setup.requests_per_second, burst=setup.burst
@@ -135,11 +135,11 @@ def _progress(view: dict[str, Any]) -> tuple[Any, ...]:
 
 def _run_and_wait(name: str, setup: SyncSetup, workers: list[WorkerProcess]) -> tuple[dict[str, Any], float]:
     """Start the run like ``regsync run`` does and poll the ledger until it is final (or stalls)."""
-    from worker.dispatch import CeleryDispatcher
+    from worker.infra.dispatch import CeleryDispatcher
     from worker.ledger.db import session_scope
     from worker.ledger.models import RunStatus
     from worker.ledger.views import show_run
-    from worker.runner import start_run
+    from worker.sync.runner import start_run
 
     started = time.monotonic()
     run_id = start_run(name, CeleryDispatcher(), triggered_by="bench")
@@ -163,7 +163,7 @@ def _run_and_wait(name: str, setup: SyncSetup, workers: list[WorkerProcess]) -> 
 def _limiter_in_use(stack: Stack, setup: SyncSetup) -> str:
     """The limiter class the workers build for this connection under these settings (same code path)."""
     from config.settings import get_settings
-    from worker.runtime import Runtime, limiter_for
+    from worker.sync.runtime import Runtime, limiter_for
 
     runtime = Runtime(
         0,

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
 from worker.ledger.models import UTCDateTime
-from worker.ledger.schema import Base
+from worker.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

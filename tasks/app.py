@@ -31,21 +31,21 @@ def _fresh_connections(**_kwargs: Any) -> None:
 @worker_ready.connect
 def _worker_heartbeat(sender: Any = None, **_kwargs: Any) -> None:
     # Read by /v1/health: this worker is alive (a thread in the main process, not in the pool children).
-    from worker import heartbeat
+    from worker.infra import heartbeat
 
     heartbeat.start("worker", str(getattr(sender, "hostname", None) or _process_name()))
 
 
 @beat_init.connect
 def _beat_heartbeat(**_kwargs: Any) -> None:
-    from worker import heartbeat
+    from worker.infra import heartbeat
 
     heartbeat.start("beat", _process_name())
 
 
 @worker_shutdown.connect
 def _stop_heartbeats(**_kwargs: Any) -> None:
-    from worker import heartbeat
+    from worker.infra import heartbeat
 
     heartbeat.stop_all()
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings, get_settings
 from tasks.app import app
-from worker.dispatch import (
+from worker.infra.dispatch import (
     ALERTS_EVALUATE,
     PLAN_RUN,
     SWEEP,
@@ -40,7 +40,7 @@ def backoff_s(retries: int, settings: Settings, jitter: Callable[[], float] = ra
 
 def _retrying(task: Task, work: Callable[[], str], max_attempts: int) -> str:
     """Run ``work``; a transient error is retried with backoff (the ledger bounds the attempts, see worker/)."""
-    from worker.failures import classify
+    from worker.sync.failures import classify
 
     try:
         return work()
@@ -53,7 +53,7 @@ def _retrying(task: Task, work: Callable[[], str], max_attempts: int) -> str:
 
 @app.task(name=PLAN_RUN, bind=True, acks_late=True)
 def plan_run(self: Task, run_id: int) -> str:
-    from worker.planning import plan_run as plan
+    from worker.sync.plan import plan_run as plan
 
     # A planner that dies is resumed by the sweeper; the run's plan_attempts bound both.
     return _retrying(self, lambda: plan(int(run_id), CeleryDispatcher()), get_settings().plan_max_attempts)
@@ -61,8 +61,8 @@ def plan_run(self: Task, run_id: int) -> str:
 
 @app.task(name=SYNC_CHUNK, bind=True, acks_late=True)
 def sync_chunk(self: Task, chunk_id: int) -> str:
-    from worker.metrics import timed_chunk
-    from worker.sync import sync_chunk as sync
+    from worker.infra.metrics import timed_chunk
+    from worker.sync.chunk import sync_chunk as sync
 
     def work() -> str:
         with timed_chunk() as outcome:
@@ -86,7 +86,7 @@ def _periodic(work: Callable[[], dict[str, int]]) -> dict[str, int]:
 
 @app.task(name=SWEEP, acks_late=True)
 def sweep() -> dict[str, int]:
-    from worker.sweeper import sweep as run_sweep
+    from worker.sync.sweeper import sweep as run_sweep
 
     return _periodic(lambda: run_sweep(CeleryDispatcher()).as_dict())
 

@@ -20,11 +20,11 @@ from tests.integration.alert_receivers import WebhookReceiver
 from tests.integration.alerts_world import add_run, transitions
 from worker.alerts.evaluator import evaluate
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, utcnow
 from worker.sandbox.tls import SandboxCA
-from worker.secrets import set_secret
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "whsec-cli-" + "ab12" * 8

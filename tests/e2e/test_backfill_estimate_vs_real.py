@@ -25,9 +25,9 @@ from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, unique_queue
-from worker.demo import create_connection
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
+from worker.sandbox.demo import create_connection
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.sandbox.tls import RecordedRequest
 

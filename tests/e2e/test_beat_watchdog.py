@@ -27,9 +27,9 @@ from fastapi.testclient import TestClient
 from config.settings import reset_settings
 from tests.conftest import RegsyncEnv
 from tests.integration.heartbeat_receiver import Receiver, heartbeat_receiver
-from worker import heartbeat
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
+from worker.infra import heartbeat
 
 REPO = Path(__file__).resolve().parents[2]
 GRACE_S = 15  # the smallest REGSYNC_BEAT_GRACE_S allowed: beat writes its heartbeat every 10 s

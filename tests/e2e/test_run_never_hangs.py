@@ -38,14 +38,14 @@ from tests.integration.celery_cluster import (
 from tests.integration.faults import STAGES, FaultSwitch, salesforce_error
 from worker.alerts.models import Alert
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, Run
 from worker.ledger.views import show_run
-from worker.runner import start_run
 from worker.sandbox.stack import Stack, sandbox_stack
-from worker.secrets import set_secret
+from worker.sync.runner import start_run
 
 REPO = Path(__file__).resolve().parents[2]
 CONNECTION = "hangs"

@@ -13,16 +13,16 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import get_settings, reset_settings
-from worker.backfill import BackfillOptions, start_backfill
-from worker.demo import create_connection
+from worker.backfill.options import BackfillOptions, start_backfill
 from worker.ledger.db import session_scope
 from worker.ledger.field_changes import field_changes
 from worker.ledger.models import Chunk
 from worker.ledger.views import show_run
-from worker.planning import plan_run
-from worker.runner import start_run
+from worker.sandbox.demo import create_connection
 from worker.sandbox.stack import Stack, sandbox_stack
-from worker.sync import sync_chunk
+from worker.sync.chunk import sync_chunk
+from worker.sync.plan import plan_run
+from worker.sync.runner import start_run
 
 NAME = "demo"
 

@@ -52,7 +52,7 @@ def beat(
     start_real: float, start_sim: dt.datetime, end_sim: dt.datetime, speed: float, jitter: random.Random
 ) -> dict[str, Any]:
     """Tick until the simulated clock passes ``end_sim``; the summed TickReport plus ``ticks``."""
-    from worker.dispatch import CeleryDispatcher
+    from worker.infra.dispatch import CeleryDispatcher
     from worker.scheduling.tick import tick
 
     dispatch = CeleryDispatcher()

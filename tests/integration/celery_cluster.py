@@ -5,8 +5,8 @@ its own process group (so SIGKILL of the group takes the prefork parent and its 
 machine losing a container), with stdout/stderr captured to files that tests search for secrets. A worker is
 ready when its log says ``ready.``; :meth:`Cluster.stop` sends SIGTERM, then SIGKILL after a grace period.
 
-Sweeper: :class:`SweeperLoop` is a thread in the test process that calls :func:`worker.sweeper.sweep` with a
-:class:`~worker.dispatch.CeleryDispatcher` every second. In production ``celery beat`` sends the same
+Sweeper: :class:`SweeperLoop` is a thread in the test process that calls :func:`worker.sync.sweeper.sweep` with a
+:class:`~worker.infra.dispatch.CeleryDispatcher` every second. In production ``celery beat`` sends the same
 ``regsync.sweep`` task every 30 s; calling the function directly keeps the recovery path identical (ledger
 leases → resend through Redis → a worker claims by compare-and-set) without beat's 30 s tick or another process.
 """
@@ -210,8 +210,8 @@ class SweeperLoop(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        from worker.dispatch import CeleryDispatcher
-        from worker.sweeper import sweep
+        from worker.infra.dispatch import CeleryDispatcher
+        from worker.sync.sweeper import sweep
 
         dispatcher = CeleryDispatcher()
         while not self._stop_event.wait(self.interval_s):

@@ -15,16 +15,16 @@ import pytest
 
 from config.settings import get_settings, reset_settings
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
 from worker.ledger import runs
 from worker.ledger.db import reset_engines, session_scope
 from worker.ledger.models import RunKind
 from worker.ledger.views import show_run
-from worker.planning import plan_run
 from worker.sandbox.stack import Stack
 from worker.sandbox.tls import RecordedRequest
-from worker.secrets import set_secret
-from worker.sync import sync_chunk
+from worker.sync.chunk import sync_chunk
+from worker.sync.plan import plan_run
 
 
 class ListDispatcher:

@@ -27,12 +27,12 @@ from tests.integration.celery_cluster import (
 )
 from tests.integration.privacy_scan import found_in, record_values
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
-from worker.runner import start_run
 from worker.sandbox.stack import Stack, sandbox_stack
-from worker.secrets import set_secret
+from worker.sync.runner import start_run
 
 DEADLINE_S = 60.0
 SIGNING_KEY = "whsec-e2e-" + "9f" * 16

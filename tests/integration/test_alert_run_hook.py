@@ -10,7 +10,7 @@ from celery.signals import worker_init
 
 from tests.conftest import RegsyncEnv
 from tests.integration.alerts_world import T0, add_connection, add_run
-from worker import dispatch
+from worker.infra import dispatch
 from worker.ledger import runs
 from worker.ledger.db import session_scope
 

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from tests.conftest import claimed_redis
 from tests.integration.api_world import A, World, build_world, ledger_env
 from tests.unit.fakes import FakeDispatcher
-from worker import heartbeat
 from worker.api.app import create_app
 from worker.api.middleware import SECURITY_HEADERS
 from worker.api.throttle import MemoryThrottle, RedisThrottle, make_throttle
+from worker.infra import heartbeat
 
 
 @dataclass

@@ -63,7 +63,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Sta
             from config.celery import reset_app
 
             reset_app()
-            from worker import demo
+            from worker.sandbox import demo
 
             spec = stack.spec_data("alpha", requests_per_second=200, burst=20)
             secrets_ = {
@@ -98,8 +98,8 @@ def worker_process(world: tuple[Stack, dict[str, str]], tmp_path: Path) -> Itera
 def test_metrics_change_during_a_run_in_a_worker_process_and_health_sees_it(
     world: tuple[Stack, dict[str, str]], worker_process: subprocess.Popen[bytes]
 ) -> None:
-    from worker.dispatch import CeleryDispatcher
-    from worker.runner import start_run, wait_for
+    from worker.infra.dispatch import CeleryDispatcher
+    from worker.sync.runner import start_run, wait_for
 
     client = TestClient(create_app(throttle=MemoryThrottle(10_000)))
     before = scrape(client)

@@ -17,9 +17,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.conftest import claimed_redis
 from tests.integration.api_world import A, World, build_world, ledger_env
 from tests.unit.fakes import FakeDispatcher
-from worker import heartbeat
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
+from worker.infra import heartbeat
 from worker.sandbox.stack import sandbox_stack
 
 # Built at import (schemathesis reads the schema at collection); the ledger and Redis it uses are resolved per

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import JSON, Engine, bindparam, select, text
 
-from worker.audit import GENESIS_HASH, append_event, verify_chain
+from worker.ledger.audit import GENESIS_HASH, append_event, verify_chain
 from worker.ledger.db import make_engine, session_scope
 from worker.ledger.models import AuditEvent
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from config.settings import get_settings
 from tests.conftest import RegsyncEnv
 from tests.integration.backfill_world import World, open_world
-from worker.backfill import BackfillOptions, check_where, start_backfill
+from worker.backfill.options import BackfillOptions, check_where, start_backfill
 from worker.cli.main import app
 from worker.connections.apply import load_connection
 from worker.crm.salesforce import SalesforceClient
@@ -22,10 +22,10 @@ from worker.ledger import runs
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, RecordFailure, RecordWrite, RunStatus, utcnow
-from worker.planning import plan_run
-from worker.registry_outcomes import NOTICE_CODES
-from worker.runtime import load_runtime
-from worker.sync import sync_chunk
+from worker.registry.outcomes import NOTICE_CODES
+from worker.sync.chunk import sync_chunk
+from worker.sync.plan import plan_run
+from worker.sync.runtime import load_runtime
 
 INJECTION = "x' OR Name != '"
 

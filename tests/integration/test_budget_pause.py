@@ -28,7 +28,7 @@ from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, Connection, RunKind, RunStatus, utcnow
 from worker.sandbox.stack import sandbox_stack
-from worker.sweeper import sweep
+from worker.sync.sweeper import sweep
 
 
 def _chunks(run_id: int) -> list[Chunk]:

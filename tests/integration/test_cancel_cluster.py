@@ -27,11 +27,11 @@ from sqlalchemy import select
 from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, sweeper_loop, unique_queue
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Chunk, ChunkStatus, Run, RunStatus
 from worker.sandbox.stack import Stack, sandbox_stack
-from worker.secrets import set_secret
 
 NAME = "cancelme"
 ACCOUNTS = 200

@@ -20,11 +20,11 @@ from tests.integration.celery_cluster import ClusterEnv, celery_cluster, unique_
 from tests.integration.inprocess_runs import install_connection, view
 from tests.integration.test_cluster_rate_limit import stop_all_at_once, wait_final
 from worker.cli.main import app
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Chunk
-from worker.runner import start_run
 from worker.sandbox.stack import sandbox_stack
+from worker.sync.runner import start_run
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 

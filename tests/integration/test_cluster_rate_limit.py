@@ -18,11 +18,11 @@ from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import Cluster, ClusterEnv, celery_cluster, unique_queue
 from tests.integration.inprocess_runs import install_connection, view
 from tests.integration.test_ratelimit_redis import max_in_window
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.models import RunStatus
-from worker.runner import start_run
 from worker.sandbox.gc_pause import no_gc_pauses
 from worker.sandbox.stack import sandbox_stack
+from worker.sync.runner import start_run
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
-from worker.company_cache import lookup_once
-from worker.company_cache_stores import LocalCompanyCache, RedisCompanyCache
+from worker.sync.company_cache import lookup_once
+from worker.sync.company_cache_stores import LocalCompanyCache, RedisCompanyCache
 
 KEYS = [CompanyKey("NO", f"9{i:08d}") for i in range(40)]
 
@@ -119,7 +119,7 @@ def test_a_chunk_waiting_for_another_keeps_its_own_lease_alive() -> None:
         if clock["now"] > 25:
             cache.put_many({KEYS[0]: Company(org_number=KEYS[0].org_number, country="NO")}, "1:1")
 
-    with mock.patch("worker.company_cache.time.monotonic", lambda: clock["now"]):
+    with mock.patch("worker.sync.company_cache.time.monotonic", lambda: clock["now"]):
         got = lookup_once(
             cache,
             CountingRegistry(),

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from worker.audit import verify_chain
 from worker.connections.apply import apply_connection, diff_specs, flatten, load_connection
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.errors import ConnectionNotFound
+from worker.ledger.audit import verify_chain
 from worker.ledger.db import make_engine, session_scope
 from worker.ledger.models import AuditEvent, Connection
 

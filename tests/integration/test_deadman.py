@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from config.logging import configure_logging, forget_secrets
 from config.settings import Settings
 from tests.integration.heartbeat_receiver import Receiver, heartbeat_receiver
-from worker.deadman import DeadMansSwitch, public_part
+from worker.infra.deadman import DeadMansSwitch, public_part
 
 
 @pytest.fixture

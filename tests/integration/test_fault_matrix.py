@@ -50,16 +50,16 @@ from tests.integration.faults import (
 )
 from worker.alerts.models import Alert
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import ConnectionSpec, parse_spec
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import Chunk, Run
 from worker.ledger.views import list_failures, show_run
-from worker.runner import start_run
 from worker.sandbox import salesforce_store
 from worker.sandbox.stack import Stack, sandbox_stack
-from worker.secrets import set_secret
+from worker.sync.runner import start_run
 
 STAGE_NAMES = ("token", "describe", "query", "query_more", "reread", "write", "lookup", "ledger")
 KINDS = ("permanent", "transient", "transient_forever")

@@ -13,10 +13,10 @@ from worker.company import Company, CompanyStatus, canonical_value
 from worker.connections.spec import parse_spec
 from worker.errors import InvalidOrgNumber
 from worker.orgnr import normalise
-from worker.policies import normalise as comparable
-from worker.policies import plan_record
-from worker.runner import start_run
 from worker.sandbox.stack import DEMO_MAPPING
+from worker.sync.policies import normalise as comparable
+from worker.sync.policies import plan_record
+from worker.sync.runner import start_run
 
 OPT_OUT = "Registry_Sync_Opt_Out__c"
 MAPPING = {**DEMO_MAPPING, "city": {"field": "BillingCity", "policy": "protect_manual"}}

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from config.settings import reset_settings
 from tests.conftest import RegsyncEnv
-from worker import heartbeat
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 from worker.cli.main import app
+from worker.infra import heartbeat
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 

@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from config.settings import reset_settings
-from worker import heartbeat
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 from worker.cli.main import app
+from worker.infra import heartbeat
 from worker.ledger.db import reset_engines, session_scope
 from worker.ledger.migrate import upgrade
 

@@ -1,7 +1,7 @@
 """Issue 10, "What was found" 7: the ledger tells what happened, killed attempts and raised limits included.
 
 1. A worker process group SIGKILLed while its chunk talks to the registry: the requests that attempt sent are
-   counted in the run's ``registry_calls`` (worker.send_tally), so the ledger equals the registry sandbox's request
+   counted in the run's ``registry_calls`` (worker.sync.send_tally), so the ledger equals the registry sandbox's request
    log. Before, the ledger only counted attempts that ended by themselves (2,760 counted, 2,836 received).
 2. A run paused by the API budget, the org's limit raised, the run resumed: `runs show` prints the limit as last
    measured, not the one read when the run was planned.
@@ -37,15 +37,15 @@ from tests.integration.inprocess_runs import (
 )
 from worker.cli.main import app
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
-from worker.runner import start_run as start_cluster_run
-from worker.runner import wait_for
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.sandbox.tls import RecordedRequest, Reply
-from worker.secrets import set_secret
-from worker.sweeper import sweep
+from worker.sync.runner import start_run as start_cluster_run
+from worker.sync.runner import wait_for
+from worker.sync.sweeper import sweep
 
 CONNECTION = "truth"
 

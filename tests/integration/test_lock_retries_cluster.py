@@ -18,13 +18,13 @@ import pytest
 from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import ClusterEnv, celery_cluster, sweeper_loop, unique_queue
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.views import list_failures
-from worker.runner import start_run, wait_for
 from worker.sandbox.stack import Stack, sandbox_stack
-from worker.secrets import set_secret
+from worker.sync.runner import start_run, wait_for
 
 CONNECTION = "locked"
 ACCOUNTS = 2_000

@@ -30,7 +30,7 @@ from worker.company import Company, CompanyStatus, canonical_value
 from worker.errors import InvalidOrgNumber
 from worker.ledger.db import session_scope
 from worker.orgnr import normalise
-from worker.registry_outcomes import NOTICE_CODES, notice_for
+from worker.registry.outcomes import NOTICE_CODES, notice_for
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 

@@ -33,19 +33,19 @@ from tests.integration.celery_cluster import (
 )
 from worker.company import Company, CompanyStatus
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import ConnectionSpec, parse_spec
-from worker.dispatch import CeleryDispatcher
 from worker.errors import InvalidOrgNumber
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, ChunkStatus, Run
 from worker.ledger.views import list_failures
 from worker.orgnr import normalise
-from worker.policies import plan_record
-from worker.registry_outcomes import NOTICE_CODES
-from worker.runner import start_run, wait_for
+from worker.registry.outcomes import NOTICE_CODES
 from worker.sandbox.registry import registry_view
 from worker.sandbox.stack import Stack, sandbox_stack
-from worker.secrets import set_secret
+from worker.sync.policies import plan_record
+from worker.sync.runner import start_run, wait_for
 
 CONNECTION = "cluster"
 COUNT_KEYS = ("planned", "invalid", "unchanged", "updated", "failed")

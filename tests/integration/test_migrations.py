@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
 from worker.ledger.migrate import current, downgrade, heads, upgrade
-from worker.ledger.schema import Base
+from worker.schema import Base
 
 REPO = Path(__file__).resolve().parents[2]
 

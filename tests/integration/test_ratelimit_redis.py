@@ -12,8 +12,8 @@ import redis
 from config.settings import Settings
 from worker.connections.spec import RegistrySpec
 from worker.errors import RegistryTransientError, SharedStateUnavailable, TransientError
-from worker.ratelimit_redis import RedisRateLimiter, limiter_key, redis_limiter, window_cap
-from worker.shared_state import redis_client
+from worker.infra.shared_state import redis_client
+from worker.ratelimit.redis import RedisRateLimiter, limiter_key, redis_limiter, window_cap
 
 TOKEN = "proff-token-0123456789abcdef"
 RATE, BURST = 100.0, 5

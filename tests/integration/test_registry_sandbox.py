@@ -19,7 +19,7 @@ from tests.integration.inprocess_runs import registry_numbers
 from worker.company import Company, CompanyKey, CompanyStatus
 from worker.connections.spec import RegistrySpec
 from worker.errors import InsecureURL, RegistryAuthError, RegistryError, RegistryTransientError, SecretMissing
-from worker.ratelimit import LocalRateLimiter
+from worker.ratelimit.local import LocalRateLimiter
 from worker.registry.factory import make_provider
 from worker.registry.http import RetryPolicy
 from worker.registry.port import RegistryProvider

@@ -28,11 +28,11 @@ from config.settings import Settings
 from worker.company import CompanyKey
 from worker.connections.spec import RegistrySpec
 from worker.errors import RegistryError
-from worker.ratelimit import LocalRateLimiter
+from worker.infra.tls import client_ssl_context
+from worker.ratelimit.local import LocalRateLimiter
 from worker.registry.factory import make_provider
 from worker.registry.http import RetryPolicy
 from worker.registry.port import RegistryProvider
-from worker.tls import client_ssl_context
 
 TOKEN = "proff-tls-test-token-7c1d"
 SETTINGS = Settings(registry_timeout_s=5.0, registry_max_retries=1, registry_concurrency=2)
@@ -188,7 +188,7 @@ def test_a_tls_1_1_server_is_a_permanent_error_that_says_tls(kind: str, ca: trus
 
 
 def test_the_client_context_refuses_tls_1_1_in_the_handshake(ca: trustme.CA) -> None:
-    """The same refusal one layer down: a bare handshake with worker.tls's context, which make_client uses."""
+    """The same refusal one layer down: a bare handshake with worker.infra.tls's context, which make_client uses."""
     context = client_ssl_context()
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     with (

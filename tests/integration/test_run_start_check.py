@@ -16,7 +16,7 @@ from tests.integration.backfill_world import NAME, World, open_world
 from worker.errors import MappingError
 from worker.ledger.db import session_scope
 from worker.ledger.views import show_run
-from worker.runner import start_run
+from worker.sync.runner import start_run
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 

@@ -26,13 +26,13 @@ from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, unique_queue
 from tests.integration.insert_race import assert_collided
 from worker.connections.apply import apply_connection
+from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run, RunStatus
 from worker.ledger.views import run_view
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.scheduling.store import set_enabled
-from worker.secrets import set_secret
 
 UTC = dt.UTC
 SPEED = 30.0  # simulated seconds per real second: a simulated minute every 2 s

@@ -24,9 +24,9 @@ from config.settings import reset_settings
 from tests.conftest import RegsyncEnv
 from tests.integration.insert_race import ThreadGate, assert_collided, race_run_inserts
 from tests.unit.fakes import FakeDispatcher, make_spec
-from worker.audit import verify_chain
 from worker.connections.apply import apply_connection
 from worker.ledger import runs
+from worker.ledger.audit import verify_chain
 from worker.ledger.db import reset_engines, session_scope
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import AuditEvent, Connection, Run, RunKind, RunStatus

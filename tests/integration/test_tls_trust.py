@@ -2,7 +2,7 @@
 
 Real HTTPS servers on 127.0.0.1, each signed by its own throwaway CA. "The system store" is the real one for the
 certificate count, and a CA we put in its place (``system_ca_locations``) for the handshakes, since no public
-server is reachable from a test. Every client that builds its context with ``worker.tls`` is covered: httpx
+server is reachable from a test. Every client that builds its context with ``worker.infra.tls`` is covered: httpx
 (registry, alert webhooks, the heartbeat ping) and the Salesforce requests session.
 """
 
@@ -19,8 +19,8 @@ import httpx
 import pytest
 import requests
 
-from worker import tls
 from worker.crm.http import build_session
+from worker.infra import tls
 from worker.sandbox.tls import Reply, SandboxCA, SandboxHTTPServer
 
 Get = Callable[[str], int]

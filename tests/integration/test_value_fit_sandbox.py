@@ -23,8 +23,8 @@ from worker.errors import InvalidOrgNumber
 from worker.ledger.db import session_scope
 from worker.ledger.views import list_failures
 from worker.orgnr import normalise
-from worker.policies import plan_record
 from worker.sandbox.registry import registry_view
+from worker.sync.policies import plan_record
 
 #: Every status but "inactive", which Proff's statusFlag gives for dissolved and bankrupt companies alike.
 LISTED = ("active", "dissolved", "bankrupt", "liquidation", "deleted", "not_found")

@@ -11,7 +11,7 @@ from config.settings import Settings
 from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
-from worker.runtime import Runtime
+from worker.sync.runtime import Runtime
 
 
 def make_spec(**mapping_policies: str) -> ConnectionSpec:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.fakes import make_spec
-from worker.backfill import BackfillOptions, Selection, check_fields, country_condition
-from worker.backfill_estimate import estimate
+from worker.backfill.bounds import estimate as budget_estimate
+from worker.backfill.estimate import estimate
+from worker.backfill.filters import Condition, make_condition, soql, where_clause
+from worker.backfill.options import BackfillOptions, Selection, check_fields, country_condition
 from worker.cli.backfill import parse_where_args
 from worker.crm.ids import canonical_id, id_batches, parse_ids
 from worker.crm.port import FieldInfo
 from worker.errors import InvalidFilter, LedgerError
-from worker.estimate import estimate as budget_estimate
-from worker.filters import Condition, make_condition, soql, where_clause
 from worker.ledger.field_changes import tally
-from worker.policies import RecordPlan
 from worker.sandbox.dataset import salesforce_id
 from worker.sandbox.salesforce import _SCHEMA
 from worker.sandbox.soql import parse
+from worker.sync.policies import RecordPlan
 
 FIELDS = {
     name: FieldInfo(name, kind, True)

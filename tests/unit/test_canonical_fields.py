@@ -7,7 +7,7 @@ import pytest
 from worker.company import CANONICAL_FIELDS, Address, Company, CompanyStatus, canonical_value
 from worker.connections.spec import FieldMapping, Policy
 from worker.crm.describe_check import COMPATIBLE_TYPES
-from worker.policies import plan_record
+from worker.sync.policies import plan_record
 
 VISIT = Address(street="Kong Oscars gate 20", postal_code="5003", city="BERGEN", country="NO")
 POST = Address(street="Postboks 77", postal_code="5804", city="BERGEN", country="NO")

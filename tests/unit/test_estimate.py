@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.estimate import estimate
+from worker.backfill.bounds import estimate
 
 
 def test_issue_lower_bound_for_twenty_thousand_accounts() -> None:

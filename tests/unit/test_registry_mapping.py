@@ -26,7 +26,7 @@ from worker.errors import (
     RegistryTransientError,
 )
 from worker.orgnr import normalise
-from worker.ratelimit import LocalRateLimiter
+from worker.ratelimit.local import LocalRateLimiter
 from worker.registry.brreg import brreg_batch_results, brreg_single_result, map_brreg
 from worker.registry.http import RegistryHttp, RetryPolicy, parse_retry_after
 from worker.registry.proff import PROFF_STATUS_FLAGS, map_proff, proff_result

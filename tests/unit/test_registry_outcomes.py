@@ -15,13 +15,13 @@ from config.settings import Settings
 from tests.unit import test_sync_core as core
 from tests.unit.fakes import FakeCrm, FakeRegistry
 from tests.unit.test_sync_core import ORGS, _account, _company, _run_all, _setup
-from worker.backfill import failed_record_ids
+from worker.backfill.options import failed_record_ids
 from worker.company import CompanyKey, CompanyStatus, LookupResult
 from worker.ledger import db
 from worker.ledger.models import Chunk, Run
 from worker.ledger.views import RECORD_FATES, list_failures, show_run
 from worker.registry.lookup import UNSUPPORTED_COUNTRY
-from worker.registry_outcomes import NOTICE_CODES, RegistryNotice
+from worker.registry.outcomes import NOTICE_CODES, RegistryNotice
 
 ledger = core.ledger  # the SQLite ledger fixture
 

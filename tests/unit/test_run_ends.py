@@ -36,13 +36,13 @@ from worker.errors import (
     TransientError,
     fails_run,
 )
-from worker.failures import classify
 from worker.ledger import db, runs
 from worker.ledger.models import Base, Chunk, Connection, RecordFailure, Run, RunKind, utcnow
-from worker.planning import Planner, plan_run
-from worker.runtime import Runtime
-from worker.sweeper import sweep
-from worker.sync import sync_chunk
+from worker.sync.chunk import sync_chunk
+from worker.sync.failures import classify
+from worker.sync.plan import Planner, plan_run
+from worker.sync.runtime import Runtime
+from worker.sync.sweeper import sweep
 
 ORG = "923609016"
 
@@ -375,7 +375,7 @@ def _raise(exc: Exception) -> Any:
 def test_the_planner_heartbeats_while_it_streams(ledger: str, monkeypatch: pytest.MonkeyPatch) -> None:
     world = make_world(ledger, n=12, chunk_size=5)
     clock = [0.0]
-    monkeypatch.setattr("worker.planning.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("worker.sync.plan.time.monotonic", lambda: clock[0])
     leases: list[dt.datetime | None] = []
     stream = world.crm.stream_records
 

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from config.logging import forget_secrets, redact
 from config.settings import reset_settings
-from worker import secrets
-from worker.audit import verify_chain
+from worker.connections import secrets
 from worker.errors import ConfigurationError, ConnectionNotFound, SecretKeyError, SecretMissing
+from worker.ledger.audit import verify_chain
 from worker.ledger.db import make_engine, session_scope
 from worker.ledger.models import AuditEvent, Base, Connection, Secret
 

@@ -14,9 +14,9 @@ from tests.unit.fakes import FakeCrm, FakeDispatcher, FakeRegistry, fake_clients
 from worker.company import Company, CompanyStatus
 from worker.ledger import db, runs
 from worker.ledger.models import Base, Chunk, Connection, RecordFailure, Run, RunKind
-from worker.planning import plan_run
-from worker.runtime import Runtime
-from worker.sync import sync_chunk
+from worker.sync.chunk import sync_chunk
+from worker.sync.plan import plan_run
+from worker.sync.runtime import Runtime
 
 # Valid Norwegian org numbers (mod 11).
 ORGS = ["923609016", "974760673", "981276957", "914778271", "915442730"]
@@ -116,7 +116,9 @@ def test_chunks_are_200_records_and_duplicates_in_a_chunk_are_fetched_once(ledge
         sizes = sorted(len(c.record_ids) for c in session.execute(select(Chunk)).scalars())
         run = session.get(Run, run_id)
     assert sizes == [50, 200, 200]
-    assert registry.calls == 2  # two unique org numbers, each fetched once per run (worker.company_cache)
+    assert (
+        registry.calls == 2
+    )  # two unique org numbers, each fetched once per run (worker.sync.company_cache)
     assert (run.status, run.unchanged, run.registry_calls) == ("succeeded", 450, 2)
 
 

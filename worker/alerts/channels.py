@@ -24,7 +24,7 @@ from worker.alerts.config import AlertsSpec, EmailChannelSpec, WebhookChannelSpe
 from worker.alerts.payload import Notice
 from worker.alerts.signing import EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from worker.errors import ChannelError, ChannelRejected, SecretMissing
-from worker.tls import client_ssl_context
+from worker.infra.tls import client_ssl_context
 
 #: HTTP statuses worth another attempt; every other non-2xx answer is permanent.
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -200,7 +200,7 @@ ChannelFactory = Callable[[Session, int, AlertsSpec], dict[str, Channel]]
 
 
 def _secret(session: Session, connection_id: int, name: str) -> str | None:
-    from worker.secrets import get_secret
+    from worker.connections.secrets import get_secret
 
     try:
         return get_secret(session, connection_id, name)

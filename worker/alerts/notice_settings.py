@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from worker.alerts.config import AlertsSpec
 from worker.api.models import Role
-from worker.audit import append_event
 from worker.connections.apply import spec_data, spec_hash
 from worker.connections.spec import parse_spec
 from worker.errors import ConnectionNotFound, NoticeSettingsRefused
+from worker.ledger.audit import append_event
 from worker.ledger.models import Connection
 
 

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from worker.alerts import lifecycle
 from worker.alerts.models import Alert, AlertDelivery, AlertStatus, AlertTransition
 from worker.alerts.payload import alert_summary
-from worker.audit import append_event
 from worker.errors import AlertNotFound, ConnectionNotFound
+from worker.ledger.audit import append_event
 from worker.ledger.models import Connection, utcnow
 
 

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.alerts.models import Alert, AlertDelivery, AlertEvent, AlertStatus, AlertTransition
-from worker.audit import verify_chain
 from worker.errors import ConfigurationError
+from worker.ledger.audit import verify_chain
 from worker.ledger.models import Connection, Run
 
 _SINCE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")

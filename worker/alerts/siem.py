@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from config.settings import Settings, get_settings
 from worker.alerts.lifecycle import serialise_writers
 from worker.alerts.models import Alert, AlertTransition, FeedCursor
+from worker.infra.tls import client_ssl_context
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Connection
-from worker.tls import client_ssl_context
 
 FEED = "siem"
 BATCH = 500

@@ -18,7 +18,7 @@ from worker.api.routes import alerts, backfills, health, runs
 from worker.api.routes import settings as connection_settings
 from worker.api.schemas import ErrorOut
 from worker.api.throttle import Throttle, make_throttle
-from worker.dispatch import CeleryDispatcher, Dispatcher
+from worker.infra.dispatch import CeleryDispatcher, Dispatcher
 
 API_PREFIX = "/v1"
 

@@ -14,14 +14,20 @@ from pydantic import Field
 
 from config.settings import get_settings
 from worker.api.schemas import MAX_ID, Body
-from worker.backfill import BackfillOptions, check_fields, check_only_failed, check_where, country_condition
+from worker.backfill.options import (
+    BackfillOptions,
+    check_fields,
+    check_only_failed,
+    check_where,
+    country_condition,
+)
 from worker.connections.spec import ConnectionSpec
 from worker.crm.ids import MAX_IDS, parse_ids
 from worker.crm.salesforce import SalesforceClient
 from worker.errors import InvalidFilter
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
-from worker.runtime import load_runtime
+from worker.sync.runtime import load_runtime
 
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")]
 SalesforceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{15}([A-Za-z0-5]{3})?$")]

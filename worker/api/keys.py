@@ -16,8 +16,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.api.models import ApiKey, ApiKeyConnection, Role
-from worker.audit import append_event
 from worker.errors import ApiKeyNotFound, ConfigurationError, ConnectionNotFound
+from worker.ledger.audit import append_event
 from worker.ledger.models import Connection, utcnow
 
 KEY_PREFIX = "rsk_"

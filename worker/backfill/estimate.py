@@ -2,7 +2,7 @@
 
 Counting the selected records costs Salesforce calls too, and we say how many: one ``SELECT COUNT()`` for a
 filter, none for a plain ids list (its length is the upper bound), one per 200 Ids for a list with filters.
-The arithmetic is the budget guard's (``worker.estimate``) with a backfill's own query count:
+The arithmetic is the budget guard's (``worker.backfill.bounds``) with a backfill's own query count:
 
 * queries: ``ceil(N / 2000)`` pages (at least one), or one ``Id IN`` query per 200 listed Ids;
 * re-reads: ``ceil(N / chunk_size)``, one sObject Collections GET per chunk;
@@ -18,11 +18,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from worker import estimate as budget_arithmetic
-from worker.backfill import Selection
+from worker.backfill import bounds as budget_arithmetic
+from worker.backfill.filters import combine
+from worker.backfill.options import Selection
 from worker.connections.preflight import RUN_START_CALLS
 from worker.crm.ids import ID_BATCH, id_batches, id_in
-from worker.filters import combine
 
 #: Records per query page (Salesforce's REST query batch size).
 QUERY_PAGE = 2000

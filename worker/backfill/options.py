@@ -15,20 +15,20 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.audit import append_event
+from worker.backfill.filters import Condition, combine, condition_from_dict, make_condition, where_clause
 from worker.connections.apply import load_connection
 from worker.connections.spec import ConnectionSpec
 from worker.crm.ids import id_batches, id_in, id_order
 from worker.crm.port import FieldInfo
 from worker.crm.soql import soql_quote
-from worker.dispatch import Dispatcher
 from worker.errors import InvalidFilter, LedgerError
-from worker.filters import Condition, combine, condition_from_dict, make_condition, where_clause
+from worker.infra.dispatch import Dispatcher
 from worker.ledger import runs
+from worker.ledger.audit import append_event
 from worker.ledger.db import session_scope
 from worker.ledger.models import RecordFailure, Run, RunKind, RunStatus
 from worker.orgnr import SUPPORTED_COUNTRIES
-from worker.registry_outcomes import NOTICE_CODES
+from worker.registry.outcomes import NOTICE_CODES
 
 
 class BackfillOptions(BaseModel):

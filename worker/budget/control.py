@@ -20,17 +20,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from worker.audit import append_event
 from worker.budget.guard import ApiReading, budget_verdict, share_cap, utc_day
 from worker.budget.store import LOCAL_STORE, BudgetStore, RedisBudgetStore
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.port import CrmClient
 from worker.errors import ApiBudgetReached, RegsyncError, StateConflict
+from worker.infra.shared_state import redis_client, row_tag, shared_mode
 from worker.ledger import runs
+from worker.ledger.audit import append_event
 from worker.ledger.chunks import Claim
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, ChunkStatus, Connection, Run, RunStatus
-from worker.shared_state import redis_client, row_tag, shared_mode
 
 log = logging.getLogger(__name__)
 

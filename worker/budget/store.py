@@ -12,7 +12,7 @@ from typing import Protocol
 import redis
 
 from worker.budget.guard import ApiReading
-from worker.shared_state import redis_errors
+from worker.infra.shared_state import redis_errors
 
 #: Seconds a day's counter is kept (the day itself plus a margin for time zones and late readers).
 DAY_COUNTER_TTL_S = 3 * 86_400

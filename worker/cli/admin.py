@@ -18,8 +18,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from worker import secrets
-from worker.audit import verify_chain
 from worker.cli.common import (
     EXIT_USAGE,
     console,
@@ -29,9 +27,11 @@ from worker.cli.common import (
     print_json,
     require_actor,
 )
+from worker.connections import secrets
 from worker.connections.apply import apply_connection, flatten, load_connection
 from worker.connections.preflight import PreflightReport, check_connection, missing_secrets, required_secrets
 from worker.connections.spec import ConnectionSpec, load_spec
+from worker.ledger.audit import verify_chain
 from worker.ledger.db import ledger_error, session_scope
 from worker.ledger.models import AuditEvent, Connection, Secret
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from config.settings import get_settings
-from worker.backfill import (
+from worker.backfill.estimate import Estimate, estimate
+from worker.backfill.options import (
     BackfillOptions,
     check_fields,
     check_only_failed,
@@ -23,20 +24,19 @@ from worker.backfill import (
     resolve_selection,
     start_backfill,
 )
-from worker.backfill_estimate import Estimate, estimate
 from worker.cli.common import ACTOR_HELP, console, handles_errors, print_json, require_actor
 from worker.cli.runs import exit_code_for, print_summary, watch
 from worker.connections.apply import load_connection
 from worker.connections.preflight import require_secrets
 from worker.connections.spec import ConnectionSpec
 from worker.crm.ids import read_ids_file
-from worker.dispatch import CeleryDispatcher
 from worker.errors import InvalidFilter
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.field_changes import field_changes
 from worker.ledger.views import show_run
 from worker.registry.brreg import MAX_BATCH as BRREG_BATCH
-from worker.runtime import load_runtime
+from worker.sync.runtime import load_runtime
 
 if TYPE_CHECKING:
     from worker.crm.salesforce import SalesforceClient

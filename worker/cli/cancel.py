@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from worker.audit import append_event
 from worker.cli.common import ACTOR_HELP, console, handles_errors, print_json, require_actor
+from worker.ledger.audit import append_event
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
 from worker.ledger.models import utcnow

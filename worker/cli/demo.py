@@ -30,11 +30,11 @@ def demo_command(
     ),
 ) -> None:
     """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar."""
-    from worker import demo
     from worker.cli.runs import print_summary, watch
-    from worker.dispatch import CeleryDispatcher
-    from worker.runner import start_run
+    from worker.infra.dispatch import CeleryDispatcher
+    from worker.sandbox import demo
     from worker.sandbox.stack import sandbox_stack
+    from worker.sync.runner import start_run
 
     started = time.monotonic()
     env = demo.prepare(directory.resolve(), use_redis=redis, redis_url=redis_url)

@@ -18,13 +18,13 @@ from worker.cli.common import EXIT_FAILED, EXIT_OK, console, print_json
 from worker.cli.tables import print_table
 
 if TYPE_CHECKING:
-    from worker.heartbeat import Seen
+    from worker.infra.heartbeat import Seen
 
 PARTS = ("ledger", "redis", "beat", "workers")
 
 
 def _graces() -> dict[str, float]:
-    from worker import heartbeat
+    from worker.infra import heartbeat
 
     return {"beat": get_settings().beat_grace_s, "worker": heartbeat.WORKER_GRACE_S}
 
@@ -32,7 +32,7 @@ def _graces() -> dict[str, float]:
 def _part_detail(name: str, part: dict[str, Any]) -> str:
     if name not in ("beat", "workers"):
         return str(part.get("detail") or "")
-    from worker.heartbeat import KEEP_S
+    from worker.infra.heartbeat import KEEP_S
 
     grace = _graces()["beat" if name == "beat" else "worker"]
     age = part["newest_age_s"]
@@ -68,7 +68,7 @@ def health_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Ledger, Redis, beat's and the workers' last heartbeats; exit 1 when any is down (beat: past its grace)."""
-    from worker import health as checks  # Redis and the ledger: only for this command
+    from worker.infra import health as checks  # Redis and the ledger: only for this command
 
     now = time.time()
     body = checks.check(now)

@@ -8,7 +8,7 @@ import typer
 
 from config.settings import get_settings
 from worker.cli.common import ACTOR_HELP, console, err_console, handles_errors, print_json, require_actor
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import utcnow
 

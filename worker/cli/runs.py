@@ -12,12 +12,12 @@ from worker.cli.common import EXIT_FAILED, EXIT_OK, console, handles_errors, pri
 from worker.cli.previews import print_field_changes
 from worker.cli.tables import print_table
 from worker.connections.preflight import require_secrets
-from worker.dispatch import CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus
 from worker.ledger.views import list_failures, list_runs, records_done, show_run
-from worker.registry_outcomes import RegistryNotice
-from worker.runner import start_run, wait_for
+from worker.registry.outcomes import RegistryNotice
+from worker.sync.runner import start_run, wait_for
 
 runs_app = typer.Typer(no_args_is_help=True, help="List runs, show one, list its failures.")
 

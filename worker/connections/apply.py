@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.audit import append_event, canonical_json
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.errors import ConnectionNotFound, StateConflict
+from worker.ledger.audit import append_event, canonical_json
 from worker.ledger.models import Connection
 from worker.scheduling.store import set_schedule
 

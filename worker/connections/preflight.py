@@ -101,7 +101,7 @@ def check_stored(session: Session, name: str) -> tuple[ConnectionSpec, str]:
         ConnectionNotFound: No such connection.
         SecretMissing: A secret it needs is not set (the message names each one).
     """
-    from worker.secrets import get_secret  # decrypts: only where a check really runs
+    from worker.connections.secrets import get_secret  # decrypts: only where a check really runs
 
     connection_id = require_secrets(session, name)
     spec = parse_spec(session.get_one(Connection, connection_id).spec)

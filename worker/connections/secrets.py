@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from config.logging import register_secret
 from config.settings import get_settings
-from worker.audit import append_event
 from worker.errors import ConfigurationError, ConnectionNotFound, SecretKeyError, SecretMissing
+from worker.ledger.audit import append_event
 from worker.ledger.models import Connection, Secret, utcnow
 
 MASK = "••••"

@@ -8,7 +8,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker.tls import ca_bundle_path, client_ssl_context
+from worker.infra.tls import ca_bundle_path, client_ssl_context
 
 
 class _TLSAdapter(HTTPAdapter):

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from config.logging import register_secret
-from worker.tls import client_ssl_context
+from worker.infra.tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from config.settings import get_settings
-from worker import heartbeat
+from worker.infra import heartbeat
 from worker.ledger.db import missing_table, session_scope
 from worker.ledger.migrate import heads, known_revisions
 

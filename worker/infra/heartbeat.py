@@ -4,7 +4,7 @@ read them.
 Each process writes ``regsync:heartbeat:<role>:<name>`` (value: Unix time) every ``INTERVAL_S``. The key lives
 ``KEEP_S``, so health can say how long a dead process has been silent, and old ones disappear on their own.
 A worker counts as alive within ``WORKER_GRACE_S``, beat within REGSYNC_BEAT_GRACE_S. Redis is the one place
-every machine shares. Beat also starts the dead-man's switch (:mod:`worker.deadman`) when a URL is set.
+every machine shares. Beat also starts the dead-man's switch (:mod:`worker.infra.deadman`) when a URL is set.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def start(role: str, name: str) -> HeartbeatThread | None:
 
 
 def _start_switch(url: str, interval_s: float) -> _Stoppable:
-    from worker.deadman import DeadMansSwitch
+    from worker.infra.deadman import DeadMansSwitch
 
     switch = DeadMansSwitch(url, interval_s)
     switch.start()

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from worker.infra.shared_state import row_tag
 from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
-from worker.shared_state import row_tag
 
 
 def add_chunks(session: Session, run: Run, batches: Sequence[Sequence[str]], now: dt.datetime) -> list[int]:
@@ -40,7 +40,7 @@ class Claim:
     options: dict[str, Any] = field(default_factory=dict)  # the run's options (backfill filters, dry run)
     #: The run waits for API budget: hand the chunk back untouched (worker.budget.control.hand_back).
     run_paused: bool = False
-    #: Names the run in shared state (Redis keys): its id and queue time (worker.shared_state.row_tag).
+    #: Names the run in shared state (Redis keys): its id and queue time (worker.infra.shared_state.row_tag).
     run_tag: str = ""
     #: This claim took the chunk over from an attempt whose lease ran out (that attempt died or froze).
     took_over: bool = False

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from worker.crm.port import CrmRecord
 from worker.ledger.backfill_models import RunFieldChange
-from worker.policies import RecordPlan
+from worker.sync.policies import RecordPlan
 
 #: Examples kept per field.
 MAX_SAMPLES = 3

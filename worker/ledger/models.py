@@ -202,7 +202,7 @@ class Run(SyncCounters, Base):
     planned_complete: Mapped[bool] = mapped_column(Boolean, default=False)
     plan_cursor: Mapped[str | None] = mapped_column(String(18))
     plan_lease_until: Mapped[dt.datetime | None]
-    #: Times planning was started or resumed; the current planner's claim token (worker.planning).
+    #: Times planning was started or resumed; the current planner's claim token (worker.sync.plan).
     plan_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)

@@ -232,7 +232,7 @@ def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | 
 
 def _announce_when_committed(session: Session, run_id: int) -> None:
     """Tell the run-closed listeners (alert evaluation) once the closing transaction has committed."""
-    from worker.dispatch import run_closed
+    from worker.infra.dispatch import run_closed
 
     event.listen(session, "after_commit", lambda _session: run_closed(run_id), once=True)
 

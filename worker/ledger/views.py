@@ -12,7 +12,7 @@ from worker.errors import ConnectionNotFound
 from worker.ledger.field_changes import field_changes
 from worker.ledger.models import Connection, RecordFailure, Run
 from worker.ledger.runs import duration_s, get_run
-from worker.registry_outcomes import NOTICE_CODES
+from worker.registry.outcomes import NOTICE_CODES
 
 COUNT_KEYS = (
     "planned",

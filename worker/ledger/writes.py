@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from worker.ledger.models import RecordWrite
 from worker.ledger.upsert import upsert
-from worker.policies import CrmValue, value_hash
+from worker.sync.policies import CrmValue, value_hash
 
 
 @dataclass(frozen=True, slots=True)

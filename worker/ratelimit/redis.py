@@ -33,7 +33,7 @@ import redis
 
 from worker.connections.spec import RegistrySpec
 from worker.errors import RegistryTransientError
-from worker.shared_state import redis_errors
+from worker.infra.shared_state import redis_errors
 
 log = logging.getLogger(__name__)
 

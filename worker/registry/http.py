@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import httpx
 
 from config.settings import Settings
-from worker import metrics
 from worker.errors import InsecureURL, RegistryAuthError, RegistryError, RegistryTransientError
+from worker.infra import metrics
+from worker.infra.tls import client_ssl_context
 from worker.registry.port import RateLimiter
-from worker.tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 

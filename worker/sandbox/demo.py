@@ -47,7 +47,7 @@ def prepare(
     Args:
         use_redis: Redis (``redis_url``) as broker; None: when it answers, else the in-process memory transport.
     """
-    from worker.secrets import generate_key
+    from worker.connections.secrets import generate_key
 
     if directory.exists():
         shutil.rmtree(directory)
@@ -85,10 +85,10 @@ def create_connection(spec_data: dict[str, Any], secrets: dict[str, str]) -> Non
     """Migrate the ledger, apply the connection and store its secrets, as an admin would."""
     from config.settings import get_settings
     from worker.connections.apply import apply_connection
+    from worker.connections.secrets import set_secret
     from worker.connections.spec import parse_spec
     from worker.ledger.db import session_scope
     from worker.ledger.migrate import upgrade
-    from worker.secrets import set_secret
 
     upgrade(get_settings().database_url)
     spec = parse_spec(spec_data)

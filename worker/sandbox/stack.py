@@ -18,11 +18,11 @@ from worker.company import Company, CompanyStatus
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.errors import InvalidOrgNumber
 from worker.orgnr import normalise
-from worker.policies import plan_record
 from worker.sandbox.dataset import Dataset, make_dataset
 from worker.sandbox.registry import SandboxRegistry, registry_view
 from worker.sandbox.salesforce import SandboxSalesforce
 from worker.sandbox.tls import SandboxCA
+from worker.sync.policies import plan_record
 
 CLIENT_ID = "3MVG9sandbox.regsync.client"
 #: Sandbox-only credentials, generated per stack so that tests can search all output for them.

@@ -12,8 +12,8 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.audit import append_event
 from worker.errors import ConnectionNotFound
+from worker.ledger.audit import append_event
 from worker.ledger.models import Connection, utcnow
 from worker.scheduling.cron import CronSchedule
 from worker.scheduling.models import Schedule

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.dispatch import Dispatcher
+from worker.infra.dispatch import Dispatcher
 from worker.ledger import runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Connection, Run, RunKind, RunStatus, utcnow

@@ -18,11 +18,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
-from worker.backfill import BackfillOptions
+from worker.backfill.options import BackfillOptions
 from worker.budget import control as budget
 from worker.company import Company, CompanyKey, LookupResult
-from worker.company_cache import lookup_once
-from worker.company_cache_stores import cache_for_run
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
 from worker.errors import (
     ApiBudgetReached,
@@ -34,7 +32,6 @@ from worker.errors import (
     fails_run,
     with_advice,
 )
-from worker.failures import classify, log_if_unexpected
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.db import session_scope
@@ -42,11 +39,14 @@ from worker.ledger.field_changes import FieldTally
 from worker.ledger.models import ChunkStatus, Run, utcnow
 from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
-from worker.policies import RecordPlan, plan_record, value_hash
+from worker.registry.outcomes import OUT_OF_SCOPE_CODES, RegistryNotice, notice_for
 from worker.registry.port import RegistryProvider
-from worker.registry_outcomes import OUT_OF_SCOPE_CODES, RegistryNotice, notice_for
-from worker.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
-from worker.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
+from worker.sync.company_cache import lookup_once
+from worker.sync.company_cache_stores import cache_for_run
+from worker.sync.failures import classify, log_if_unexpected
+from worker.sync.policies import RecordPlan, plan_record, value_hash
+from worker.sync.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
+from worker.sync.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class ChunkWork:
         return kept
 
     def _lookup(self, keys: list[CompanyKey]) -> dict[CompanyKey, LookupResult]:
-        """Registry answers, each key fetched once per run whichever chunk needs it (worker.company_cache)."""
+        """Registry answers, each key fetched once per run whichever chunk needs it (worker.sync.company_cache)."""
         cache = cache_for_run(self.settings, self.claim.run_id)
         owner = f"{self.claim.chunk_id}:{self.claim.attempt}"
         return lookup_once(
@@ -411,7 +411,7 @@ def give_up(claim: Claim, code: str, message: str, *, registry_calls: int = 0) -
     """No attempt is left: every record of the chunk fails with the reason, and the run goes on.
 
     Args:
-        registry_calls: calls of a dead attempt that nobody counted yet (worker.send_tally).
+        registry_calls: calls of a dead attempt that nobody counted yet (worker.sync.send_tally).
     """
     log.error("chunk given up: %s", message, extra={"chunk_id": claim.chunk_id, "attempt": claim.attempt})
     failures = [Failure(record_id, None, code, message) for record_id in claim.record_ids]
@@ -432,7 +432,7 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
         yield
     except (
         StateConflict
-    ):  # another attempt took the chunk over and counted this one's calls (worker.send_tally)
+    ):  # another attempt took the chunk over and counted this one's calls (worker.sync.send_tally)
         raise
     except BaseException:
         spent = (registry.calls - before[0], crm.calls - before[1])

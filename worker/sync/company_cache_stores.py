@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from worker.company import Company, CompanyKey
-from worker.company_cache import CompanyCache, decode, encode, field_of
+from worker.infra.shared_state import redis_client, redis_errors, row_tag, shared_mode
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
-from worker.shared_state import redis_client, redis_errors, row_tag, shared_mode
+from worker.sync.company_cache import CompanyCache, decode, encode, field_of
 
 #: Milliseconds the run's hashes live after their last write (a run that never closes cleans up anyway).
 CACHE_TTL_MS = 86_400_000

@@ -18,10 +18,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
-from worker.backfill import selection_for
+from worker.backfill.options import selection_for
 from worker.connections.preflight import check_run_start
 from worker.crm.port import CrmClient, CrmRecord
-from worker.dispatch import Dispatcher
 from worker.errors import (
     ApiBudgetReached,
     CrmLimitExceeded,
@@ -31,13 +30,14 @@ from worker.errors import (
     StateConflict,
     with_advice,
 )
-from worker.failures import classify, log_if_unexpected
+from worker.infra.dispatch import Dispatcher
 from worker.ledger import chunks, runs
 from worker.ledger.chunks import Failure
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run, RunStatus, utcnow
 from worker.orgnr import normalise
-from worker.runtime import ClientFactory, Runtime, open_clients
+from worker.sync.failures import classify, log_if_unexpected
+from worker.sync.runtime import ClientFactory, Runtime, open_clients
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from worker.dispatch import Dispatcher
 from worker.errors import ConnectionNotFound
+from worker.infra.dispatch import Dispatcher
 from worker.ledger import runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Connection, RunKind, RunStatus

@@ -33,7 +33,7 @@ class Runtime:
 
 def load_runtime(connection_id: int) -> Runtime:
     """Read a connection and decrypt its secrets (registering them for log redaction)."""
-    from worker.secrets import get_secret
+    from worker.connections.secrets import get_secret
 
     with session_scope() as session:
         connection = session.get(Connection, connection_id)
@@ -59,12 +59,12 @@ _LIMITERS_LOCK = threading.Lock()
 
 def limiter_for(runtime: Runtime, settings: Settings) -> RateLimiter:
     """The rate limiter of this connection's registry token: cluster-wide (Redis) or this process's (demo)."""
-    from worker.ratelimit import LocalRateLimiter
-    from worker.shared_state import redis_client, shared_mode
+    from worker.infra.shared_state import redis_client, shared_mode
+    from worker.ratelimit.local import LocalRateLimiter
 
     registry = runtime.spec.registry
     if shared_mode(settings) == "redis":
-        from worker.ratelimit_redis import redis_limiter
+        from worker.ratelimit.redis import redis_limiter
 
         return redis_limiter(redis_client(settings), registry, runtime.registry_token)
     key = (runtime.connection_id, registry.requests_per_second, registry.burst)
@@ -75,7 +75,7 @@ def limiter_for(runtime: Runtime, settings: Settings) -> RateLimiter:
 
 
 #: Called once per registry request as it goes on the wire, by the clients :func:`open_clients` opens while it is
-#: set (a chunk attempt's worker.send_tally.SendTally; see :func:`counting_registry_sends`).
+#: set (a chunk attempt's worker.sync.send_tally.SendTally; see :func:`counting_registry_sends`).
 _ON_REGISTRY_SEND: ContextVar[Callable[[], None] | None] = ContextVar("on_registry_send", default=None)
 
 

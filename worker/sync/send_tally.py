@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from worker.errors import RegsyncError
+from worker.infra.shared_state import redis_client, redis_errors, shared_mode
 from worker.ledger.models import Run
-from worker.shared_state import redis_client, redis_errors, shared_mode
 
 log = logging.getLogger(__name__)
 

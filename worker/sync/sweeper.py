@@ -13,13 +13,13 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
-from worker.dispatch import Dispatcher
 from worker.errors import ChunkLost, PlannerLost, RegsyncError
+from worker.infra.dispatch import Dispatcher
+from worker.infra.shared_state import row_tag
 from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
-from worker.send_tally import charge_dead_attempt, sent_by
-from worker.shared_state import row_tag
+from worker.sync.send_tally import charge_dead_attempt, sent_by
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _out_of_attempts(settings: Settings, now: dt.datetime) -> ColumnElement[bool
 
 def _give_up_lost_chunks(now: dt.datetime, settings: Settings) -> int:
     """Expired chunks without an attempt left: their records fail (CHUNK_LOST) instead of another resend."""
-    from worker.sync import give_up
+    from worker.sync.chunk import give_up
 
     with session_scope() as session:
         claims = [
@@ -136,7 +136,7 @@ def _expired_chunks(session: Session, now: dt.datetime, settings: Settings) -> l
 
     Queued again rather than left running: the resend claims it at once, the next sweeps do not resend it again
     while it waits behind other chunks, and an old attempt that wakes up finds the chunk no longer its own. The
-    dead attempt's registry calls are added to its run here (worker.send_tally), in the requeue's transaction.
+    dead attempt's registry calls are added to its run here (worker.sync.send_tally), in the requeue's transaction.
     """
     expired = (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.lease_until < now)
     rows = session.execute(

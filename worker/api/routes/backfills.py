@@ -12,8 +12,8 @@ from worker.api.deps import Scoped, scoped
 from worker.api.models import Role
 from worker.api.schemas import ErrorOut, EstimateOut, RunDetail
 from worker.api.views import run_detail
-from worker.backfill import resolve_selection, start_backfill
-from worker.backfill_estimate import estimate
+from worker.backfill.estimate import estimate
+from worker.backfill.options import resolve_selection, start_backfill
 from worker.connections.apply import load_connection
 from worker.connections.preflight import require_secrets
 from worker.ledger.db import session_scope

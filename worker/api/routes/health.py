@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from worker import health as checks
 from worker.api.schemas import HealthOut
+from worker.infra import health as checks
 
 router = APIRouter(tags=["health"])
 

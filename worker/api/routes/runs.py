@@ -20,7 +20,7 @@ from worker.api.schemas import (
     UtcDatetime,
 )
 from worker.api.views import page_of_failures, page_of_runs, run_detail, run_out, scoped_run
-from worker.audit import append_event
+from worker.ledger.audit import append_event
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunKind, RunStatus, utcnow

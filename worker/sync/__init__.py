@@ -1,0 +1,12 @@
+"""One run, from plan to close, and its recovery: the answer to "what happens to one chunk".
+
+- ``plan``: stream the CRM's records, validate org numbers, store chunks with a resumable cursor (``plan_run``).
+- ``chunk``: one attempt at one chunk: claim → re-read → look up → apply policies → write → finish (``sync_chunk``).
+- ``policies``: per field, what a registry value does to a CRM value (overwrite, fill_blank, protect_manual).
+- ``company_cache`` / ``company_cache_stores``: the per-run cache that fetches each org number once per run.
+- ``runtime``: the per-connection composition root: spec, secrets, CRM and registry clients, limiter.
+- ``failures``: every exception a planner or chunk meets, classified once (transient or permanent).
+- ``send_tally``: registry requests counted as they go on the wire, per attempt (killed attempts count too).
+- ``sweeper``: finds lost work (killed workers, lost messages, paused runs) and resends it, within budgets.
+- ``runner``: start a run and wait for it (CLI, API, demo).
+"""
