@@ -44,6 +44,7 @@ from worker.registry.port import RegistryProvider
 from worker.sync.company_cache import lookup_once
 from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
+from worker.sync.outcomes import ChunkOutcome
 from worker.sync.policies import RecordPlan, plan_record, value_hash
 from worker.sync.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
 from worker.sync.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
@@ -101,10 +102,8 @@ def sync_chunk(
     settings: Settings | None = None,
     clients: ClientFactory = open_clients,
     last_attempt: bool = False,
-) -> str:
-    """Run one chunk; returns what happened (``done``, ``dropped``, ``paused``, ``not_claimed``, ``aborted``,
-    ``gave_up``, ``taken_over``). ``paused``: the API budget is spent; the chunk was handed back untouched and
-    the run paused. ``aborted``: a permanent error about the whole run failed the run at once.
+) -> ChunkOutcome:
+    """Run one chunk; returns what happened (worker.sync.outcomes.ChunkOutcome says what each outcome means).
 
     Args:
         last_attempt: no retry follows; a transient failure now fails the chunk's records instead. The chunk's
@@ -122,7 +121,7 @@ def sync_chunk(
     assert claim is not None
     if claim.attempt > settings.chunk_max_attempts:  # taken over after its last attempt died: nothing left
         _give_up_lost(claim, settings)
-        return "gave_up"
+        return ChunkOutcome.GAVE_UP
     try:
         _attempt(claim, settings, clients)
     except Exception as exc:
@@ -130,7 +129,7 @@ def sync_chunk(
         log_if_unexpected(log, error, exc, chunk_id=chunk_id)
         last = last_attempt or claim.attempt >= settings.chunk_max_attempts
         return _after_failure(claim, error, last)
-    return "done"
+    return ChunkOutcome.DONE
 
 
 def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
@@ -167,22 +166,22 @@ def _charge_dead_attempt(claim: Claim, settings: Settings) -> None:
         )
 
 
-def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> str:
+def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> ChunkOutcome:
     """Pause, fail the run, retry or give up, by what the error is (worker.errors: transient, run-wide)."""
     if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
         budget.pause_for_budget(claim, budget.pause_reason(exc))
-        return "paused"
+        return ChunkOutcome.PAUSED
     if isinstance(exc, StateConflict):  # this attempt outlived its lease and another one took the chunk over
         log.warning("chunk attempt stopped: %s", exc.message, extra={"chunk_id": claim.chunk_id})
-        return "taken_over"
+        return ChunkOutcome.TAKEN_OVER
     if fails_run(exc):
         _abort(claim, exc)
-        return "aborted"
+        return ChunkOutcome.ABORTED
     if exc.transient and not last_attempt:
         _release(claim, exc)
         raise exc
     _give_up(claim, exc)
-    return "gave_up"
+    return ChunkOutcome.GAVE_UP
 
 
 class ChunkWork:
@@ -446,17 +445,17 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
         raise
 
 
-def _not_started(claim: Claim | None) -> str | None:
+def _not_started(claim: Claim | None) -> ChunkOutcome | None:
     """What happens to a chunk that must not start: not claimed, dropped (run stopping), or handed back (paused)."""
     if claim is None:
-        return "not_claimed"
+        return ChunkOutcome.NOT_CLAIMED
     if claim.run_stopping:
         _finish(claim, ChunkStatus.CANCELLED, Outcome(), error="run stopped before this chunk started")
-        return "dropped"
+        return ChunkOutcome.DROPPED
     if claim.run_paused:
         with session_scope() as session:
             if budget.hand_back_if_paused(session, claim):
-                return "paused"
+                return ChunkOutcome.PAUSED
     return None  # (a run resumed since the claim read it goes on like any running run)
 
 
