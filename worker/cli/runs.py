@@ -63,7 +63,7 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
-        task = progress.add_task("sync", total=None, run=run_id, status="queued")
+        task = progress.add_task("sync", total=None, run=run_id, status=RunStatus.QUEUED.value)
 
         def update(view: dict[str, Any]) -> None:
             total = view["planned"] or None
@@ -93,9 +93,12 @@ SUMMARY_KEYS = (
 
 
 def print_summary(view: dict[str, Any]) -> None:
-    colour = {"succeeded": "green", "partially_failed": "yellow", "paused_budget": "yellow"}.get(
-        view["status"], "red"
-    )
+    colours = {
+        RunStatus.SUCCEEDED: "green",
+        RunStatus.PARTIALLY_FAILED: "yellow",
+        RunStatus.PAUSED_BUDGET: "yellow",
+    }
+    colour = colours.get(view["status"], "red")
     console.print(
         f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
         f"in {view['duration_s']} s"
