@@ -13,6 +13,7 @@ from worker.cli.previews import print_field_changes
 from worker.cli.tables import print_table
 from worker.connections.preflight import require_secrets
 from worker.infra.dispatch import CeleryDispatcher
+from worker.ledger.counters import CALLS, COUNTERS
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus
 from worker.ledger.views import list_failures, list_runs, records_done, show_run
@@ -74,21 +75,17 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
 
 #: Registry outcome counters: records also counted in their fate, listed by `runs failures --code`.
 NOTICE_KEYS = tuple(notice.counter for notice in RegistryNotice)
-#: The summary's counts: planned, each record fate, the registry's notices, then the calls.
+#: Counted in fields, not records: shown after the records' fates and the registry's notices.
+_FIELD_COUNTS = ("protected",)
+#: The summary's counts: planned, each record fate and the registry's notices (the counters in their order),
+#: fields kept, records not processed, then the calls.
 SUMMARY_KEYS = (
     "planned",
     "invalid",
-    "fetched",
-    "unchanged",
-    "updated",
-    "failed",
-    "opted_out",
-    "out_of_scope",
-    *NOTICE_KEYS,
-    "protected",
+    *(key for key in COUNTERS if key not in _FIELD_COUNTS + CALLS),
+    *_FIELD_COUNTS,
     "not_processed",
-    "registry_calls",
-    "crm_calls",
+    *CALLS,
 )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.infra.shared_state import row_tag
+from worker.ledger.counters import Counts
 from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
 
 
@@ -122,14 +123,15 @@ def finish(
     status: ChunkStatus,
     now: dt.datetime,
     *,
+    counts: Counts,
     error: str | None = None,
-    **counts: int,
 ) -> bool:
-    """running → done|failed|cancelled for this attempt only; False if another attempt finished it."""
+    """running → done|failed|cancelled for this attempt only, storing its ``counts``; False if another attempt
+    finished it."""
     result = session.execute(
         update(Chunk)
         .where(_this_attempt(claim_))
-        .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts)
+        .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts.columns())
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

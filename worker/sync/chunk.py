@@ -34,6 +34,7 @@ from worker.errors import (
 )
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
+from worker.ledger.counters import Counts
 from worker.ledger.db import session_scope
 from worker.ledger.field_changes import FieldTally
 from worker.ledger.models import ChunkStatus, Run, utcnow
@@ -73,17 +74,16 @@ class Outcome:
     notices: list[Failure] = field(default_factory=list)  # registry outcomes that are not failures
     field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
 
-    def counts(self) -> runs.Counts:
+    def counts(self) -> Counts:
         """What this attempt adds to its run; a notice counts in its own counter, never in ``failed``."""
         noticed = Counter(notice.error_code for notice in self.notices)
-        return runs.Counts(
+        return Counts(
             fetched=self.fetched,
             unchanged=self.unchanged,
             updated=self.updated,
             failed=len(self.failures),
             registry_calls=self.registry_calls,
             crm_calls=self.crm_calls,
-            api_used=self.api_used,
             protected=self.protected,
             opted_out=self.opted_out,
             out_of_scope=self.out_of_scope,
@@ -375,13 +375,13 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
     now = utcnow()
     counts = outcome.counts()
     with session_scope() as session:
-        if not chunks.finish(session, claim, status, now, error=error, **counts.columns()):
+        if not chunks.finish(session, claim, status, now, counts=counts, error=error):
             log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
             return
         chunks.add_failures(session, claim.run_id, claim.chunk_id, outcome.ledger_rows(), claim.attempt)
         writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
         writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
-        runs.add_chunk_result(session, claim.run_id, counts, now)
+        runs.add_chunk_result(session, claim.run_id, counts, now, api_used=outcome.api_used)
         runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
         field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
         closed = runs.maybe_close(session, claim.run_id, now)
