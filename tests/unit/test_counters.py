@@ -17,9 +17,9 @@ from worker.sync.chunk import Outcome
 
 def test_the_ledger_columns_are_the_counters_in_the_same_order() -> None:
     assert tuple(SyncCounters.__annotations__) == COUNTERS
-    for table in (Run.__table__, Chunk.__table__):
-        missing = [name for name in COUNTERS if name not in table.c]
-        assert missing == [], f"{table.name} lacks counter columns {missing}"
+    for model in (Run, Chunk):
+        missing = [name for name in COUNTERS if name not in model.__table__.c]
+        assert missing == [], f"{model.__name__} lacks counter columns {missing}"
 
 
 def test_every_registry_notice_has_its_counter() -> None:
