@@ -13,11 +13,11 @@ from worker.cli.backfill import parse_where_args
 from worker.crm.ids import canonical_id, id_batches, parse_ids
 from worker.crm.port import FieldInfo
 from worker.errors import InvalidFilter, LedgerError
-from worker.ledger.field_changes import tally
 from worker.sandbox.dataset import salesforce_id
 from worker.sandbox.salesforce import _SCHEMA
 from worker.sandbox.soql import parse
 from worker.sync.policies import RecordPlan
+from worker.sync.preview import tally
 
 FIELDS = {
     name: FieldInfo(name, kind, True)
