@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -467,6 +467,3 @@ def _release(claim: Claim, exc: RegsyncError) -> None:
     log.warning("chunk released for retry: %s", message, extra={"chunk_id": claim.chunk_id})
     with session_scope() as session:
         chunks.release(session, claim, message)
-
-
-ChunkRunner = Callable[[int], str]
