@@ -16,16 +16,9 @@ from celery.signals import worker_init
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings, get_settings
+from config.task_names import ALERTS_EVALUATE, PLAN_RUN, SWEEP, SYNC_CHUNK, TICK
 from tasks.app import app
-from worker.infra.dispatch import (
-    ALERTS_EVALUATE,
-    PLAN_RUN,
-    SWEEP,
-    SYNC_CHUNK,
-    TICK,
-    CeleryDispatcher,
-    run_closed_listeners,
-)
+from worker.infra.dispatch import CeleryDispatcher, run_closed_listeners
 from worker.ledger.db import ledger_error, missing_table
 
 log = logging.getLogger(__name__)
@@ -100,8 +93,15 @@ def tick() -> dict[str, int]:
 
 @app.task(name=ALERTS_EVALUATE, acks_late=True)
 def alerts_evaluate(run_id: int | None = None) -> dict[str, int]:
-    """One pass of the alert evaluator: after every run (``run_id`` given) and on beat every 30 s."""
+    """One pass of the alert evaluator, over every connection: on beat every 30 s, and right after a run closes.
+
+    ``run_id`` names the run whose close asked for the pass; it only labels the pass in the log, since a pass
+    looks at every connection anyway.
+    """
     from worker.alerts.evaluator import evaluate
+
+    if run_id is not None:
+        log.debug("alert pass after run %s closed", run_id, extra={"run_id": run_id})
 
     return _periodic(lambda: evaluate().as_dict())
 

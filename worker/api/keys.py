@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from worker.api.models import ApiKey, ApiKeyConnection, Role
+from worker.api.models import ApiKey, ApiKeyConnection
 from worker.errors import ApiKeyNotFound, ConfigurationError, ConnectionNotFound
 from worker.ledger.audit import append_event
 from worker.ledger.models import Connection, utcnow
+from worker.roles import Role
 
 KEY_PREFIX = "rsk_"
 _KEY_BYTES = 32

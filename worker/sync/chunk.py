@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,6 +22,7 @@ from worker.backfill.options import BackfillOptions
 from worker.budget import control as budget
 from worker.company import Company, CompanyKey, LookupResult
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
+from worker.crm.values import value_hash
 from worker.errors import (
     ApiBudgetReached,
     ChunkLost,
@@ -41,10 +42,11 @@ from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
 from worker.registry.outcomes import OUT_OF_SCOPE_CODES, RegistryNotice, notice_for
 from worker.registry.port import RegistryProvider
+from worker.sync import preview
 from worker.sync.company_cache import lookup_once
 from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
-from worker.sync.policies import RecordPlan, plan_record, value_hash
+from worker.sync.policies import RecordPlan, plan_record
 from worker.sync.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
 from worker.sync.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
 
@@ -321,7 +323,7 @@ class ChunkWork:
 
     def _preview(self, records: dict[str, CrmRecord], plans: dict[str, RecordPlan]) -> None:
         """Dry run: tally what would change; no write, no pending hash. ``updated`` counts would-be updates."""
-        self.outcome.field_changes = field_changes.tally(records, plans)
+        self.outcome.field_changes = preview.tally(records, plans)
         self.outcome.updated += len(plans)
 
     def _write(self, plans: dict[str, RecordPlan]) -> None:
@@ -465,6 +467,3 @@ def _release(claim: Claim, exc: RegsyncError) -> None:
     log.warning("chunk released for retry: %s", message, extra={"chunk_id": claim.chunk_id})
     with session_scope() as session:
         chunks.release(session, claim, message)
-
-
-ChunkRunner = Callable[[int], str]
