@@ -29,7 +29,7 @@ from worker.infra.shared_state import redis_client, row_tag, shared_mode
 from worker.ledger import runs
 from worker.ledger.audit import append_event
 from worker.ledger.chunks import Claim
-from worker.ledger.db import session_scope
+from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Connection, Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def hand_back_if_paused(session: Session, claim: Claim) -> bool:
         .where(Run.id == claim.run_id, Run.status == RunStatus.PAUSED_BUDGET.value)
         .values(status=Run.status)
     )
-    if locked.rowcount != 1:  # type: ignore[attr-defined]
+    if not updated_one(locked):
         return False
     hand_back(session, claim)
     return True
@@ -151,7 +151,7 @@ def hand_back(session: Session, claim: Claim) -> bool:
         )
         .values(status=ChunkStatus.QUEUED.value, attempt=Chunk.attempt - 1, lease_until=None)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def resume(session: Session, run_id: int, now: dt.datetime) -> list[int] | None:
