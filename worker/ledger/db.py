@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -73,6 +75,44 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         if isinstance(exc, OperationalError | InterfaceError) or missing_table(exc):
             raise ledger_error(exc) from exc
         raise
+
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+def ride_out(
+    work: Callable[[], T],
+    *,
+    within_s: float,
+    on_wait: Callable[[LedgerUnavailable], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """``work()``, tried again while the ledger is unavailable (every 0.5 s, doubling up to 4 s) for up to
+    ``within_s`` seconds; then its LedgerUnavailable goes through.
+
+    For what must not be lost to a ledger blip: a chunk's result, the calls an attempt spent, the Salesforce
+    usage, a chunk handed back for its retry. ``work`` must be one transaction (a session_scope) that can run
+    again: a translated error means it rolled back. ``on_wait`` hears of the first failure only.
+    """
+    deadline, pause, told = clock() + within_s, 0.5, False
+    while True:
+        try:
+            return work()
+        except LedgerUnavailable as exc:
+            if clock() + pause > deadline:
+                raise
+            if not told:
+                told = True
+                log.warning(
+                    "the ledger does not answer; trying again for up to %.0f s: %s", within_s, exc.message
+                )
+                if on_wait is not None:
+                    on_wait(exc)
+            sleep(pause)
+            pause = min(pause * 2, 4.0)
 
 
 def updated_one(result: Result[Any]) -> bool:
