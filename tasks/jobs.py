@@ -13,13 +13,12 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_init
-from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings, get_settings
 from config.task_names import ALERTS_EVALUATE, PLAN_RUN, SWEEP, SYNC_CHUNK, TICK
 from tasks.app import app
+from worker.errors import LedgerNotMigrated
 from worker.infra.dispatch import CeleryDispatcher, run_closed_listeners
-from worker.ledger.db import ledger_error, missing_table
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +69,8 @@ def _periodic(work: Callable[[], dict[str, int]]) -> dict[str, int]:
     instead of a traceback every 30 s, and the next pass tries again."""
     try:
         return work()
-    except DBAPIError as exc:
-        if not missing_table(exc):
-            raise
-        log.error("%s; this pass is skipped", ledger_error(exc).message)
+    except LedgerNotMigrated as exc:
+        log.error("%s; this pass is skipped", exc.message)
         return {"skipped_unmigrated": 1}
 
 

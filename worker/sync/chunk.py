@@ -35,7 +35,7 @@ from worker.errors import (
 )
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
-from worker.ledger.db import session_scope
+from worker.ledger.db import ride_out, session_scope
 from worker.ledger.field_changes import FieldTally
 from worker.ledger.models import ChunkStatus, Run, utcnow
 from worker.ledger.writes import FieldState
@@ -147,7 +147,8 @@ def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
     ):
         budget.require_budget(claim, runtime.spec, settings)
         outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
-        _finish(claim, ChunkStatus.DONE, outcome)
+        # The records are written: a ledger blip now must not throw the attempt away (see ride_out).
+        ride_out(lambda: _finish(claim, ChunkStatus.DONE, outcome), within_s=_outage_s())
 
 
 def _give_up_lost(claim: Claim, settings: Settings) -> None:
@@ -439,12 +440,18 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
     except BaseException:
         spent = (registry.calls - before[0], crm.calls - before[1])
         if any(spent):
-            with session_scope() as session:
-                session.execute(
-                    update(Run)
-                    .where(Run.id == claim.run_id)
-                    .values(registry_calls=Run.registry_calls + spent[0], crm_calls=Run.crm_calls + spent[1])
-                )
+
+            def charge() -> None:
+                with session_scope() as session:
+                    session.execute(
+                        update(Run)
+                        .where(Run.id == claim.run_id)
+                        .values(
+                            registry_calls=Run.registry_calls + spent[0], crm_calls=Run.crm_calls + spent[1]
+                        )
+                    )
+
+            ride_out(charge, within_s=_outage_s())  # a ledger blip is what failed many attempts: wait for it
         raise
 
 
@@ -465,5 +472,15 @@ def _not_started(claim: Claim | None) -> str | None:
 def _release(claim: Claim, exc: RegsyncError) -> None:
     message = exc.message
     log.warning("chunk released for retry: %s", message, extra={"chunk_id": claim.chunk_id})
-    with session_scope() as session:
-        chunks.release(session, claim, message)
+
+    def hand_back() -> None:
+        with session_scope() as session:
+            chunks.release(session, claim, message)
+
+    # Handed back even through a ledger outage, so that the retry finds the chunk queued, not leased.
+    ride_out(hand_back, within_s=_outage_s())
+
+
+def _outage_s() -> float:
+    """How long a worker waits for a ledger that does not answer: half a lease, so its lease still holds."""
+    return get_settings().chunk_lease_s / 2
