@@ -1,1 +1,1 @@
-"""Typed settings, Celery and logging configuration for regsync (imports nothing of ours)."""
+"""Typed settings, Celery configuration (with the task names) and logging for regsync (imports nothing of ours)."""

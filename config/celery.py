@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings, get_settings
+from config.task_names import ALERTS_EVALUATE, SWEEP, TICK
 
 _APPS: dict[str, Celery] = {}
 
@@ -29,11 +30,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_redirect_stdouts": False,
         "worker_send_task_events": False,
         "beat_schedule": {
-            "regsync-sweep": {"task": "regsync.sweep", "schedule": 30.0},
+            "regsync-sweep": {"task": SWEEP, "schedule": 30.0},
             # A tick stuck behind busy workers is dropped, not piled up: the next one catches up.
-            "regsync-tick": {"task": "regsync.tick", "schedule": 30.0, "options": {"expires": 25.0}},
+            "regsync-tick": {"task": TICK, "schedule": 30.0, "options": {"expires": 25.0}},
             "regsync-alerts": {
-                "task": "regsync.alerts_evaluate",
+                "task": ALERTS_EVALUATE,
                 "schedule": 30.0,
                 "options": {"expires": 25.0},
             },

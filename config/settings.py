@@ -1,7 +1,9 @@
 """All of regsync's settings, read from the environment (``REGSYNC_*``) in one place.
 
-Every default is documented with its unit. Parsing is strict: a malformed value is an error at start-up,
-not a surprise at 2 a.m.
+Every default is documented with its unit. Every value is converted to its field's type when the settings are
+read, and one that does not convert is an error at start-up, not a surprise at 2 a.m. The conversion is pydantic's
+lax mode (``strict=False``), which environment strings need: ``"30"`` becomes 30 and ``"true"`` True, while
+``"five minutes"`` for a number is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Settings(BaseSettings):
-    """regsync settings. Each field is read from ``REGSYNC_<NAME>`` (or ``REGSYNC_<NAME>_FILE`` for secrets)."""
+    """regsync settings. Each field is read from ``REGSYNC_<NAME>``.
+
+    Two values that hold secrets may instead come from a file (a mounted secret): ``REGSYNC_SECRET_KEY_FILE`` and
+    ``REGSYNC_HEARTBEAT_URL_FILE``. No other field has a ``_FILE`` form (``metrics_token`` included).
+    """
 
     # hide_input_in_errors: a bad value may be a secret (the heartbeat URL holds a token); errors name the field.
     model_config = SettingsConfigDict(

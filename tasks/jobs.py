@@ -13,20 +13,12 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_init
-from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings, get_settings
+from config.task_names import ALERTS_EVALUATE, PLAN_RUN, SWEEP, SYNC_CHUNK, TICK
 from tasks.app import app
-from worker.infra.dispatch import (
-    ALERTS_EVALUATE,
-    PLAN_RUN,
-    SWEEP,
-    SYNC_CHUNK,
-    TICK,
-    CeleryDispatcher,
-    run_closed_listeners,
-)
-from worker.ledger.db import ledger_error, missing_table
+from worker.errors import LedgerNotMigrated
+from worker.infra.dispatch import CeleryDispatcher, run_closed_listeners
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +70,8 @@ def _periodic(work: Callable[[], dict[str, int]]) -> dict[str, int]:
     instead of a traceback every 30 s, and the next pass tries again."""
     try:
         return work()
-    except DBAPIError as exc:
-        if not missing_table(exc):
-            raise
-        log.error("%s; this pass is skipped", ledger_error(exc).message)
+    except LedgerNotMigrated as exc:
+        log.error("%s; this pass is skipped", exc.message)
         return {"skipped_unmigrated": 1}
 
 
@@ -101,8 +91,15 @@ def tick() -> dict[str, int]:
 
 @app.task(name=ALERTS_EVALUATE, acks_late=True)
 def alerts_evaluate(run_id: int | None = None) -> dict[str, int]:
-    """One pass of the alert evaluator: after every run (``run_id`` given) and on beat every 30 s."""
+    """One pass of the alert evaluator, over every connection: on beat every 30 s, and right after a run closes.
+
+    ``run_id`` names the run whose close asked for the pass; it only labels the pass in the log, since a pass
+    looks at every connection anyway.
+    """
     from worker.alerts.evaluator import evaluate
+
+    if run_id is not None:
+        log.debug("alert pass after run %s closed", run_id, extra={"run_id": run_id})
 
     return _periodic(lambda: evaluate().as_dict())
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 class RegsyncError(Exception):
     """regsync failed; see the log (correlation ID) for details."""
 
-    transient: bool = False
     #: It concerns the whole run (a credential, a secret, the mapping): another chunk cannot succeed either, so
     #: the run fails at once with this code and message instead of failing record by record.
     run_wide: bool = False
@@ -26,6 +25,11 @@ class RegsyncError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+    @property
+    def transient(self) -> bool:
+        """Worth a retry: said by the class, once (a subclass of :class:`TransientError`)."""
+        return isinstance(self, TransientError)
 
 
 def with_advice(exc: RegsyncError) -> str:
@@ -42,8 +46,6 @@ def fails_run(exc: RegsyncError) -> bool:
 
 class TransientError(RegsyncError):
     """A temporary failure; it will be retried."""
-
-    transient = True
 
 
 # --- configuration -----------------------------------------------------------------------------------------
@@ -111,6 +113,12 @@ class LeastPrivilegeError(ConfigurationError):
     code = "LEAST_PRIVILEGE"
 
 
+class NoticeSettingsRefused(ConfigurationError):
+    """The alert notice settings were refused: the notice period is at most 72 hours and only admins change it."""
+
+    code = "NOTICE_SETTINGS_REFUSED"
+
+
 # --- CRM ---------------------------------------------------------------------------------------------------
 
 
@@ -134,14 +142,12 @@ class CrmAuthError(CrmError):
 class CrmSessionExpired(CrmError, TransientError):
     """The Salesforce session expired (INVALID_SESSION_ID); regsync re-authenticates once."""
 
-    transient = True
     code = "INVALID_SESSION_ID"
 
 
 class CrmTransientError(CrmError, TransientError):
     """Salesforce is busy or unreachable (timeout, 5xx, UNABLE_TO_LOCK_ROW); the chunk will be retried."""
 
-    transient = True
     code = "CRM_TRANSIENT"
 
 
@@ -197,7 +203,6 @@ class RegistryAuthError(RegistryError):
 class RegistryTransientError(RegistryError, TransientError):
     """The registry is busy or unreachable (429, 5xx, timeout); the request will be retried."""
 
-    transient = True
     code = "REGISTRY_TRANSIENT"
 
     def __init__(self, message: str | None = None, retry_after: float | None = None) -> None:
@@ -235,16 +240,9 @@ class AlertNotFound(AlertingError):
     code = "ALERT_NOT_FOUND"
 
 
-class NoticeSettingsRefused(ConfigurationError):
-    """The alert notice settings were refused: the notice period is at most 72 hours and only admins change it."""
-
-    code = "NOTICE_SETTINGS_REFUSED"
-
-
 class ChannelError(AlertingError, TransientError):
     """A notification channel did not accept the notice (timeout, 5xx); it will be retried."""
 
-    transient = True
     code = "CHANNEL_TRANSIENT"
 
 
@@ -271,14 +269,6 @@ class RunNotFound(LedgerError):
     code = "RUN_NOT_FOUND"
 
 
-class SharedStateUnavailable(TransientError):
-    """Redis (REGSYNC_REDIS_URL) did not answer, so the cluster-wide rate limit cannot be kept; the chunk will be
-    retried. Check that Redis is running and reachable."""
-
-    transient = True
-    code = "REDIS_UNAVAILABLE"
-
-
 class StateConflict(LedgerError):
     """Another process changed this row first; nothing was changed."""
 
@@ -286,11 +276,15 @@ class StateConflict(LedgerError):
     code = "STATE_CONFLICT"
 
 
+class LedgerNotMigrated(LedgerError):
+    """The ledger's tables are missing or older than this regsync; run `alembic upgrade head` with
+    REGSYNC_DATABASE_URL pointing at this ledger."""
+
+
 class LedgerUnavailable(LedgerError, TransientError):
     """The ledger database did not answer or asked us to try again (connection lost, serialization failure,
     deadlock); the work will be retried. Check that the database is running and reachable."""
 
-    transient = True
     run_wide = False
     code = "LEDGER_UNAVAILABLE"
 
@@ -304,10 +298,16 @@ class InternalError(RegsyncError):
     code = "INTERNAL"
 
 
+class SharedStateUnavailable(TransientError):
+    """Redis (REGSYNC_REDIS_URL) did not answer, so the cluster-wide rate limit cannot be kept; the chunk will be
+    retried. Check that Redis is running and reachable."""
+
+    code = "REDIS_UNAVAILABLE"
+
+
 class ConnectionLost(TransientError):
     """A network connection failed or timed out outside the CRM and registry clients; it will be retried."""
 
-    transient = True
     code = "CONNECTION_LOST"
 
 

@@ -19,13 +19,13 @@ from cryptography.fernet import Fernet
 from config.settings import reset_settings
 from worker.alerts.models import Alert, AlertKind, AlertStatus
 from worker.api.keys import create_key, revoke_key
-from worker.api.models import Role
 from worker.connections.apply import apply_connection
 from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
 from worker.ledger.db import reset_engines, session_scope
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import Chunk, RecordFailure, Run, RunKind, RunStatus, utcnow
+from worker.roles import Role
 
 A, B = "alpha", "bravo-hidden"
 #: B's run ids are far from A's so that "the id appears in the answer" is a meaningful check.

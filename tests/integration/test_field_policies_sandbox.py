@@ -11,10 +11,10 @@ from tests.conftest import RegsyncEnv
 from tests.integration.backfill_world import NAME, World, open_world
 from worker.company import Company, CompanyStatus, canonical_value
 from worker.connections.spec import parse_spec
+from worker.crm.values import normalise as comparable
 from worker.errors import InvalidOrgNumber
 from worker.orgnr import normalise
 from worker.sandbox.stack import DEMO_MAPPING
-from worker.sync.policies import normalise as comparable
 from worker.sync.policies import plan_record
 from worker.sync.runner import start_run
 

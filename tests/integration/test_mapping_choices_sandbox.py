@@ -23,7 +23,6 @@ from tests.conftest import RegsyncEnv
 from tests.integration.backfill_world import NAME, World, open_world
 from worker.api.app import create_app
 from worker.api.keys import create_key
-from worker.api.models import Role
 from worker.api.throttle import MemoryThrottle
 from worker.cli.main import app
 from worker.company import Company, CompanyStatus, canonical_value
@@ -31,6 +30,7 @@ from worker.errors import InvalidOrgNumber
 from worker.ledger.db import session_scope
 from worker.orgnr import normalise
 from worker.registry.outcomes import NOTICE_CODES, notice_for
+from worker.roles import Role
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 

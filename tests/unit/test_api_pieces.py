@@ -8,10 +8,10 @@ import re
 import pytest
 
 from worker.api import pagination
-from worker.api.models import Role
 from worker.api.progress import progress
 from worker.api.throttle import MemoryThrottle
 from worker.ledger.models import Run, RunStatus
+from worker.roles import Role
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 

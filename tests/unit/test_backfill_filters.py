@@ -5,19 +5,18 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.fakes import make_spec
-from worker.backfill.bounds import estimate as budget_estimate
-from worker.backfill.estimate import estimate
+from worker.backfill.estimate import estimate, run_bounds
 from worker.backfill.filters import Condition, make_condition, soql, where_clause
 from worker.backfill.options import BackfillOptions, Selection, check_fields, country_condition
 from worker.cli.backfill import parse_where_args
 from worker.crm.ids import canonical_id, id_batches, parse_ids
 from worker.crm.port import FieldInfo
 from worker.errors import InvalidFilter, LedgerError
-from worker.ledger.field_changes import tally
 from worker.sandbox.dataset import salesforce_id
 from worker.sandbox.salesforce import _SCHEMA
 from worker.sandbox.soql import parse
 from worker.sync.policies import RecordPlan
+from worker.sync.preview import tally
 
 FIELDS = {
     name: FieldInfo(name, kind, True)
@@ -223,7 +222,7 @@ def test_estimate_agrees_with_the_budget_guard_arithmetic(records: int, chunk: i
         CountingCrm(records), Selection(), chunk_size=chunk, dry_run=False, registry_batch=batch
     )
 
-    shared = budget_estimate(records, records, 1.0, chunk, registry_batch=batch)
+    shared = run_bounds(records, records, 1.0, chunk, registry_batch=batch)
     assert (result.crm_calls_max, result.registry_calls_max) == (shared.crm_calls, shared.registry_calls)
     assert batch == 1 or result.registry_calls_max < records  # brreg's batch lookup needs fewer calls
 

@@ -11,30 +11,30 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from worker.alerts.detectors import Condition
 from worker.alerts.models import Alert, AlertEvent, AlertStatus, AlertTransition
 from worker.errors import AlertNotFound, StateConflict
+from worker.ledger.db import hold_lock, updated_one
 
 log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "regsync"
-_PG_LOCK_KEY = zlib.crc32(b"regsync.alert_transitions") & 0x7FFFFFFF
 
 
 def serialise_writers(session: Session) -> None:
     """Hold the alert-writer lock until this transaction ends (see the module docstring)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    else:
-        session.execute(text("UPDATE alert_feed_cursors SET name = name WHERE name IS NULL"))
+    hold_lock(
+        session,
+        "regsync.alert_transitions",
+        sqlite_claim="UPDATE alert_feed_cursors SET name = name WHERE name IS NULL",
+    )
 
 
 def record(
@@ -116,7 +116,7 @@ def _cas(session: Session, alert_id: int, old: Iterable[AlertStatus], **values: 
     result = session.execute(
         update(Alert).where(Alert.id == alert_id, Alert.status.in_(olds)).values(**values)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not updated_one(result):
         return None
     alert = session.get(Alert, alert_id)
     if alert is not None:
@@ -173,7 +173,7 @@ def mark_escalated(
         )
         .values(escalation_level=level + 1, escalate_at=escalate_at, last_error=None)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not updated_one(result):
         return None
     alert = session.get(Alert, alert_id)
     assert alert is not None

@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.alerts.config import AlertsSpec
-from worker.api.models import Role
 from worker.connections.apply import spec_data, spec_hash
 from worker.connections.spec import parse_spec
 from worker.errors import ConnectionNotFound, NoticeSettingsRefused
 from worker.ledger.audit import append_event
 from worker.ledger.models import Connection
+from worker.roles import Role
 
 
 def _validated(current: dict[str, Any], changes: dict[str, Any]) -> AlertsSpec:

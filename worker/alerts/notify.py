@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import update
+from sqlalchemy import Executable, update
 from sqlalchemy.orm import Session
 
 from worker.alerts import lifecycle
@@ -25,7 +25,7 @@ from worker.alerts.models import Alert, AlertDelivery, AlertKind, AlertStatus, N
 from worker.alerts.payload import Notice, build_notice
 from worker.alerts.snapshot import alert_settings
 from worker.errors import ChannelError, ChannelRejected
-from worker.ledger.db import session_scope
+from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Connection
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,10 @@ def load_context(alert_id: int, factory: ChannelFactory) -> Context:
         return Context(alert, connection.name, settings, factory(session, connection.id, settings))
 
 
-def _claim(statement: object) -> bool:
+def _claim(statement: Executable) -> bool:
     """Run a compare-and-set UPDATE in its own transaction; True when it took exactly this alert."""
     with session_scope() as session:
-        return bool(session.execute(statement).rowcount == 1)  # type: ignore[call-overload]
+        return updated_one(session.execute(statement))
 
 
 Settle = Callable[[Session, Delivery, dt.datetime], None]

@@ -14,11 +14,11 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from worker.api.keys import Principal, authenticate
-from worker.api.models import Role
 from worker.api.problems import ApiError, not_found
 from worker.api.schemas import CONNECTION_NAME
 from worker.api.throttle import Throttle
 from worker.ledger.db import session_scope
+from worker.roles import Role
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from worker.api.models import ApiKey, ApiKeyConnection, Role
+from worker.api.models import ApiKey, ApiKeyConnection
 from worker.errors import ApiKeyNotFound, ConfigurationError, ConnectionNotFound
 from worker.ledger.audit import append_event
+from worker.ledger.db import updated_one
 from worker.ledger.models import Connection, utcnow
+from worker.roles import Role
 
 KEY_PREFIX = "rsk_"
 _KEY_BYTES = 32
@@ -114,7 +116,7 @@ def revoke_key(session: Session, key_id: int, actor: str) -> None:
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=now, revoked_by=actor)
     )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    if not updated_one(done):
         raise ApiKeyNotFound(f"no active API key with id {key_id}; list keys with `regsync apikey list`")
     append_event(
         session, actor=actor, action="apikey.revoke", target=f"apikey:{key_id}", after={"revoked": True}

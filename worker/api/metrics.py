@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from config.settings import get_settings
 from worker.api.alerts_port import open_alerts_by_kind
 from worker.api.problems import ApiError
+from worker.errors import LedgerError
 from worker.ledger.db import session_scope
 from worker.ledger.models import Connection, Run
 
@@ -36,7 +37,7 @@ class LedgerCollector:
     def collect(self) -> Iterator[Metric]:
         try:
             yield from self._collect()
-        except SQLAlchemyError as exc:
+        except (LedgerError, SQLAlchemyError) as exc:
             log.warning("metrics: ledger unreachable: %s", type(exc).__name__)
             up = GaugeMetricFamily("regsync_ledger_up", "1 if the ledger answered this scrape.")
             up.add_metric([], 0)

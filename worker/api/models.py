@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.ledger.models import ID, Base, utcnow
+from worker.roles import Role
 
-
-class Role(StrEnum):
-    """What a key may do: ``viewer`` reads, ``operator`` also acts on runs and alerts, ``admin`` also changes
-    settings. Each role includes the ones before it."""
-
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-    def allows(self, needed: Role) -> bool:
-        """True when this role includes ``needed``."""
-        return self.rank >= needed.rank
+# Role lives in worker/roles.py (a domain rule needs it too); the role column holds one, so it is re-exported here.
+__all__ = ["ApiKey", "ApiKeyConnection", "Role"]
 
 
 class ApiKey(Base):

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -29,7 +28,6 @@ from worker.errors import (
     SecretMissing,
     StateConflict,
 )
-from worker.ledger.db import ledger_error, missing_table
 
 log = logging.getLogger(__name__)
 
@@ -159,17 +157,9 @@ async def _regsync_error(_request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         log.error("%s in API request: %s", exc.code, exc.message, extra={"correlation_id": correlation_id()})
     if status == 503:
-        return error_response(503, "the ledger is not available; try again shortly", exc.code)
+        # One code for every ledger outage (down, unreachable, not migrated), as clients have always seen it.
+        return error_response(503, "the ledger is not available; try again shortly", LedgerError.code)
     return error_response(status, exc.message, exc.code)
-
-
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    """503 when the ledger is down, unreachable or not migrated; any other database error is a bug, and goes
-    on to the generic 500 (logged with its traceback under the correlation id)."""
-    assert isinstance(exc, DBAPIError)
-    if not (isinstance(exc, OperationalError | InterfaceError) or missing_table(exc)):
-        raise exc
-    return await _regsync_error(request, ledger_error(exc))
 
 
 def install(app: FastAPI) -> None:
@@ -178,4 +168,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RegsyncError, _regsync_error)
-    app.add_exception_handler(DBAPIError, _database_error)

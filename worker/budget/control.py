@@ -29,7 +29,7 @@ from worker.infra.shared_state import redis_client, row_tag, shared_mode
 from worker.ledger import runs
 from worker.ledger.audit import append_event
 from worker.ledger.chunks import Claim
-from worker.ledger.db import session_scope
+from worker.ledger.db import ride_out, session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Connection, Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,17 @@ def connection_tag(session: Session, connection_id: int) -> str:
 def record_usage(connection_id: int, crm: CrmClient, settings: Settings, now: float | None = None) -> None:
     """Add a task's Salesforce calls to today's count and keep the org's latest usage reading.
 
-    Never raises: the task's work is already recorded; a lost count is logged instead.
+    Never raises: the task's work is already recorded; a lost count is logged instead. A ledger that does not
+    answer is waited for (half a chunk lease at most), so the calls of a ledger outage are still counted.
     """
     now = time.time() if now is None else now
-    try:
+
+    def tag_of_connection() -> str:
         with session_scope() as session:
-            tag = connection_tag(session, connection_id)
+            return connection_tag(session, connection_id)
+
+    try:
+        tag = ride_out(tag_of_connection, within_s=settings.chunk_lease_s / 2)
         store = budget_store(settings)
         if crm.calls:
             store.add_calls(tag, utc_day(now), crm.calls)
@@ -134,7 +139,7 @@ def hand_back_if_paused(session: Session, claim: Claim) -> bool:
         .where(Run.id == claim.run_id, Run.status == RunStatus.PAUSED_BUDGET.value)
         .values(status=Run.status)
     )
-    if locked.rowcount != 1:  # type: ignore[attr-defined]
+    if not updated_one(locked):
         return False
     hand_back(session, claim)
     return True
@@ -151,7 +156,7 @@ def hand_back(session: Session, claim: Claim) -> bool:
         )
         .values(status=ChunkStatus.QUEUED.value, attempt=Chunk.attempt - 1, lease_until=None)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def resume(session: Session, run_id: int, now: dt.datetime) -> list[int] | None:

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import getpass
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from worker.cli.common import (
@@ -32,7 +29,7 @@ from worker.connections.apply import apply_connection, flatten, load_connection
 from worker.connections.preflight import PreflightReport, check_connection, missing_secrets, required_secrets
 from worker.connections.spec import ConnectionSpec, load_spec
 from worker.ledger.audit import verify_chain
-from worker.ledger.db import ledger_error, session_scope
+from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Connection, Secret
 
 connection_app = typer.Typer(
@@ -60,14 +57,9 @@ def note(text: str) -> None:
     err_console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-@contextmanager
-def ledger() -> Iterator[Session]:
-    """A ledger session (commit on success) whose database errors become one readable LedgerError."""
-    try:
-        with session_scope() as session:
-            yield session
-    except DBAPIError as exc:
-        raise ledger_error(exc) from exc
+#: A ledger session (commit on success); session_scope already turns an unreachable or unmigrated ledger into
+#: one readable LedgerError.
+ledger = session_scope
 
 
 # --- connection ------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from worker.api.keys import create_key, list_keys, revoke_key
-from worker.api.models import Role
 from worker.cli.admin import ActorOption, JsonOption, ledger, note, say
 from worker.cli.common import handles_errors, print_json, require_actor
+from worker.roles import Role
 
 apikey_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys of the HTTP API.")
 

@@ -8,10 +8,12 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from worker.cli.common import EXIT_FAILED, EXIT_OK, console, handles_errors, print_json
+from config.logging import redact
+from worker.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handles_errors, print_json
 from worker.cli.previews import print_field_changes
 from worker.cli.tables import print_table
 from worker.connections.preflight import require_secrets
+from worker.errors import LedgerUnavailable
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.counters import CALLS, COUNTERS
 from worker.ledger.db import session_scope
@@ -70,7 +72,12 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
             total = view["planned"] or None
             progress.update(task, completed=records_done(view), total=total, status=view["status"])
 
-        return wait_for(run_id, update)
+        def outage(exc: LedgerUnavailable) -> None:
+            err_console.print(
+                f"{redact(exc.message)}; waiting for it to answer", markup=False, highlight=False
+            )
+
+        return wait_for(run_id, update, on_outage=outage)
 
 
 #: Registry outcome counters: records also counted in their fate, listed by `runs failures --code`.

@@ -6,11 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-PLAN_RUN = "regsync.plan_run"
-SYNC_CHUNK = "regsync.sync_chunk"
-SWEEP = "regsync.sweep"
-TICK = "regsync.tick"
-ALERTS_EVALUATE = "regsync.alerts_evaluate"
+from config.task_names import PLAN_RUN, SYNC_CHUNK
 
 log = logging.getLogger(__name__)
 

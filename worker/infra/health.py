@@ -13,11 +13,12 @@ from typing import Any
 
 import redis
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import get_settings
+from worker.errors import LedgerError, LedgerNotMigrated
 from worker.infra import heartbeat
-from worker.ledger.db import missing_table, session_scope
+from worker.ledger.db import session_scope
 from worker.ledger.migrate import heads, known_revisions
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,8 @@ def _ledger_version() -> tuple[str | None, dict[str, Any] | None]:
     try:
         with session_scope() as session:
             return session.execute(text("SELECT version_num FROM alembic_version")).scalar(), None
-    except SQLAlchemyError as exc:
-        if isinstance(exc, DBAPIError) and missing_table(exc):
+    except (LedgerError, SQLAlchemyError) as exc:
+        if isinstance(exc, LedgerNotMigrated):
             return None, {"ok": False, "detail": "the ledger is not migrated; run `alembic upgrade head`"}
         log.warning("health: ledger unreachable: %s", type(exc).__name__)
         return None, {"ok": False, "detail": "the ledger does not answer"}

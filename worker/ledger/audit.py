@@ -11,20 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import zlib
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from worker.ledger.db import hold_lock
 from worker.ledger.models import AuditEvent, utcnow
 
 GENESIS_HASH = "0" * 64
-# One application-wide advisory lock key for audit appends (a stable 31-bit number).
-_PG_LOCK_KEY = zlib.crc32(b"regsync.audit_events") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +83,7 @@ def _hash_of(event: AuditEvent) -> str:
 
 def _serialise_appenders(session: Session) -> None:
     """Hold the audit append lock until this transaction ends, so two appenders never share a prev_hash."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    else:
-        # SQLite has one writer at a time, but only from its first write on: take the write lock now,
-        # before reading the last hash (this statement matches no row).
-        session.execute(text("UPDATE audit_events SET id = id WHERE id = -1"))
+    hold_lock(session, "regsync.audit_events", sqlite_claim="UPDATE audit_events SET id = id WHERE id = -1")
 
 
 def append_event(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from worker.errors import StateConflict
 from worker.ledger import runs
+from worker.ledger.db import updated_count
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus
 
 
@@ -57,7 +58,7 @@ def _drop_queued_chunks(session: Session, run_id: int, now: dt.datetime) -> int:
         .where(Chunk.run_id == run_id, Chunk.status == ChunkStatus.QUEUED.value)
         .values(status=ChunkStatus.CANCELLED.value, finished_at=now, lease_until=None, error="run cancelled")
     )
-    dropped = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    dropped = updated_count(result)
     if dropped:
         session.execute(update(Run).where(Run.id == run_id).values(chunks_done=Run.chunks_done + dropped))
     return dropped

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from worker.infra.shared_state import row_tag
 from worker.ledger.counters import Counts
+from worker.ledger.db import updated_count, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
 
 
@@ -62,7 +63,7 @@ def claim(session: Session, chunk_id: int, lease_s: int, now: dt.datetime) -> Cl
                 lease_until=now + dt.timedelta(seconds=lease_s),
             )
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if updated_one(result):
             chunk = session.execute(select(Chunk).where(Chunk.id == chunk_id)).scalar_one()
             return replace(claim_of(session, chunk), took_over=took_over)
     return None
@@ -104,7 +105,7 @@ def heartbeat(session: Session, claim_: Claim, lease_s: int, now: dt.datetime) -
         update(Chunk).where(_this_attempt(claim_)).values(lease_until=now + dt.timedelta(seconds=lease_s))
     )
     session.execute(update(Run).where(Run.id == claim_.run_id).values(heartbeat_at=now))
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def release(session: Session, claim_: Claim, error: str) -> bool:
@@ -114,7 +115,7 @@ def release(session: Session, claim_: Claim, error: str) -> bool:
         .where(_this_attempt(claim_))
         .values(status=ChunkStatus.QUEUED.value, lease_until=None, error=error)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def finish(
@@ -133,7 +134,7 @@ def finish(
         .where(_this_attempt(claim_))
         .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts.columns())
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def cancel_queued(session: Session, run_id: int, now: dt.datetime, reason: str) -> int:
@@ -143,7 +144,7 @@ def cancel_queued(session: Session, run_id: int, now: dt.datetime, reason: str) 
         .where(Chunk.run_id == run_id, Chunk.status == ChunkStatus.QUEUED.value)
         .values(status=ChunkStatus.CANCELLED.value, finished_at=now, lease_until=None, error=reason)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return updated_count(result)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import get_settings
-from worker.errors import LedgerError
+from worker.errors import LedgerError, LedgerNotMigrated, LedgerUnavailable
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -56,10 +59,85 @@ def reset_engines() -> None:
 
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+    """A session that commits on success and rolls back on error.
+
+    A ledger that is down, unreachable or not migrated is translated once, here (see :func:`ledger_error`):
+    LedgerUnavailable when worth a retry (the server went away, a serialization failure), so Celery retries a
+    chunk through a ledger blip; LedgerNotMigrated or LedgerError otherwise. Other database errors stay raw: an
+    IntegrityError is how callers detect a conflict (a unique name taken, a row inserted by another process
+    first), and anything else is a bug that keeps its traceback.
+    """
     factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
-    with factory() as session, session.begin():
-        yield session
+    try:
+        with factory() as session, session.begin():
+            yield session
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError | InterfaceError) or missing_table(exc):
+            raise ledger_error(exc) from exc
+        raise
+
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+def ride_out(
+    work: Callable[[], T],
+    *,
+    within_s: float,
+    on_wait: Callable[[LedgerUnavailable], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """``work()``, tried again while the ledger is unavailable (every 0.5 s, doubling up to 4 s) for up to
+    ``within_s`` seconds; then its LedgerUnavailable goes through.
+
+    For what must not be lost to a ledger blip: a chunk's result, the calls an attempt spent, the Salesforce
+    usage, a chunk handed back for its retry. ``work`` must be one transaction (a session_scope) that can run
+    again: a translated error means it rolled back. ``on_wait`` hears of the first failure only.
+    """
+    deadline, pause, told = clock() + within_s, 0.5, False
+    while True:
+        try:
+            return work()
+        except LedgerUnavailable as exc:
+            if clock() + pause > deadline:
+                raise
+            if not told:
+                told = True
+                log.warning(
+                    "the ledger does not answer; trying again for up to %.0f s: %s", within_s, exc.message
+                )
+                if on_wait is not None:
+                    on_wait(exc)
+            sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+
+def updated_one(result: Result[Any]) -> bool:
+    """True when the UPDATE or DELETE that gave ``result`` matched exactly one row: the compare-and-set idiom
+    (STYLE §4), where the WHERE clause carries the expected state and one row means "this process won"."""
+    return updated_count(result) == 1
+
+
+def updated_count(result: Result[Any]) -> int:
+    """How many rows the UPDATE or DELETE that gave ``result`` matched."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def hold_lock(session: Session, name: str, *, sqlite_claim: str) -> None:
+    """Hold the application-wide lock ``name`` until this transaction ends, so its writers go one at a time.
+
+    PostgreSQL: a transaction-scoped advisory lock on a stable 31-bit key derived from ``name``. SQLite has one
+    writer at a time, but only from a transaction's first write on: ``sqlite_claim`` is a write that matches
+    no row, run now to take the write lock before anything is read.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        session.execute(text(sqlite_claim))
 
 
 #: PostgreSQL's SQLSTATEs for an undefined table and an undefined column. By code, not text: "database … does
@@ -77,17 +155,41 @@ def missing_table(exc: DBAPIError) -> bool:
     return any(marker in message for marker in _SQLITE_MISSING)
 
 
+#: SQLSTATE classes and codes worth a retry: connection exceptions, serialization failure, deadlock, lock not
+#: available, insufficient resources (too many connections), operator intervention (server shutting down).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """True when a retry may succeed: the connection dropped or was refused, the server is shutting down, a
+    serialization failure or deadlock. OperationalError/InterfaceError without a SQLSTATE (the driver lost the
+    connection, or SQLite's "database is locked") count too, unless they say a table is missing."""
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    if sqlstate:
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES)
+    return bool(exc.connection_invalidated) or (
+        isinstance(exc, OperationalError | InterfaceError) and not missing_table(exc)
+    )
+
+
 def ledger_error(exc: DBAPIError) -> LedgerError:
-    """What a database error means for the person running regsync, and what to do about it.
+    """What a database error means for the person running regsync, and what to do about it: the one translation
+    (session_scope applies it; so do the CLI and the classifier to a raw error that left a session).
 
     The driver's first line is kept (it names the table, host or file) and the statement is dropped: it can
     hold record Ids. Callers redact the message before printing, as for every error.
     """
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
     if missing_table(exc):
-        return LedgerError(
+        return LedgerNotMigrated(
             f"the ledger's tables are missing or older than this regsync ({detail}): run "
             "`alembic upgrade head` with REGSYNC_DATABASE_URL pointing at this ledger"
+        )
+    if is_transient(exc):
+        return LedgerUnavailable(
+            f"cannot use the ledger database ({detail}): check REGSYNC_DATABASE_URL and that the database "
+            "is running and reachable"
         )
     if isinstance(exc, OperationalError):
         return LedgerError(

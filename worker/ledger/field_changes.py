@@ -1,8 +1,8 @@
 """Dry-run previews: per CRM field, how many records would change, with up to three old → new samples.
 
-Each chunk of a dry run tallies its would-be changes (``tally``) and adds them in its finish transaction
-(``add``). Samples hold CRM and registry values (see ``backfill_models``): they are shown to the admin in the
-CLI and never logged.
+Each chunk of a dry run tallies its would-be changes (``worker.sync.preview.tally``) and adds them in its finish
+transaction (``add``). Samples hold CRM and registry values (see ``backfill_models``): they are shown to the admin in
+the CLI and never logged.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from worker.crm.port import CrmRecord
 from worker.ledger.backfill_models import RunFieldChange
-from worker.sync.policies import RecordPlan
 
 #: Examples kept per field.
 MAX_SAMPLES = 3
@@ -28,20 +26,6 @@ class FieldTally:
 
     count: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)
-
-
-def tally(records: Mapping[str, CrmRecord], plans: Mapping[str, RecordPlan]) -> dict[str, FieldTally]:
-    """Count, per CRM field, the records whose plan changes it, keeping the first few as samples."""
-    out: dict[str, FieldTally] = {}
-    for record_id in sorted(plans):
-        for name, new in plans[record_id].changes.items():
-            entry = out.setdefault(name, FieldTally())
-            entry.count += 1
-            if len(entry.samples) < MAX_SAMPLES:
-                entry.samples.append(
-                    {"record_id": record_id, "old": records[record_id].get(name), "new": new}
-                )
-    return out
 
 
 def add(session: Session, run_id: int, tallies: Mapping[str, FieldTally]) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from worker.errors import RunNotFound
 from worker.ledger.counters import Counts
+from worker.ledger.db import updated_one
 from worker.ledger.models import Run, RunKind, RunStatus, utcnow
 
 
@@ -49,7 +50,7 @@ def transition(session: Session, run_id: int, old: RunStatus, new: RunStatus, **
     result = session.execute(
         update(Run).where(Run.id == run_id, Run.status == old.value).values(status=new.value, **values)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def claim_planning(session: Session, run_id: int, lease_s: int, now: dt.datetime) -> Run | None:
@@ -79,7 +80,7 @@ def claim_planning(session: Session, run_id: int, lease_s: int, now: dt.datetime
             )
             .values(plan_lease_until=lease, plan_attempts=Run.plan_attempts + 1)
         )
-        if resumed.rowcount != 1:  # type: ignore[attr-defined]
+        if not updated_one(resumed):
             return None
     return session.execute(select(Run).where(Run.id == run_id)).scalar_one()
 
@@ -100,13 +101,13 @@ def extend_planning(session: Session, run_id: int, attempt: int, lease_s: int, n
         .where(_planner_is(run_id, attempt))
         .values(plan_lease_until=now + dt.timedelta(seconds=lease_s), heartbeat_at=now)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def release_planning(session: Session, run_id: int, attempt: int) -> bool:
     """Give planning back after a transient failure, so that the retry can claim it at once."""
     result = session.execute(update(Run).where(_planner_is(run_id, attempt)).values(plan_lease_until=None))
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return updated_one(result)
 
 
 def abort_run(session: Session, run_id: int, code: str, message: str) -> None:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from worker.crm.values import CrmValue, value_hash
 from worker.ledger.models import RecordWrite
 from worker.ledger.upsert import upsert
-from worker.sync.policies import CrmValue, value_hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,6 +22,7 @@ from worker.backfill.options import BackfillOptions
 from worker.budget import control as budget
 from worker.company import Company, CompanyKey, LookupResult
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
+from worker.crm.values import value_hash
 from worker.errors import (
     ApiBudgetReached,
     ChunkLost,
@@ -35,18 +36,19 @@ from worker.errors import (
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.counters import Counts
-from worker.ledger.db import session_scope
+from worker.ledger.db import ride_out, session_scope
 from worker.ledger.field_changes import FieldTally
 from worker.ledger.models import ChunkStatus, Run, utcnow
 from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
 from worker.registry.outcomes import OUT_OF_SCOPE_CODES, RegistryNotice, notice_for
 from worker.registry.port import RegistryProvider
+from worker.sync import preview
 from worker.sync.company_cache import lookup_once
 from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import ChunkOutcome
-from worker.sync.policies import RecordPlan, plan_record, value_hash
+from worker.sync.policies import RecordPlan, plan_record
 from worker.sync.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
 from worker.sync.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
 
@@ -144,7 +146,8 @@ def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
     ):
         budget.require_budget(claim, runtime.spec, settings)
         outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
-        _finish(claim, ChunkStatus.DONE, outcome)
+        # The records are written: a ledger blip now must not throw the attempt away (see ride_out).
+        ride_out(lambda: _finish(claim, ChunkStatus.DONE, outcome), within_s=_outage_s())
 
 
 def _give_up_lost(claim: Claim, settings: Settings) -> None:
@@ -320,7 +323,7 @@ class ChunkWork:
 
     def _preview(self, records: dict[str, CrmRecord], plans: dict[str, RecordPlan]) -> None:
         """Dry run: tally what would change; no write, no pending hash. ``updated`` counts would-be updates."""
-        self.outcome.field_changes = field_changes.tally(records, plans)
+        self.outcome.field_changes = preview.tally(records, plans)
         self.outcome.updated += len(plans)
 
     def _write(self, plans: dict[str, RecordPlan]) -> None:
@@ -436,12 +439,18 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
     except BaseException:
         spent = (registry.calls - before[0], crm.calls - before[1])
         if any(spent):
-            with session_scope() as session:
-                session.execute(
-                    update(Run)
-                    .where(Run.id == claim.run_id)
-                    .values(registry_calls=Run.registry_calls + spent[0], crm_calls=Run.crm_calls + spent[1])
-                )
+
+            def charge() -> None:
+                with session_scope() as session:
+                    session.execute(
+                        update(Run)
+                        .where(Run.id == claim.run_id)
+                        .values(
+                            registry_calls=Run.registry_calls + spent[0], crm_calls=Run.crm_calls + spent[1]
+                        )
+                    )
+
+            ride_out(charge, within_s=_outage_s())  # a ledger blip is what failed many attempts: wait for it
         raise
 
 
@@ -462,8 +471,15 @@ def _not_started(claim: Claim | None) -> ChunkOutcome | None:
 def _release(claim: Claim, exc: RegsyncError) -> None:
     message = exc.message
     log.warning("chunk released for retry: %s", message, extra={"chunk_id": claim.chunk_id})
-    with session_scope() as session:
-        chunks.release(session, claim, message)
+
+    def hand_back() -> None:
+        with session_scope() as session:
+            chunks.release(session, claim, message)
+
+    # Handed back even through a ledger outage, so that the retry finds the chunk queued, not leased.
+    ride_out(hand_back, within_s=_outage_s())
 
 
-ChunkRunner = Callable[[int], str]
+def _outage_s() -> float:
+    """How long a worker waits for a ledger that does not answer: half a lease, so its lease still holds."""
+    return get_settings().chunk_lease_s / 2

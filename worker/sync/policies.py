@@ -1,44 +1,18 @@
 """Field policies: from a CRM record and a registry Company, which fields to write (and which to leave).
 
-Pure functions: no I/O. ``None`` from the registry never blanks a CRM value.
+Pure functions: no I/O. ``None`` from the registry never blanks a CRM value. How values are compared and hashed
+is ``crm/values``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.company import Company, canonical_value
 from worker.connections.spec import FieldMapping, Policy
-
-CrmValue = str | int | float | bool | None
-
-
-def to_crm(value: str | int | dt.date | None) -> CrmValue:
-    """A canonical value as Salesforce's JSON wants it (dates as ISO strings)."""
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def normalise(value: Any) -> Any:
-    """Comparable form of a CRM or registry value: trimmed strings, ints for whole floats, '' as None."""
-    if isinstance(value, str):
-        stripped = value.strip()
-        return stripped or None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def value_hash(value: Any) -> str:
-    """A hash of a field value, stored instead of the value so the ledger holds no CRM data."""
-    encoded = json.dumps(normalise(value), sort_keys=True, default=str).encode()
-    return hashlib.sha256(encoded).hexdigest()
+from worker.crm.values import CrmValue, normalise, to_crm, value_hash
 
 
 @dataclass(slots=True)

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from worker.errors import ConnectionNotFound
+from worker.errors import ConnectionNotFound, LedgerUnavailable
 from worker.infra.dispatch import Dispatcher
 from worker.ledger import runs
-from worker.ledger.db import session_scope
+from worker.ledger.db import ride_out, session_scope
 from worker.ledger.models import Connection, RunKind, RunStatus
 from worker.ledger.views import show_run
 
@@ -44,12 +44,22 @@ def wait_for(
     *,
     poll_s: float = 0.25,
     timeout_s: float | None = None,
+    outage_s: float = 600.0,
+    on_outage: Callable[[LedgerUnavailable], None] | None = None,
 ) -> dict[str, Any]:
-    """Poll the ledger until the run is final, reporting each view; returns the final view."""
+    """Poll the ledger until the run is final, reporting each view; returns the final view.
+
+    A ledger that stops answering (restarted, failed over) is waited for, up to ``outage_s`` seconds at a time;
+    ``on_outage`` hears of it once per outage.
+    """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
+
+    def read() -> dict[str, Any]:
         with session_scope() as session:
-            view = show_run(session, run_id)
+            return show_run(session, run_id)
+
+    while True:
+        view = ride_out(read, within_s=outage_s, on_wait=on_outage)
         on_progress(view)
         if RunStatus(view["status"]).final:
             return view

@@ -17,7 +17,7 @@ from worker.errors import ChunkLost, PlannerLost, RegsyncError
 from worker.infra.dispatch import Dispatcher
 from worker.infra.shared_state import row_tag
 from worker.ledger import chunks, runs
-from worker.ledger.db import session_scope
+from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
 from worker.sync.send_tally import charge_dead_attempt, sent_by
 
@@ -150,7 +150,7 @@ def _expired_chunks(session: Session, now: dt.datetime, settings: Settings) -> l
         mine = session.execute(
             update(Chunk).where(Chunk.id == chunk_id, Chunk.attempt == attempt, expired).values(**requeue)
         )
-        if mine.rowcount == 1:  # type: ignore[attr-defined]
+        if updated_one(mine):
             tag = row_tag(run_id, queued_at)
             charge_dead_attempt(session, settings, run_id, run_tag=tag, chunk_id=chunk_id, attempt=attempt)
             ids.append(chunk_id)

@@ -11,10 +11,10 @@ from pydantic import BaseModel
 from worker.alerts.models import Alert
 from worker.alerts.queries import ack_alert, list_alerts
 from worker.api.deps import Caller, require
-from worker.api.models import Role
 from worker.api.problems import not_found
 from worker.api.schemas import CONNECTION_NAME, MAX_ID, MAX_PAGE, ErrorOut
 from worker.ledger.db import session_scope
+from worker.roles import Role
 
 router = APIRouter(tags=["alerts"])
 

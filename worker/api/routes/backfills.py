@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from worker.api.backfill_request import BackfillRequest, estimate_view, salesforce, to_options
 from worker.api.deps import Scoped, scoped
-from worker.api.models import Role
 from worker.api.schemas import ErrorOut, EstimateOut, RunDetail
 from worker.api.views import run_detail
 from worker.backfill.estimate import estimate
@@ -18,6 +17,7 @@ from worker.connections.apply import load_connection
 from worker.connections.preflight import require_secrets
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
+from worker.roles import Role
 
 router = APIRouter(tags=["backfills"])
 

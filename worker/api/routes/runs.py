@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from worker.api import pagination
 from worker.api.deps import Caller, Scoped, require, scoped
-from worker.api.models import Role
 from worker.api.schemas import (
     MAX_ID,
     MAX_PAGE,
@@ -24,6 +23,7 @@ from worker.ledger.audit import append_event
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunKind, RunStatus, utcnow
+from worker.roles import Role
 
 router = APIRouter(tags=["runs"])
 

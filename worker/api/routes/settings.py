@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from worker.alerts.config import NOTICE_MAX_MINUTES, AlertsSpec
 from worker.alerts.notice_settings import set_alert_settings
 from worker.api.deps import Scoped, scoped
-from worker.api.models import Role
 from worker.api.schemas import Body
 from worker.connections.apply import load_connection
 from worker.connections.preflight import check_before_enable, check_stored
 from worker.ledger.db import session_scope
+from worker.roles import Role
 from worker.scheduling.store import schedule_view, set_enabled
 
 router = APIRouter(tags=["settings"])
