@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from worker.infra import process_state
+
 PLAN_RUN = "regsync.plan_run"
 SYNC_CHUNK = "regsync.sync_chunk"
 SWEEP = "regsync.sweep"
@@ -17,6 +19,7 @@ log = logging.getLogger(__name__)
 #: Called with the run id after a transaction that closed a run committed (tasks/jobs.py registers the alert
 #: evaluation here, so unit tests without a broker send nothing).
 run_closed_listeners: list[Callable[[int], None]] = []
+process_state.register(__name__, "run_closed_listeners", run_closed_listeners.clear)
 
 
 def run_closed(run_id: int) -> None:

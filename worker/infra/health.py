@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from config.settings import get_settings
-from worker.infra import heartbeat
+from worker.infra import heartbeat, process_state
 from worker.ledger.db import missing_table, session_scope
 from worker.ledger.migrate import heads, known_revisions
 
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _schema() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(heads()), known_revisions()
+
+
+process_state.register(__name__, "_schema", _schema.cache_clear)
 
 
 def _ledger_version() -> tuple[str | None, dict[str, Any] | None]:

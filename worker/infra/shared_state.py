@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from config.settings import Settings
 from worker.errors import SharedStateUnavailable
+from worker.infra import process_state
 
 Mode = Literal["redis", "local"]
 
@@ -55,6 +56,18 @@ def redis_client(settings: Settings) -> redis.Redis:
             )
             _CLIENTS[key] = client
         return client
+
+
+def reset_clients() -> None:
+    """Close and forget this process's Redis clients."""
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
+
+
+process_state.register(__name__, "_CLIENTS", reset_clients)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from worker.company import Company, CompanyKey
+from worker.infra import process_state
 from worker.infra.shared_state import redis_client, redis_errors, row_tag, shared_mode
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
@@ -154,6 +155,7 @@ class LocalCompanyCache:
 _LOCAL: OrderedDict[str, LocalCompanyCache] = OrderedDict()
 _LOCAL_LOCK = threading.Lock()
 _LOCAL_RUNS = 8
+process_state.register(__name__, "_LOCAL", _LOCAL.clear)
 
 
 def _local_cache(run_tag: str) -> LocalCompanyCache:

@@ -12,6 +12,7 @@ from config.settings import Settings
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.port import CrmClient
 from worker.errors import ConnectionNotFound, SecretMissing
+from worker.infra import process_state
 from worker.ledger.db import session_scope
 from worker.ledger.models import Connection
 from worker.registry.port import RateLimiter, RegistryProvider
@@ -55,6 +56,7 @@ def load_runtime(connection_id: int) -> Runtime:
 
 _LIMITERS: dict[tuple[int, float, int], RateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
+process_state.register(__name__, "_LIMITERS", _LIMITERS.clear)
 
 
 def limiter_for(runtime: Runtime, settings: Settings) -> RateLimiter:
