@@ -126,3 +126,8 @@ class LocalBudgetStore:
 
 LOCAL_STORE = LocalBudgetStore()
 process_state.register(__name__, "LOCAL_STORE", LOCAL_STORE.clear)
+
+
+def store_for(client: redis.Redis | None) -> BudgetStore:
+    """The budget store on ``client`` (a cluster), or this process's (no shared Redis: the demo)."""
+    return LOCAL_STORE if client is None else RedisBudgetStore(client)

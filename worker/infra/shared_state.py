@@ -41,6 +41,15 @@ def shared_mode(settings: Settings) -> Mode:
     return "local" if settings.broker_url.startswith("memory://") else "redis"
 
 
+def shared_redis(settings: Settings) -> redis.Redis | None:
+    """The Redis client that holds cluster-wide state, or None when it lives in this process (the demo).
+
+    The one place that asks :func:`shared_mode`: worker.sync.runtime.SharedStores, the budget's admin and
+    sweeper paths and the registry send tallies all start from here.
+    """
+    return redis_client(settings) if shared_mode(settings) == "redis" else None
+
+
 def redis_client(settings: Settings) -> redis.Redis:
     """The process's client for REGSYNC_REDIS_URL (one pool per process: a forked child makes its own)."""
     key = (os.getpid(), settings.redis_url)

@@ -45,7 +45,14 @@ from worker.sync.company_cache import lookup_once
 from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.policies import RecordPlan, plan_record, value_hash
-from worker.sync.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
+from worker.sync.runtime import (
+    ClientFactory,
+    Runtime,
+    SharedStores,
+    counting_registry_sends,
+    open_clients,
+    shared_stores,
+)
 from worker.sync.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
 
 log = logging.getLogger(__name__)
@@ -138,13 +145,14 @@ def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
     if claim.took_over:  # the attempt before this one died without counting its registry calls
         _charge_dead_attempt(claim, settings)
     tally = tally_for(settings, claim.run_tag, claim.chunk_id, claim.attempt)
+    stores = shared_stores(settings)
     with (
         counting_registry_sends(tally),
         clients(claim.connection_id, settings) as (runtime, crm, registry),
         _charged_if_failed(claim, crm, registry),
     ):
-        budget.require_budget(claim, runtime.spec, settings)
-        outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
+        budget.require_budget(claim, runtime.spec, settings, stores.budget)
+        outcome = ChunkWork(claim, runtime, crm, registry, settings, stores=stores).run()
         _finish(claim, ChunkStatus.DONE, outcome)
 
 
@@ -189,7 +197,14 @@ class ChunkWork:
     """One attempt at one chunk, step by step."""
 
     def __init__(
-        self, claim: Claim, runtime: Runtime, crm: CrmClient, registry: RegistryProvider, settings: Settings
+        self,
+        claim: Claim,
+        runtime: Runtime,
+        crm: CrmClient,
+        registry: RegistryProvider,
+        settings: Settings,
+        *,
+        stores: SharedStores | None = None,
     ) -> None:
         self.claim = claim
         self.runtime = runtime
@@ -198,6 +213,7 @@ class ChunkWork:
         self.crm = crm
         self.registry = registry
         self.settings = settings
+        self.stores = stores or shared_stores(settings)
         self.outcome = Outcome()
         self._calls_before = (registry.calls, crm.calls)
 
@@ -238,7 +254,7 @@ class ChunkWork:
 
     def _lookup(self, keys: list[CompanyKey]) -> dict[CompanyKey, LookupResult]:
         """Registry answers, each key fetched once per run whichever chunk needs it (worker.sync.company_cache)."""
-        cache = cache_for_run(self.settings, self.claim.run_id)
+        cache = self.stores.company_cache(self.claim.run_id)
         owner = f"{self.claim.chunk_id}:{self.claim.attempt}"
         return lookup_once(
             cache,
