@@ -92,11 +92,11 @@ def plan_run(
         error = classify(exc)
         log_if_unexpected(log, error, exc, run_id=run_id)
         last = last_attempt or run.plan_attempts >= settings.plan_max_attempts
-        return _planning_failed(run, error, last)
+        return _planning_failed(run, error, last, dispatch)
     return "planned"
 
 
-def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool) -> str:
+def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher) -> str:
     """Pause, retry or fail the run, by what the error is (worker.errors: transient or permanent)."""
     extra = {"run_id": run.id, "attempt": run.plan_attempts}
     if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
@@ -117,7 +117,7 @@ def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool) -> str:
     )
     log.error("run failed while planning: %s", message, extra=extra)
     with session_scope() as session:
-        runs.fail_run(session, run.id, exc.code, message, utcnow())
+        runs.fail_run(session, run.id, exc.code, message, utcnow(), listener=dispatch)
     return "failed"
 
 
@@ -223,7 +223,7 @@ class Planner:
             chunk_ids = chunks.add_chunks(session, run, batches, now)
             chunks.add_failures(session, self.run_id, None, page.failures)
             self._count(session, page, final, now)
-            closed = runs.maybe_close(session, self.run_id, now) if final else None
+            closed = runs.maybe_close(session, self.run_id, now, listener=self.dispatch) if final else None
         if chunk_ids:
             self.dispatch.sync(chunk_ids)
         if closed is not None:
