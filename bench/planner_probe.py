@@ -41,6 +41,9 @@ class DiscardingDispatcher:
         self.chunks += len(chunk_ids)
         self.marks.append((time.perf_counter(), self.chunks))
 
+    def run_closed(self, run_id: int) -> None:
+        return None
+
     def halves_seconds(self) -> tuple[float, float]:
         """Seconds to plan chunks 10 % → 55 % and 55 % → 100 % of the run (same process, same moment).
 

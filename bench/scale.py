@@ -117,6 +117,9 @@ class _RecordingDispatcher:
     def sync(self, chunk_ids: Any) -> None:
         return None
 
+    def run_closed(self, run_id: int) -> None:
+        return None
+
 
 def _queue_run(accounts: int, token_url: str, secret: str) -> int:
     from worker.sandbox.demo import create_connection

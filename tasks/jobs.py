@@ -9,18 +9,21 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
 
 from celery import Task
-from celery.signals import worker_init
 
 from config.settings import Settings, get_settings
 from config.task_names import ALERTS_EVALUATE, PLAN_RUN, SWEEP, SYNC_CHUNK, TICK
 from tasks.app import app
 from worker.errors import LedgerNotMigrated
-from worker.infra.dispatch import CeleryDispatcher, run_closed_listeners
+from worker.infra.dispatch import CeleryDispatcher
 
 log = logging.getLogger(__name__)
+
+
+def _dispatcher() -> CeleryDispatcher:
+    """The tasks' dispatcher: a run a task closes is followed by an alert evaluation (beat's pass is the backstop)."""
+    return CeleryDispatcher(evaluate_alerts=True)
 
 
 def backoff_s(retries: int, settings: Settings, jitter: Callable[[], float] = random.random) -> float:
@@ -49,7 +52,7 @@ def plan_run(self: Task, run_id: int) -> str:
 
     # A planner that dies is resumed by the sweeper; the run's plan_attempts bound both.
     def work() -> str:
-        return plan(int(run_id), CeleryDispatcher()).value
+        return plan(int(run_id), _dispatcher()).value
 
     return _retrying(self, work, get_settings().plan_max_attempts)
 
@@ -60,7 +63,7 @@ def sync_chunk(self: Task, chunk_id: int) -> str:
     from worker.sync.chunk import sync_chunk as sync
 
     def work() -> str:
-        return timed_chunk(lambda: sync(int(chunk_id))).value
+        return timed_chunk(lambda: sync(int(chunk_id), dispatch=_dispatcher())).value
 
     return _retrying(self, work, get_settings().chunk_max_attempts)
 
@@ -79,14 +82,14 @@ def _periodic(work: Callable[[], dict[str, int]]) -> dict[str, int]:
 def sweep() -> dict[str, int]:
     from worker.sync.sweeper import sweep as run_sweep
 
-    return _periodic(lambda: run_sweep(CeleryDispatcher()).as_dict())
+    return _periodic(lambda: run_sweep(_dispatcher()).as_dict())
 
 
 @app.task(name=TICK, acks_late=True)
 def tick() -> dict[str, int]:
     from worker.scheduling.tick import tick as run_tick
 
-    return _periodic(lambda: run_tick(CeleryDispatcher()).as_dict())
+    return _periodic(lambda: run_tick(_dispatcher()).as_dict())
 
 
 @app.task(name=ALERTS_EVALUATE, acks_late=True)
@@ -102,14 +105,3 @@ def alerts_evaluate(run_id: int | None = None) -> dict[str, int]:
         log.debug("alert pass after run %s closed", run_id, extra={"run_id": run_id})
 
     return _periodic(lambda: evaluate().as_dict())
-
-
-def _evaluate_alerts_after(run_id: int) -> None:
-    app.send_task(ALERTS_EVALUATE, kwargs={"run_id": run_id})
-
-
-@worker_init.connect
-def _evaluate_alerts_after_runs(**_kwargs: Any) -> None:
-    # Only in a worker (prefork children inherit it): importing this module elsewhere must not send tasks.
-    if _evaluate_alerts_after not in run_closed_listeners:
-        run_closed_listeners.append(_evaluate_alerts_after)

@@ -21,7 +21,7 @@ import redis
 from cryptography.fernet import Fernet
 from psycopg import sql
 
-from config.settings import reset_settings
+from worker.infra.process_state import reset_process_state
 from worker.ledger.db import reset_engines
 from worker.ledger.migrate import upgrade
 
@@ -159,18 +159,34 @@ class RegsyncEnv:
     secret_key: str
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, migrated_url: str) -> Iterator[RegsyncEnv]:
-    """A clean regsync environment on a migrated ledger: only REGSYNC_DATABASE_URL and a fresh secret key."""
+@contextmanager
+def clean_environment(patch: pytest.MonkeyPatch, **values: str) -> Iterator[None]:
+    """A clean regsync environment: no REGSYNC_* variable (REGSYNC_TEST_* stay) but ``values``, and no process
+    state cached from before (worker.infra.process_state); forgotten again afterwards."""
     for name in [
         name for name in os.environ if name.startswith("REGSYNC_") and not name.startswith("REGSYNC_TEST")
     ]:
-        monkeypatch.delenv(name)
+        patch.delenv(name)
+    for name, value in values.items():
+        patch.setenv(name, value)
+    reset_process_state()
+    try:
+        yield
+    finally:
+        reset_process_state()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No REGSYNC_* variable (REGSYNC_TEST_* stay) and fresh process state; set variables on the yielded patch,
+    then call ``reset_process_state()`` if settings were read already."""
+    with clean_environment(monkeypatch):
+        yield monkeypatch
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, migrated_url: str) -> Iterator[RegsyncEnv]:
+    """A clean regsync environment on a migrated ledger: only REGSYNC_DATABASE_URL and a fresh secret key."""
     key = Fernet.generate_key().decode("ascii")
-    monkeypatch.setenv("REGSYNC_DATABASE_URL", migrated_url)
-    monkeypatch.setenv("REGSYNC_SECRET_KEY", key)
-    reset_settings()
-    reset_engines()
-    yield RegsyncEnv(database_url=migrated_url, secret_key=key)
-    reset_engines()
-    reset_settings()
+    with clean_environment(monkeypatch, REGSYNC_DATABASE_URL=migrated_url, REGSYNC_SECRET_KEY=key):
+        yield RegsyncEnv(database_url=migrated_url, secret_key=key)

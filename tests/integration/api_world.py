@@ -7,7 +7,6 @@ marker strings and ids that must never appear in an answer to a key of A.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,13 +15,12 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from config.settings import reset_settings
 from worker.alerts.models import Alert, AlertKind, AlertStatus
 from worker.api.keys import create_key, revoke_key
 from worker.connections.apply import apply_connection
 from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
-from worker.ledger.db import reset_engines, session_scope
+from worker.ledger.db import session_scope
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import Chunk, RecordFailure, Run, RunKind, RunStatus, utcnow
 from worker.roles import Role
@@ -204,21 +202,10 @@ def ledger_env(**extra: str) -> Iterator[str]:
     Module-scoped on purpose: the API tests only read, or add rows they look up by id, so one database
     serves every test of a module (a fresh database per test costs ~1 s each).
     """
-    from tests.conftest import fresh_pg_database
+    from tests.conftest import clean_environment, fresh_pg_database
 
     with fresh_pg_database("regsync_api") as url, pytest.MonkeyPatch.context() as patch:
         upgrade(url)
-        for variable in [
-            v for v in os.environ if v.startswith("REGSYNC_") and not v.startswith("REGSYNC_TEST")
-        ]:
-            patch.delenv(variable)
         values = {"REGSYNC_DATABASE_URL": url, "REGSYNC_SECRET_KEY": Fernet.generate_key().decode()} | extra
-        for variable, value in values.items():
-            patch.setenv(variable, value)
-        reset_settings()
-        reset_engines()
-        try:
+        with clean_environment(patch, **values):
             yield url
-        finally:
-            reset_engines()
-            reset_settings()

@@ -44,6 +44,9 @@ class InlineDispatcher:
         if self.on_sync is not None:
             self.on_sync(list(chunk_ids))
 
+    def run_closed(self, run_id: int) -> None:
+        return None
+
     def run_plans(self) -> None:
         while self.plans:
             self.results.append(plan_run(self.plans.pop(0), self, settings=get_settings()))

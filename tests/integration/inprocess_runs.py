@@ -40,6 +40,9 @@ class ListDispatcher:
     def sync(self, chunk_ids: Sequence[int]) -> None:
         self.chunks.extend(chunk_ids)
 
+    def run_closed(self, run_id: int) -> None:
+        return None
+
     def take_chunks(self) -> list[int]:
         taken, self.chunks = self.chunks, []
         return taken

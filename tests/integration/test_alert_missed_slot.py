@@ -37,6 +37,9 @@ class Dispatch:
     def sync(self, chunk_ids: Sequence[int]) -> None:
         return None
 
+    def run_closed(self, run_id: int) -> None:
+        return None
+
 
 def at(moment: dt.datetime) -> time_machine.travel:
     return time_machine.travel(moment, tick=False)

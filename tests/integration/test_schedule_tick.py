@@ -7,7 +7,6 @@ concurrent ticks runs on PostgreSQL. The same code runs in production every 30 s
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -20,8 +19,7 @@ import time_machine
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
-from config.settings import reset_settings
-from tests.conftest import RegsyncEnv
+from tests.conftest import RegsyncEnv, clean_environment
 from tests.integration.insert_race import ThreadGate, assert_collided, race_run_inserts
 from tests.unit.fakes import FakeDispatcher, make_spec
 from worker.connections.apply import apply_connection
@@ -54,15 +52,9 @@ def ledger(ledger_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """Like the ``env`` fixture, on a fresh copy of the module's migrated SQLite ledger."""
     target = tmp_path / "ledger.sqlite3"
     shutil.copyfile(ledger_template, target)
-    for name in [n for n in os.environ if n.startswith("REGSYNC_") and not n.startswith("REGSYNC_TEST")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("REGSYNC_DATABASE_URL", f"sqlite:///{target}")
-    monkeypatch.setenv("REGSYNC_SECRET_KEY", Fernet.generate_key().decode("ascii"))
-    reset_settings()
-    reset_engines()
-    yield f"sqlite:///{target}"
-    reset_engines()
-    reset_settings()
+    url, key = f"sqlite:///{target}", Fernet.generate_key().decode("ascii")
+    with clean_environment(monkeypatch, REGSYNC_DATABASE_URL=url, REGSYNC_SECRET_KEY=key):
+        yield url
 
 
 @pytest.fixture

@@ -124,12 +124,16 @@ class FakeDispatcher:
     def __init__(self) -> None:
         self.plans: list[int] = []
         self.chunks: list[int] = []
+        self.closed: list[int] = []
 
     def plan(self, run_id: int) -> None:
         self.plans.append(run_id)
 
     def sync(self, chunk_ids: Sequence[int]) -> None:
         self.chunks.extend(chunk_ids)
+
+    def run_closed(self, run_id: int) -> None:
+        self.closed.append(run_id)
 
 
 def fake_clients(runtime: Runtime, crm: FakeCrm, registry: FakeRegistry) -> Any:

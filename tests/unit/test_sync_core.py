@@ -177,3 +177,16 @@ def test_registry_auth_error_fails_the_run_and_drops_remaining_chunks(ledger: st
     assert "registry token rejected" in run.error
     assert statuses == ["cancelled", "cancelled", "failed"]
     assert sum(crm.writes.values()) == 0
+
+
+def test_the_chunk_that_closes_the_run_tells_its_dispatcher_once(ledger: str) -> None:
+    run_id, _crm, _registry, clients = _setup(
+        [_account(1, ORGS[0], "Equinor ASA")], [_company(ORGS[0], "Equinor")]
+    )
+    settings = Settings(database_url=ledger)
+    dispatch = FakeDispatcher()
+    assert plan_run(run_id, dispatch, settings=settings, clients=clients) == "planned"
+    assert dispatch.closed == []
+    for chunk_id in dispatch.chunks:
+        sync_chunk(chunk_id, settings=settings, clients=clients, dispatch=dispatch)
+    assert dispatch.closed == [run_id]

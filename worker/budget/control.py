@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from worker.budget.guard import ApiReading, budget_verdict, share_cap, utc_day
-from worker.budget.store import LOCAL_STORE, BudgetStore, RedisBudgetStore
+from worker.budget.store import BudgetStore, store_for
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.port import CrmClient
 from worker.errors import ApiBudgetReached, RegsyncError, StateConflict
-from worker.infra.shared_state import redis_client, row_tag, shared_mode
+from worker.infra.shared_state import row_tag, shared_redis
 from worker.ledger import runs
 from worker.ledger.audit import append_event
 from worker.ledger.chunks import Claim
@@ -36,10 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def budget_store(settings: Settings) -> BudgetStore:
-    """Redis in a cluster, this process's store in the embedded demo."""
-    if shared_mode(settings) == "redis":
-        return RedisBudgetStore(redis_client(settings))
-    return LOCAL_STORE
+    """Redis in a cluster, this process's store in the embedded demo (a task has it in its SharedStores)."""
+    return store_for(shared_redis(settings))
 
 
 def spec_of(session: Session, connection_id: int) -> ConnectionSpec:
@@ -55,8 +53,15 @@ def connection_tag(session: Session, connection_id: int) -> str:
     return row_tag(connection_id, created)
 
 
-def record_usage(connection_id: int, crm: CrmClient, settings: Settings, now: float | None = None) -> None:
-    """Add a task's Salesforce calls to today's count and keep the org's latest usage reading.
+def record_usage(
+    connection_id: int,
+    crm: CrmClient,
+    settings: Settings,
+    now: float | None = None,
+    store: BudgetStore | None = None,
+) -> None:
+    """Add a task's Salesforce calls to today's count and keep the org's latest usage reading, in ``store``
+    (the task's SharedStores.budget; by default the one ``settings`` select).
 
     Never raises: the task's work is already recorded; a lost count is logged instead. A ledger that does not
     answer is waited for (half a chunk lease at most), so the calls of a ledger outage are still counted.
@@ -69,7 +74,7 @@ def record_usage(connection_id: int, crm: CrmClient, settings: Settings, now: fl
 
     try:
         tag = ride_out(tag_of_connection, within_s=settings.chunk_lease_s / 2)
-        store = budget_store(settings)
+        store = store or budget_store(settings)
         if crm.calls:
             store.add_calls(tag, utc_day(now), crm.calls)
         if crm.usage.used is not None and crm.usage.limit is not None:
@@ -83,20 +88,24 @@ def verdict_for(spec: ConnectionSpec, tag: str, store: BudgetStore, now: float) 
     return budget_verdict(spec.budget, store.own_used(tag, utc_day(now)), store.reading(tag), now)
 
 
-def check_before_chunk(claim: Claim, spec: ConnectionSpec, settings: Settings) -> str | None:
+def check_before_chunk(
+    claim: Claim, spec: ConnectionSpec, settings: Settings, store: BudgetStore | None = None
+) -> str | None:
     """Why the claimed chunk must not start (the budget is spent), or None to go ahead."""
     with session_scope() as session:
         tag = connection_tag(session, claim.connection_id)
-    return verdict_for(spec, tag, budget_store(settings), time.time())
+    return verdict_for(spec, tag, store or budget_store(settings), time.time())
 
 
-def require_budget(claim: Claim, spec: ConnectionSpec, settings: Settings) -> None:
+def require_budget(
+    claim: Claim, spec: ConnectionSpec, settings: Settings, store: BudgetStore | None = None
+) -> None:
     """Return if the claimed chunk may start.
 
     Raises:
         ApiBudgetReached: the budget is spent; the message says why (for the paused run).
     """
-    reason = check_before_chunk(claim, spec, settings)
+    reason = check_before_chunk(claim, spec, settings, store)
     if reason is not None:
         raise ApiBudgetReached(reason)
 

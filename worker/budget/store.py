@@ -12,6 +12,7 @@ from typing import Protocol
 import redis
 
 from worker.budget.guard import ApiReading
+from worker.infra import process_state
 from worker.infra.shared_state import redis_errors
 
 #: Seconds a day's counter is kept (the day itself plus a margin for time zones and late readers).
@@ -116,5 +117,17 @@ class LocalBudgetStore:
         with self._lock:
             self._readings.pop(connection_tag, None)
 
+    def clear(self) -> None:
+        """Forget every count and reading (process state reset)."""
+        with self._lock:
+            self._used.clear()
+            self._readings.clear()
+
 
 LOCAL_STORE = LocalBudgetStore()
+process_state.register(__name__, "LOCAL_STORE", LOCAL_STORE.clear)
+
+
+def store_for(client: redis.Redis | None) -> BudgetStore:
+    """The budget store on ``client`` (a cluster), or this process's (no shared Redis: the demo)."""
+    return LOCAL_STORE if client is None else RedisBudgetStore(client)

@@ -21,6 +21,7 @@ import requests
 
 from worker.connections.spec import SalesforceSpec, require_https
 from worker.errors import CrmAuthError, CrmError, CrmTransientError, InsecureURL
+from worker.infra import process_state
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: Salesforce rejects assertions that expire more than a few minutes ahead; three is its documented value.
@@ -222,3 +223,4 @@ def _digest(secret: str) -> str:
 
 
 TOKENS = TokenCache()
+process_state.register(__name__, "TOKENS", TOKENS.clear)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from worker.crm.port import FieldInfo
+from worker.infra import process_state
 
 #: Entries kept at most; the oldest go first (a token lives ``TOKEN_REUSE_S``, so few entries are alive).
 MAX_ENTRIES = 256
@@ -41,3 +42,4 @@ class DescribeCache:
 
 
 DESCRIBES = DescribeCache()
+process_state.register(__name__, "DESCRIBES", DESCRIBES.clear)

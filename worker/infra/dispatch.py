@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
-from config.task_names import PLAN_RUN, SYNC_CHUNK
+from config.task_names import ALERTS_EVALUATE, PLAN_RUN, SYNC_CHUNK
 
 log = logging.getLogger(__name__)
-
-#: Called with the run id after a transaction that closed a run committed (tasks/jobs.py registers the alert
-#: evaluation here, so unit tests without a broker send nothing).
-run_closed_listeners: list[Callable[[int], None]] = []
-
-
-def run_closed(run_id: int) -> None:
-    """Notify every run-closed listener; a failing listener is logged (beat evaluates alerts anyway)."""
-    for listener in list(run_closed_listeners):
-        try:
-            listener(run_id)
-        except Exception:
-            log.warning("run-closed listener failed", exc_info=True, extra={"run_id": run_id})
 
 
 class Dispatcher(Protocol):
@@ -29,9 +16,21 @@ class Dispatcher(Protocol):
 
     def sync(self, chunk_ids: Sequence[int]) -> None: ...
 
+    def run_closed(self, run_id: int) -> None:
+        """Run ``run_id`` closed, and the transaction that closed it committed (worker.ledger.runs calls it)."""
+        ...
+
 
 class CeleryDispatcher:
-    """Sends tasks through the process's Celery app (Redis in production, memory:// in the demo)."""
+    """Sends tasks through the process's Celery app (Redis in production, memory:// in the demo).
+
+    Args:
+        evaluate_alerts: a closed run sends ``regsync.alerts_evaluate`` (the workers' dispatcher, tasks/jobs.py);
+            elsewhere (CLI, API) beat evaluates the alerts within 30 s anyway.
+    """
+
+    def __init__(self, *, evaluate_alerts: bool = False) -> None:
+        self.evaluate_alerts = evaluate_alerts
 
     def plan(self, run_id: int) -> None:
         from config.celery import get_app
@@ -45,3 +44,14 @@ class CeleryDispatcher:
         with app.producer_or_acquire() as producer:
             for chunk_id in chunk_ids:
                 app.send_task(SYNC_CHUNK, args=[chunk_id], producer=producer)
+
+    def run_closed(self, run_id: int) -> None:
+        """Evaluate the alerts after the run (if asked to); a failed send is logged: beat evaluates them anyway."""
+        if not self.evaluate_alerts:
+            return
+        from config.celery import get_app
+
+        try:
+            get_app().send_task(ALERTS_EVALUATE, kwargs={"run_id": run_id})
+        except Exception:
+            log.warning("alert evaluation after a run not sent", exc_info=True, extra={"run_id": run_id})

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import get_settings
 from worker.errors import LedgerError, LedgerNotMigrated
-from worker.infra import heartbeat
+from worker.infra import heartbeat, process_state
 from worker.ledger.db import session_scope
 from worker.ledger.migrate import heads, known_revisions
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _schema() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(heads()), known_revisions()
+
+
+process_state.register(__name__, "_schema", _schema.cache_clear)
 
 
 def _ledger_version() -> tuple[str | None, dict[str, Any] | None]:

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import redis
 
+from worker.infra import process_state
+
 log = logging.getLogger(__name__)
 
 PREFIX = "regsync:heartbeat"
@@ -136,3 +138,6 @@ def stop_all() -> None:
     """Stop this process's heartbeat threads (worker shutdown)."""
     while _THREADS:
         _THREADS.pop().stop()
+
+
+process_state.register(__name__, "_THREADS", stop_all)

@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from config.settings import Settings
 from worker.errors import SharedStateUnavailable
+from worker.infra import process_state
 
 Mode = Literal["redis", "local"]
 
@@ -40,6 +41,15 @@ def shared_mode(settings: Settings) -> Mode:
     return "local" if settings.broker_url.startswith("memory://") else "redis"
 
 
+def shared_redis(settings: Settings) -> redis.Redis | None:
+    """The Redis client that holds cluster-wide state, or None when it lives in this process (the demo).
+
+    The one place that asks :func:`shared_mode`: worker.sync.runtime.SharedStores, the budget's admin and
+    sweeper paths and the registry send tallies all start from here.
+    """
+    return redis_client(settings) if shared_mode(settings) == "redis" else None
+
+
 def redis_client(settings: Settings) -> redis.Redis:
     """The process's client for REGSYNC_REDIS_URL (one pool per process: a forked child makes its own)."""
     key = (os.getpid(), settings.redis_url)
@@ -55,6 +65,18 @@ def redis_client(settings: Settings) -> redis.Redis:
             )
             _CLIENTS[key] = client
         return client
+
+
+def reset_clients() -> None:
+    """Close and forget this process's Redis clients."""
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
+
+
+process_state.register(__name__, "_CLIENTS", reset_clients)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import get_settings
 from worker.errors import LedgerError, LedgerNotMigrated, LedgerUnavailable
+from worker.infra import process_state
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -55,6 +56,9 @@ def reset_engines() -> None:
     for engine in _ENGINES.values():
         engine.dispose()
     _ENGINES.clear()
+
+
+process_state.register(__name__, "_ENGINES", reset_engines)
 
 
 @contextmanager

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import logging
+from typing import Any, Protocol
 
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
@@ -12,6 +13,8 @@ from worker.errors import RunNotFound
 from worker.ledger.counters import Counts
 from worker.ledger.db import updated_one
 from worker.ledger.models import Run, RunKind, RunStatus, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def create_run(
@@ -117,10 +120,19 @@ def abort_run(session: Session, run_id: int, code: str, message: str) -> None:
     )
 
 
-def fail_run(session: Session, run_id: int, code: str, message: str, now: dt.datetime) -> bool:
+def fail_run(
+    session: Session,
+    run_id: int,
+    code: str,
+    message: str,
+    now: dt.datetime,
+    *,
+    listener: RunClosedListener | None = None,
+) -> bool:
     """Fail a run at once: record why, cancel its queued chunks and close it (compare-and-set on a run that is
     not final yet). Chunks still running finish their attempt and still add their counts. True if this call
-    failed it; the run-closed listeners (alert evaluation) hear of it once the transaction committed.
+    failed it; ``listener`` (the caller's dispatcher: alert evaluation) hears of it once the transaction
+    committed.
     """
     from worker.ledger.chunks import cancel_queued
 
@@ -141,7 +153,7 @@ def fail_run(session: Session, run_id: int, code: str, message: str, now: dt.dat
             chunks_done=Run.chunks_done + cancelled,
         )
     )
-    _announce_when_committed(session, run_id)
+    _announce_when_committed(session, run_id, listener)
     return True
 
 
@@ -194,8 +206,11 @@ def final_status(run: Run) -> RunStatus:
     return RunStatus.PARTIALLY_FAILED
 
 
-def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | None:
-    """Close the run if planning is complete and every chunk is final; the status it closed with, else None."""
+def maybe_close(
+    session: Session, run_id: int, now: dt.datetime, *, listener: RunClosedListener | None = None
+) -> RunStatus | None:
+    """Close the run if planning is complete and every chunk is final; the status it closed with, else None.
+    ``listener`` (the caller's dispatcher) hears of the close once the transaction committed."""
     # FOR NO KEY UPDATE (key_share): a plain FOR UPDATE also waits for the KEY SHARE lock that another chunk's
     # record_failures insert (foreign key to runs) holds, while that chunk waits for our counter UPDATE: deadlock.
     run = session.execute(select(Run).where(Run.id == run_id).with_for_update(key_share=True)).scalar_one()
@@ -209,15 +224,28 @@ def maybe_close(session: Session, run_id: int, now: dt.datetime) -> RunStatus | 
     if not transition(session, run_id, RunStatus.RUNNING, status, finished_at=now, heartbeat_at=now):
         return None
     session.refresh(run)
-    _announce_when_committed(session, run_id)
+    _announce_when_committed(session, run_id, listener)
     return status
 
 
-def _announce_when_committed(session: Session, run_id: int) -> None:
-    """Tell the run-closed listeners (alert evaluation) once the closing transaction has committed."""
-    from worker.infra.dispatch import run_closed
+class RunClosedListener(Protocol):
+    """Hears of a closed run once its transaction committed (worker.infra.dispatch.Dispatcher is one)."""
 
-    event.listen(session, "after_commit", lambda _session: run_closed(run_id), once=True)
+    def run_closed(self, run_id: int) -> None: ...
+
+
+def _announce_when_committed(session: Session, run_id: int, listener: RunClosedListener | None) -> None:
+    """Tell ``listener`` (alert evaluation) once the closing transaction has committed; a failure is logged."""
+    if listener is None:
+        return
+
+    def announce(_session: Session) -> None:
+        try:
+            listener.run_closed(run_id)
+        except Exception:
+            log.warning("run-closed listener failed", exc_info=True, extra={"run_id": run_id})
+
+    event.listen(session, "after_commit", announce, once=True)
 
 
 def duration_s(run: Run) -> float | None:

@@ -33,6 +33,7 @@ import redis
 
 from worker.connections.spec import RegistrySpec
 from worker.errors import RegistryTransientError
+from worker.infra import process_state
 from worker.infra.shared_state import redis_errors
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ MAX_WAIT_S = 60.0
 KEEP_GRANTS = 1024
 _ASKER_LOCKS: dict[str, threading.Lock] = {}
 _ASKER_LOCKS_GUARD = threading.Lock()
+process_state.register(__name__, "_ASKER_LOCKS", _ASKER_LOCKS.clear)
 
 
 def _asker_lock(key: str) -> threading.Lock:

@@ -67,18 +67,10 @@ def prepare(
         REGSYNC_SECRET_KEY=generate_key(),
         REGSYNC_ACTOR="demo",
     )
-    _reset_process_state()
+    from worker.infra.process_state import reset_process_state
+
+    reset_process_state()  # everything cached from the environment before it was rewritten above
     return DemoEnvironment(directory, database_url, broker_url)
-
-
-def _reset_process_state() -> None:
-    from config.celery import reset_app
-    from config.settings import reset_settings
-    from worker.ledger.db import reset_engines
-
-    reset_settings()
-    reset_engines()
-    reset_app()
 
 
 def create_connection(spec_data: dict[str, Any], secrets: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ from worker.errors import (
     fails_run,
     with_advice,
 )
+from worker.infra.dispatch import Dispatcher
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
 from worker.ledger.counters import Counts
@@ -49,7 +50,14 @@ from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import ChunkOutcome
 from worker.sync.policies import RecordPlan, plan_record
-from worker.sync.runtime import ClientFactory, Runtime, counting_registry_sends, open_clients
+from worker.sync.runtime import (
+    ClientFactory,
+    Runtime,
+    SharedStores,
+    counting_registry_sends,
+    open_clients,
+    shared_stores,
+)
 from worker.sync.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
 
 log = logging.getLogger(__name__)
@@ -104,12 +112,14 @@ def sync_chunk(
     settings: Settings | None = None,
     clients: ClientFactory = open_clients,
     last_attempt: bool = False,
+    dispatch: Dispatcher | None = None,
 ) -> ChunkOutcome:
     """Run one chunk; returns what happened (worker.sync.outcomes.ChunkOutcome says what each outcome means).
 
     Args:
         last_attempt: no retry follows; a transient failure now fails the chunk's records instead. The chunk's
             ``chunk_max_attempts``-th claim is always the last.
+        dispatch: hears of the run this chunk closes (``run_closed``: alert evaluation), once committed.
 
     Raises:
         RegsyncError: a transient failure; the chunk was released so that a retry can claim it.
@@ -117,44 +127,45 @@ def sync_chunk(
     settings = settings or get_settings()
     with session_scope() as session:
         claim = chunks.claim(session, chunk_id, settings.chunk_lease_s, utcnow())
-    early = _not_started(claim)
+    early = _not_started(claim, dispatch)
     if early is not None:
         return early
     assert claim is not None
     if claim.attempt > settings.chunk_max_attempts:  # taken over after its last attempt died: nothing left
-        _give_up_lost(claim, settings)
+        _give_up_lost(claim, settings, dispatch)
         return ChunkOutcome.GAVE_UP
     try:
-        _attempt(claim, settings, clients)
+        _attempt(claim, settings, clients, dispatch)
     except Exception as exc:
         error = classify(exc)
         log_if_unexpected(log, error, exc, chunk_id=chunk_id)
         last = last_attempt or claim.attempt >= settings.chunk_max_attempts
-        return _after_failure(claim, error, last)
+        return _after_failure(claim, error, last, dispatch)
     return ChunkOutcome.DONE
 
 
-def _attempt(claim: Claim, settings: Settings, clients: ClientFactory) -> None:
+def _attempt(claim: Claim, settings: Settings, clients: ClientFactory, dispatch: Dispatcher | None) -> None:
     """Sync the chunk and record it; recording is part of the attempt (a refused commit is retried too)."""
     if claim.took_over:  # the attempt before this one died without counting its registry calls
         _charge_dead_attempt(claim, settings)
     tally = tally_for(settings, claim.run_tag, claim.chunk_id, claim.attempt)
+    stores = shared_stores(settings)
     with (
         counting_registry_sends(tally),
         clients(claim.connection_id, settings) as (runtime, crm, registry),
         _charged_if_failed(claim, crm, registry),
     ):
-        budget.require_budget(claim, runtime.spec, settings)
-        outcome = ChunkWork(claim, runtime, crm, registry, settings).run()
+        budget.require_budget(claim, runtime.spec, settings, stores.budget)
+        outcome = ChunkWork(claim, runtime, crm, registry, settings, stores=stores).run()
         # The records are written: a ledger blip now must not throw the attempt away (see ride_out).
-        ride_out(lambda: _finish(claim, ChunkStatus.DONE, outcome), within_s=_outage_s())
+        ride_out(lambda: _finish(claim, ChunkStatus.DONE, outcome, dispatch=dispatch), within_s=_outage_s())
 
 
-def _give_up_lost(claim: Claim, settings: Settings) -> None:
+def _give_up_lost(claim: Claim, settings: Settings, dispatch: Dispatcher | None) -> None:
     lost, dead = ChunkLost(), claim.attempt - 1
     calls = sent_by(settings, claim.run_tag, claim.chunk_id, dead) if claim.took_over else 0
     message = f"{lost.message} (attempt {dead} of {settings.chunk_max_attempts})"
-    give_up(claim, lost.code, message, registry_calls=calls)
+    give_up(claim, lost.code, message, registry_calls=calls, dispatch=dispatch)
 
 
 def _charge_dead_attempt(claim: Claim, settings: Settings) -> None:
@@ -169,7 +180,9 @@ def _charge_dead_attempt(claim: Claim, settings: Settings) -> None:
         )
 
 
-def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> ChunkOutcome:
+def _after_failure(
+    claim: Claim, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher | None
+) -> ChunkOutcome:
     """Pause, fail the run, retry or give up, by what the error is (worker.errors: transient, run-wide)."""
     if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
         budget.pause_for_budget(claim, budget.pause_reason(exc))
@@ -178,12 +191,12 @@ def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool) -> Chunk
         log.warning("chunk attempt stopped: %s", exc.message, extra={"chunk_id": claim.chunk_id})
         return ChunkOutcome.TAKEN_OVER
     if fails_run(exc):
-        _abort(claim, exc)
+        _abort(claim, exc, dispatch)
         return ChunkOutcome.ABORTED
     if exc.transient and not last_attempt:
         _release(claim, exc)
         raise exc
-    _give_up(claim, exc)
+    _give_up(claim, exc, dispatch)
     return ChunkOutcome.GAVE_UP
 
 
@@ -191,7 +204,14 @@ class ChunkWork:
     """One attempt at one chunk, step by step."""
 
     def __init__(
-        self, claim: Claim, runtime: Runtime, crm: CrmClient, registry: RegistryProvider, settings: Settings
+        self,
+        claim: Claim,
+        runtime: Runtime,
+        crm: CrmClient,
+        registry: RegistryProvider,
+        settings: Settings,
+        *,
+        stores: SharedStores | None = None,
     ) -> None:
         self.claim = claim
         self.runtime = runtime
@@ -200,6 +220,7 @@ class ChunkWork:
         self.crm = crm
         self.registry = registry
         self.settings = settings
+        self.stores = stores or shared_stores(settings)
         self.outcome = Outcome()
         self._calls_before = (registry.calls, crm.calls)
 
@@ -240,7 +261,7 @@ class ChunkWork:
 
     def _lookup(self, keys: list[CompanyKey]) -> dict[CompanyKey, LookupResult]:
         """Registry answers, each key fetched once per run whichever chunk needs it (worker.sync.company_cache)."""
-        cache = cache_for_run(self.settings, self.claim.run_id)
+        cache = self.stores.company_cache(self.claim.run_id)
         owner = f"{self.claim.chunk_id}:{self.claim.attempt}"
         return lookup_once(
             cache,
@@ -373,7 +394,14 @@ class ChunkWork:
             )
 
 
-def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str | None = None) -> None:
+def _finish(
+    claim: Claim,
+    status: ChunkStatus,
+    outcome: Outcome,
+    *,
+    error: str | None = None,
+    dispatch: Dispatcher | None = None,
+) -> None:
     """Record the chunk's outcome and add it to the run, atomically, if this attempt still owns the chunk."""
     now = utcnow()
     counts = outcome.counts()
@@ -387,7 +415,7 @@ def _finish(claim: Claim, status: ChunkStatus, outcome: Outcome, *, error: str |
         runs.add_chunk_result(session, claim.run_id, counts, now, api_used=outcome.api_used)
         runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
         field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
-        closed = runs.maybe_close(session, claim.run_id, now)
+        closed = runs.maybe_close(session, claim.run_id, now, listener=dispatch)
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})
         _drop_cache(claim.run_id, claim.run_tag)
@@ -401,15 +429,17 @@ def _drop_cache(run_id: int, run_tag: str) -> None:
         log.warning("company cache of a closed run not dropped: %s", exc.message, extra={"run_id": run_id})
 
 
-def _abort(claim: Claim, exc: RegsyncError) -> None:
+def _abort(claim: Claim, exc: RegsyncError, dispatch: Dispatcher | None) -> None:
     """A permanent error about the whole run: fail the run now (its queued chunks are cancelled) and this chunk."""
     log.error("run failed: %s", exc.message, extra={"run_id": claim.run_id, "chunk_id": claim.chunk_id})
     with session_scope() as session:
-        runs.fail_run(session, claim.run_id, exc.code, with_advice(exc), utcnow())
-    _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message)
+        runs.fail_run(session, claim.run_id, exc.code, with_advice(exc), utcnow(), listener=dispatch)
+    _finish(claim, ChunkStatus.FAILED, Outcome(), error=exc.message, dispatch=dispatch)
 
 
-def give_up(claim: Claim, code: str, message: str, *, registry_calls: int = 0) -> None:
+def give_up(
+    claim: Claim, code: str, message: str, *, registry_calls: int = 0, dispatch: Dispatcher | None = None
+) -> None:
     """No attempt is left: every record of the chunk fails with the reason, and the run goes on.
 
     Args:
@@ -418,12 +448,12 @@ def give_up(claim: Claim, code: str, message: str, *, registry_calls: int = 0) -
     log.error("chunk given up: %s", message, extra={"chunk_id": claim.chunk_id, "attempt": claim.attempt})
     failures = [Failure(record_id, None, code, message) for record_id in claim.record_ids]
     outcome = Outcome(failures=failures, registry_calls=registry_calls)
-    _finish(claim, ChunkStatus.FAILED, outcome, error=message)
+    _finish(claim, ChunkStatus.FAILED, outcome, error=message, dispatch=dispatch)
 
 
-def _give_up(claim: Claim, exc: RegsyncError) -> None:
+def _give_up(claim: Claim, exc: RegsyncError, dispatch: Dispatcher | None) -> None:
     retried = f"gave up after {claim.attempt} attempts: " if exc.transient else ""
-    give_up(claim, exc.code, retried + exc.message)
+    give_up(claim, exc.code, retried + exc.message, dispatch=dispatch)
 
 
 @contextmanager
@@ -454,12 +484,18 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
         raise
 
 
-def _not_started(claim: Claim | None) -> ChunkOutcome | None:
+def _not_started(claim: Claim | None, dispatch: Dispatcher | None) -> ChunkOutcome | None:
     """What happens to a chunk that must not start: not claimed, dropped (run stopping), or handed back (paused)."""
     if claim is None:
         return ChunkOutcome.NOT_CLAIMED
     if claim.run_stopping:
-        _finish(claim, ChunkStatus.CANCELLED, Outcome(), error="run stopped before this chunk started")
+        _finish(
+            claim,
+            ChunkStatus.CANCELLED,
+            Outcome(),
+            error="run stopped before this chunk started",
+            dispatch=dispatch,
+        )
         return ChunkOutcome.DROPPED
     if claim.run_paused:
         with session_scope() as session:

@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from worker.company import Company, CompanyKey
-from worker.infra.shared_state import redis_client, redis_errors, row_tag, shared_mode
+from worker.infra import process_state
+from worker.infra.shared_state import redis_errors, row_tag, shared_redis
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
 from worker.sync.company_cache import CompanyCache, decode, encode, field_of
@@ -154,6 +155,7 @@ class LocalCompanyCache:
 _LOCAL: OrderedDict[str, LocalCompanyCache] = OrderedDict()
 _LOCAL_LOCK = threading.Lock()
 _LOCAL_RUNS = 8
+process_state.register(__name__, "_LOCAL", _LOCAL.clear)
 
 
 def _local_cache(run_tag: str) -> LocalCompanyCache:
@@ -166,11 +168,19 @@ def _local_cache(run_tag: str) -> LocalCompanyCache:
         return cache
 
 
-def cache_for_run(settings: Settings, run_id: int) -> CompanyCache:
-    """The company cache of run ``run_id``, where REGSYNC_SHARED_STATE says."""
+def run_tag(run_id: int) -> str:
+    """The key part naming run ``run_id`` in shared state (its id and when it was queued)."""
     with session_scope() as session:
         queued_at = session.execute(select(Run.queued_at).where(Run.id == run_id)).scalar_one()
-    tag = row_tag(run_id, queued_at)
-    if shared_mode(settings) == "redis":
-        return RedisCompanyCache(redis_client(settings), tag)
-    return _local_cache(tag)
+    return row_tag(run_id, queued_at)
+
+
+def company_cache(client: redis.Redis | None, run_id: int) -> CompanyCache:
+    """The company cache of run ``run_id`` on ``client`` (a cluster), or this process's (no shared Redis)."""
+    tag = run_tag(run_id)
+    return _local_cache(tag) if client is None else RedisCompanyCache(client, tag)
+
+
+def cache_for_run(settings: Settings, run_id: int) -> CompanyCache:
+    """The company cache of run ``run_id``, where REGSYNC_SHARED_STATE says (a task has it in its SharedStores)."""
+    return company_cache(shared_redis(settings), run_id)

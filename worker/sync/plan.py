@@ -93,11 +93,11 @@ def plan_run(
         error = classify(exc)
         log_if_unexpected(log, error, exc, run_id=run_id)
         last = last_attempt or run.plan_attempts >= settings.plan_max_attempts
-        return _planning_failed(run, error, last)
+        return _planning_failed(run, error, last, dispatch)
     return PlanOutcome.PLANNED
 
 
-def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool) -> PlanOutcome:
+def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher) -> PlanOutcome:
     """Pause, retry or fail the run, by what the error is (worker.errors: transient or permanent)."""
     extra = {"run_id": run.id, "attempt": run.plan_attempts}
     if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
@@ -118,7 +118,7 @@ def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool) -> PlanOut
     )
     log.error("run failed while planning: %s", message, extra=extra)
     with session_scope() as session:
-        runs.fail_run(session, run.id, exc.code, message, utcnow())
+        runs.fail_run(session, run.id, exc.code, message, utcnow(), listener=dispatch)
     return PlanOutcome.FAILED
 
 
@@ -224,7 +224,7 @@ class Planner:
             chunk_ids = chunks.add_chunks(session, run, batches, now)
             chunks.add_failures(session, self.run_id, None, page.failures)
             self._count(session, page, final, now)
-            closed = runs.maybe_close(session, self.run_id, now) if final else None
+            closed = runs.maybe_close(session, self.run_id, now, listener=self.dispatch) if final else None
         if chunk_ids:
             self.dispatch.sync(chunk_ids)
         if closed is not None:

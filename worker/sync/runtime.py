@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from config.settings import Settings
 from worker.connections.spec import ConnectionSpec, parse_spec
@@ -15,6 +15,12 @@ from worker.errors import ConnectionNotFound, SecretMissing
 from worker.ledger.db import session_scope
 from worker.ledger.models import Connection
 from worker.registry.port import RateLimiter, RegistryProvider
+
+if TYPE_CHECKING:  # redis and the stores load with the first task, not with every CLI command
+    import redis
+
+    from worker.budget.store import BudgetStore
+    from worker.sync.company_cache import CompanyCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,25 +59,43 @@ def load_runtime(connection_id: int) -> Runtime:
     return Runtime(connection_id, connection.name, spec, crm_secret, token)
 
 
-_LIMITERS: dict[tuple[int, float, int], RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
+@dataclass(frozen=True, slots=True)
+class SharedStores:
+    """The cluster-wide state a task uses: Redis in a cluster, this process's memory in the demo, decided once
+    (``REGSYNC_SHARED_STATE``, worker.infra.shared_state) for the rate limiter, company cache and budget store.
+    """
+
+    #: The shared Redis, or None when the state lives in this process.
+    redis: redis.Redis | None
+    budget: BudgetStore
+
+    def limiter(self, runtime: Runtime) -> RateLimiter:
+        """The rate limiter of this connection's registry token."""
+        from worker import ratelimit
+
+        return ratelimit.limiter_for(
+            self.redis, runtime.connection_id, runtime.spec.registry, runtime.registry_token
+        )
+
+    def company_cache(self, run_id: int) -> CompanyCache:
+        """Run ``run_id``'s company cache (each org number fetched once per run)."""
+        from worker.sync.company_cache_stores import company_cache
+
+        return company_cache(self.redis, run_id)
+
+
+def shared_stores(settings: Settings) -> SharedStores:
+    """Where this task keeps cluster-wide state, as the settings say."""
+    from worker.budget.store import store_for
+    from worker.infra.shared_state import shared_redis
+
+    client = shared_redis(settings)
+    return SharedStores(client, store_for(client))
 
 
 def limiter_for(runtime: Runtime, settings: Settings) -> RateLimiter:
     """The rate limiter of this connection's registry token: cluster-wide (Redis) or this process's (demo)."""
-    from worker.infra.shared_state import redis_client, shared_mode
-    from worker.ratelimit.local import LocalRateLimiter
-
-    registry = runtime.spec.registry
-    if shared_mode(settings) == "redis":
-        from worker.ratelimit.redis import redis_limiter
-
-        return redis_limiter(redis_client(settings), registry, runtime.registry_token)
-    key = (runtime.connection_id, registry.requests_per_second, registry.burst)
-    with _LIMITERS_LOCK:
-        if key not in _LIMITERS:
-            _LIMITERS[key] = LocalRateLimiter(registry.requests_per_second, registry.burst)
-        return _LIMITERS[key]
+    return shared_stores(settings).limiter(runtime)
 
 
 #: Called once per registry request as it goes on the wire, by the clients :func:`open_clients` opens while it is
@@ -118,8 +142,9 @@ def open_clients(connection_id: int, settings: Settings) -> Iterator[Opened]:
     from worker.registry.factory import make_provider
 
     runtime = load_runtime(connection_id)
+    stores = shared_stores(settings)
     crm = SalesforceClient(runtime.spec, runtime.crm_secret, timeout_s=settings.crm_timeout_s)
-    limiter = limiter_for(runtime, settings)
+    limiter = stores.limiter(runtime)
     on_send = _ON_REGISTRY_SEND.get()
     if on_send is not None:
         limiter = CountingLimiter(limiter, on_send)
@@ -129,4 +154,6 @@ def open_clients(connection_id: int, settings: Settings) -> Iterator[Opened]:
     finally:
         registry.close()
         crm.close()
-        record_usage(connection_id, crm, settings)  # every Salesforce call counts against the daily budget
+        record_usage(
+            connection_id, crm, settings, store=stores.budget
+        )  # every Salesforce call counts against the daily budget

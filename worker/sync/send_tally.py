@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from worker.errors import RegsyncError
-from worker.infra.shared_state import redis_client, redis_errors, shared_mode
+from worker.infra.shared_state import redis_errors, shared_redis
 from worker.ledger.models import Run
 
 log = logging.getLogger(__name__)
@@ -56,18 +56,18 @@ class SendTally:
 
 def tally_for(settings: Settings, run_tag: str, chunk_id: int, attempt: int) -> SendTally | None:
     """The tally of one attempt; None without Redis (one process: no attempt can die alone)."""
-    if shared_mode(settings) != "redis":
-        return None
-    return SendTally(redis_client(settings), run_tag, chunk_id, attempt)
+    client = shared_redis(settings)
+    return None if client is None else SendTally(client, run_tag, chunk_id, attempt)
 
 
 def sent_by(settings: Settings, run_tag: str, chunk_id: int, attempt: int) -> int:
     """Registry requests the attempt sent, by its tally (0 without Redis, or if Redis cannot say: logged)."""
-    if shared_mode(settings) != "redis":
+    client = shared_redis(settings)
+    if client is None:
         return 0
     try:
         with redis_errors("reading a dead attempt's registry requests"):
-            raw = redis_client(settings).hget(_key(run_tag), _field(chunk_id, attempt))
+            raw = client.hget(_key(run_tag), _field(chunk_id, attempt))
     except RegsyncError as exc:
         log.warning(
             "a dead attempt's registry calls are not counted: %s", exc.message, extra={"chunk_id": chunk_id}
@@ -88,6 +88,7 @@ def charge_dead_attempt(
 
 def forget_run(settings: Settings, run_tag: str) -> None:
     """Drop a closed run's tallies (they expire by themselves too)."""
-    if shared_mode(settings) == "redis":
+    client = shared_redis(settings)
+    if client is not None:
         with redis_errors("dropping a closed run's registry request tallies"):
-            redis_client(settings).delete(_key(run_tag))
+            client.delete(_key(run_tag))

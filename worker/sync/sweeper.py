@@ -49,13 +49,13 @@ def sweep(
     settings = settings or get_settings()
     now = now or utcnow()
     report = SweepReport()
-    report.chunks_given_up = _give_up_lost_chunks(now, settings)
-    report.runs_failed = _fail_lost_planners(now, settings)
+    report.chunks_given_up = _give_up_lost_chunks(now, settings, dispatch)
+    report.runs_failed = _fail_lost_planners(now, settings, dispatch)
     with session_scope() as session:
         expired = _expired_chunks(session, now, settings)
         stalled = _stalled_chunks(session, now, settings)
         plans = _lost_plans(session, now, settings)
-        report.runs_closed = _close_finished(session, now)
+        report.runs_closed = _close_finished(session, now, dispatch)
         resumed = _resume_paused(session, now, settings)
         plans += _unfinished_plans(session, list(resumed))
     report.expired_chunks, report.stalled_chunks, report.plans_resent = len(expired), len(stalled), len(plans)
@@ -89,7 +89,7 @@ def _out_of_attempts(settings: Settings, now: dt.datetime) -> ColumnElement[bool
     )
 
 
-def _give_up_lost_chunks(now: dt.datetime, settings: Settings) -> int:
+def _give_up_lost_chunks(now: dt.datetime, settings: Settings, dispatch: Dispatcher) -> int:
     """Expired chunks without an attempt left: their records fail (CHUNK_LOST) instead of another resend."""
     from worker.sync.chunk import give_up
 
@@ -102,11 +102,11 @@ def _give_up_lost_chunks(now: dt.datetime, settings: Settings) -> int:
     for claim in claims:
         message = f"{lost.message} (attempt {claim.attempt} of {settings.chunk_max_attempts})"
         calls = sent_by(settings, claim.run_tag, claim.chunk_id, claim.attempt)
-        give_up(claim, lost.code, message, registry_calls=calls)
+        give_up(claim, lost.code, message, registry_calls=calls, dispatch=dispatch)
     return len(claims)
 
 
-def _fail_lost_planners(now: dt.datetime, settings: Settings) -> int:
+def _fail_lost_planners(now: dt.datetime, settings: Settings, dispatch: Dispatcher) -> int:
     """Runs whose planner died with no plan attempt left fail (PLANNER_LOST) instead of another resend."""
     lost = PlannerLost()
     failed = 0
@@ -119,7 +119,7 @@ def _fail_lost_planners(now: dt.datetime, settings: Settings) -> int:
         )
         for run_id, attempts in session.execute(query).all():
             message = f"{lost.message} (attempt {attempts} of {settings.plan_max_attempts})"
-            failed += runs.fail_run(session, run_id, lost.code, message, now)
+            failed += runs.fail_run(session, run_id, lost.code, message, now, listener=dispatch)
     return failed
 
 
@@ -209,10 +209,14 @@ def _lost_plans(session: Session, now: dt.datetime, settings: Settings) -> list[
     return ids
 
 
-def _close_finished(session: Session, now: dt.datetime) -> int:
+def _close_finished(session: Session, now: dt.datetime, dispatch: Dispatcher) -> int:
     query = select(Run.id).where(
         Run.status == RunStatus.RUNNING.value,
         Run.planned_complete.is_(True),
         Run.chunks_done >= Run.chunks_total,
     )
-    return sum(1 for run_id in session.execute(query).scalars() if runs.maybe_close(session, run_id, now))
+    closed = (
+        runs.maybe_close(session, run_id, now, listener=dispatch)
+        for run_id in session.execute(query).scalars()
+    )
+    return sum(1 for status in closed if status)
