@@ -51,7 +51,10 @@ def plan_run(self: Task, run_id: int) -> str:
     from worker.sync.plan import plan_run as plan
 
     # A planner that dies is resumed by the sweeper; the run's plan_attempts bound both.
-    return _retrying(self, lambda: plan(int(run_id), _dispatcher()), get_settings().plan_max_attempts)
+    def work() -> str:
+        return plan(int(run_id), _dispatcher()).value
+
+    return _retrying(self, work, get_settings().plan_max_attempts)
 
 
 @app.task(name=SYNC_CHUNK, bind=True, acks_late=True)
@@ -60,9 +63,7 @@ def sync_chunk(self: Task, chunk_id: int) -> str:
     from worker.sync.chunk import sync_chunk as sync
 
     def work() -> str:
-        with timed_chunk() as outcome:
-            outcome.append(sync(int(chunk_id), dispatch=_dispatcher()))
-        return outcome[0]
+        return timed_chunk(lambda: sync(int(chunk_id), dispatch=_dispatcher())).value
 
     return _retrying(self, work, get_settings().chunk_max_attempts)
 

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from typing import assert_never
 
 from sqlalchemy import select
 
@@ -115,11 +116,31 @@ def due_recoveries(now: dt.datetime) -> list[tuple[int, int]]:
     )
 
 
+def tally(report: EvaluateReport, outcome: notify.NoticeOutcome) -> None:
+    """Count one alert's outcome in the pass's report (an outcome that sent nothing counts nowhere)."""
+    match outcome:
+        case notify.NoticeOutcome.NOTIFIED:
+            report.notified += 1
+        case notify.NoticeOutcome.ESCALATED:
+            report.escalated += 1
+        case notify.NoticeOutcome.RECOVERED:
+            report.recovered += 1
+        case notify.NoticeOutcome.FAILED:
+            report.failed += 1
+        case (
+            notify.NoticeOutcome.NOT_CLAIMED
+            | notify.NoticeOutcome.NO_CHANNELS
+            | notify.NoticeOutcome.POLICY_EXHAUSTED
+        ):
+            pass
+        case _:
+            assert_never(outcome)
+
+
 def _each(
     rows: list[tuple[int, int]],
-    action: Callable[[int, int], str],
+    action: Callable[[int, int], notify.NoticeOutcome],
     report: EvaluateReport,
-    counter: str,
     now: dt.datetime,
 ) -> None:
     for alert_id, level in rows:
@@ -130,10 +151,7 @@ def _each(
             report.errors += 1
             notify.push_deadlines(alert_id, now, f"evaluator error: {type(exc).__name__}")
             continue
-        if outcome == "failed":
-            report.failed += 1
-        elif outcome not in ("not_claimed", "no_channels", "policy_exhausted"):
-            setattr(report, counter, getattr(report, counter) + 1)
+        tally(report, outcome)
 
 
 def _send_due(
@@ -144,21 +162,18 @@ def _send_due(
         due_notices(now),
         lambda a, _l: notify.notify(a, clock(), channels, url, clock=clock),
         report,
-        "notified",
         now,
     )
     _each(
         due_escalations(now),
         lambda a, lvl: notify.escalate(a, lvl, clock(), channels, url, clock=clock),
         report,
-        "escalated",
         now,
     )
     _each(
         due_recoveries(now),
         lambda a, _l: notify.recover(a, clock(), channels, url, clock=clock),
         report,
-        "recovered",
         now,
     )
 

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from sqlalchemy import Executable, update
 from sqlalchemy.orm import Session
@@ -35,6 +36,25 @@ NO_CHANNEL_RECHECK = dt.timedelta(minutes=5)
 ESCALATION_RETRY = dt.timedelta(minutes=1)
 #: The time after a send (the real clock in production; the frozen one in tests).
 Clock = Callable[[], dt.datetime]
+
+
+class NoticeOutcome(StrEnum):
+    """What ``notify``, ``escalate`` or ``recover`` did with one alert (the evaluator tallies them)."""
+
+    #: The first notice went out on at least one channel; the alert is notified.
+    NOTIFIED = "notified"
+    #: The next step of the escalation policy was notified.
+    ESCALATED = "escalated"
+    #: The recovery notice went out (or the alert had no channel left to tell).
+    RECOVERED = "recovered"
+    #: No channel took the notice; it is retried with backoff.
+    FAILED = "failed"
+    #: Another pass took the alert, or it is not due (any more): nothing was sent.
+    NOT_CLAIMED = "not_claimed"
+    #: The connection has no alert channel: looked at again after ``NO_CHANNEL_RECHECK``.
+    NO_CHANNELS = "no_channels"
+    #: The escalation policy changed and has no further step: nothing more to escalate to.
+    POLICY_EXHAUSTED = "policy_exhausted"
 
 
 @dataclass(slots=True)
@@ -177,7 +197,7 @@ def notify(
     public_url: str | None,
     *,
     clock: Clock | None = None,
-) -> str:
+) -> NoticeOutcome:
     """Send the first notice of an open alert (step 1 of its policy); returns what happened."""
     claim = (
         update(Alert)
@@ -186,13 +206,13 @@ def notify(
         .values(retry_at=now + CLAIM_LEASE, attempts=Alert.attempts + 1)
     )
     if not _claim(claim):
-        return "not_claimed"
+        return NoticeOutcome.NOT_CLAIMED
     ctx = load_context(alert_id, factory)
     step = step_for(ctx.settings, 0)
     names = _targets(ctx, step.channels if step else [])
     if not names:
         _postpone(alert_id, now + NO_CHANNEL_RECHECK, "no alert channels configured for this connection")
-        return "no_channels"
+        return NoticeOutcome.NO_CHANNELS
 
     def settle(session: Session, result: Delivery, sent: dt.datetime) -> None:
         if result.delivered:
@@ -204,7 +224,7 @@ def notify(
     result = _send_and_record(
         ctx, NoticeKind.ALERT, names, notice, sent_at=clock or (lambda: now), settle=settle
     )
-    return "notified" if result.delivered else "failed"
+    return NoticeOutcome.NOTIFIED if result.delivered else NoticeOutcome.FAILED
 
 
 def escalate(
@@ -215,7 +235,7 @@ def escalate(
     public_url: str | None,
     *,
     clock: Clock | None = None,
-) -> str:
+) -> NoticeOutcome:
     """Notify the next step of an unacknowledged alert whose ``escalate_at`` has passed."""
     claim = (
         update(Alert)
@@ -224,13 +244,13 @@ def escalate(
         .values(escalate_at=now + CLAIM_LEASE)
     )
     if not _claim(claim):
-        return "not_claimed"
+        return NoticeOutcome.NOT_CLAIMED
     ctx = load_context(alert_id, factory)
     step = step_for(ctx.settings, level + 1)
     if step is None:  # the policy changed since: nothing more to escalate to
         with session_scope() as session:
             session.execute(update(Alert).where(Alert.id == alert_id).values(escalate_at=None))
-        return "policy_exhausted"
+        return NoticeOutcome.POLICY_EXHAUSTED
     ctx.alert.escalation_level = level + 1  # the notice shows the level it is sent at
 
     def settle(session: Session, result: Delivery, sent: dt.datetime) -> None:
@@ -249,7 +269,7 @@ def escalate(
     result = _send_and_record(
         ctx, NoticeKind.ESCALATION, names, notice, sent_at=clock or (lambda: now), settle=settle
     )
-    return "escalated" if result.delivered else "failed"
+    return NoticeOutcome.ESCALATED if result.delivered else NoticeOutcome.FAILED
 
 
 def recover(
@@ -259,7 +279,7 @@ def recover(
     public_url: str | None,
     *,
     clock: Clock | None = None,
-) -> str:
+) -> NoticeOutcome:
     """Send the one recovery notice of a resolved alert that had been notified."""
     claim = (
         update(Alert)
@@ -269,7 +289,7 @@ def recover(
         .values(recovery_sent_at=now, attempts=Alert.attempts + 1)
     )
     if not _claim(claim):
-        return "not_claimed"
+        return NoticeOutcome.NOT_CLAIMED
     ctx = load_context(alert_id, factory)
     names = _targets(ctx, channels_through(ctx.settings, ctx.alert.escalation_level))
     notice = build_notice(NoticeKind.RECOVERY, ctx.alert, ctx.connection, now, public_url)
@@ -286,7 +306,7 @@ def recover(
     result = _send_and_record(
         ctx, NoticeKind.RECOVERY, names, notice, sent_at=clock or (lambda: now), settle=settle
     )
-    return "recovered" if result.delivered or not names else "failed"
+    return NoticeOutcome.RECOVERED if result.delivered or not names else NoticeOutcome.FAILED
 
 
 def _set_retry(session: Session, alert_id: int, at: dt.datetime, error: str) -> None:

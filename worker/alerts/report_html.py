@@ -9,15 +9,17 @@ import datetime as dt
 from html import escape
 from typing import Any
 
-STATUS_COLOURS = {
-    "succeeded": "#2e7d32",
-    "partially_failed": "#f9a825",
-    "failed": "#c62828",
-    "cancelled": "#757575",
-    "skipped": "#bdbdbd",
-    "running": "#1565c0",
-    "queued": "#90caf9",
-    "paused_budget": "#6a1b9a",
+from worker.ledger.models import RunStatus
+
+STATUS_COLOURS: dict[str, str] = {
+    RunStatus.SUCCEEDED: "#2e7d32",
+    RunStatus.PARTIALLY_FAILED: "#f9a825",
+    RunStatus.FAILED: "#c62828",
+    RunStatus.CANCELLED: "#757575",
+    "skipped": "#bdbdbd",  # a scheduled slot that did not run (worker.scheduling)
+    RunStatus.RUNNING: "#1565c0",
+    RunStatus.QUEUED: "#90caf9",
+    RunStatus.PAUSED_BUDGET: "#6a1b9a",
 }
 ALERT_COLOUR = "#d81b60"
 #: The plot area's background (distinct, so a screenshot can find the chart).

@@ -8,7 +8,7 @@ from worker.cli.common import ACTOR_HELP, console, handles_errors, print_json, r
 from worker.ledger.audit import append_event
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
-from worker.ledger.models import utcnow
+from worker.ledger.models import RunStatus, utcnow
 
 
 @handles_errors
@@ -39,5 +39,5 @@ def cancel_command(
             }
         )
         return
-    ending = "cancelled" if result.after == "cancelled" else "cancelling: running chunks finish first"
+    ending = "cancelled" if result.after == RunStatus.CANCELLED else "cancelling: running chunks finish first"
     console.print(f"run {run_id}: {ending} ({result.chunks_dropped} queued chunk(s) dropped)")

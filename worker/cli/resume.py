@@ -10,7 +10,7 @@ from config.settings import get_settings
 from worker.cli.common import ACTOR_HELP, console, err_console, handles_errors, print_json, require_actor
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
-from worker.ledger.models import utcnow
+from worker.ledger.models import RunStatus, utcnow
 
 
 @handles_errors
@@ -27,7 +27,7 @@ def resume_command(
         result = resume_by_admin(session, run_id, who, get_settings(), utcnow())
     CeleryDispatcher().sync(result["chunk_ids"])
     if as_json:
-        print_json({"run": run_id, "status": "running", "chunks_requeued": len(result["chunk_ids"]),
+        print_json({"run": run_id, "status": RunStatus.RUNNING.value, "chunks_requeued": len(result["chunk_ids"]),
                     "warning": result["warning"]})  # fmt: skip
         return
     console.print(

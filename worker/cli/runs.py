@@ -15,6 +15,7 @@ from worker.cli.tables import print_table
 from worker.connections.preflight import require_secrets
 from worker.errors import LedgerUnavailable
 from worker.infra.dispatch import CeleryDispatcher
+from worker.ledger.counters import CALLS, COUNTERS
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus
 from worker.ledger.views import list_failures, list_runs, records_done, show_run
@@ -65,7 +66,7 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
-        task = progress.add_task("sync", total=None, run=run_id, status="queued")
+        task = progress.add_task("sync", total=None, run=run_id, status=RunStatus.QUEUED.value)
 
         def update(view: dict[str, Any]) -> None:
             total = view["planned"] or None
@@ -81,28 +82,27 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
 
 #: Registry outcome counters: records also counted in their fate, listed by `runs failures --code`.
 NOTICE_KEYS = tuple(notice.counter for notice in RegistryNotice)
-#: The summary's counts: planned, each record fate, the registry's notices, then the calls.
+#: Counted in fields, not records: shown after the records' fates and the registry's notices.
+_FIELD_COUNTS = ("protected",)
+#: The summary's counts: planned, each record fate and the registry's notices (the counters in their order),
+#: fields kept, records not processed, then the calls.
 SUMMARY_KEYS = (
     "planned",
     "invalid",
-    "fetched",
-    "unchanged",
-    "updated",
-    "failed",
-    "opted_out",
-    "out_of_scope",
-    *NOTICE_KEYS,
-    "protected",
+    *(key for key in COUNTERS if key not in _FIELD_COUNTS + CALLS),
+    *_FIELD_COUNTS,
     "not_processed",
-    "registry_calls",
-    "crm_calls",
+    *CALLS,
 )
 
 
 def print_summary(view: dict[str, Any]) -> None:
-    colour = {"succeeded": "green", "partially_failed": "yellow", "paused_budget": "yellow"}.get(
-        view["status"], "red"
-    )
+    colours = {
+        RunStatus.SUCCEEDED: "green",
+        RunStatus.PARTIALLY_FAILED: "yellow",
+        RunStatus.PAUSED_BUDGET: "yellow",
+    }
+    colour = colours.get(view["status"], "red")
     console.print(
         f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
         f"in {view['duration_s']} s"

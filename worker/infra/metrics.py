@@ -9,14 +9,17 @@ they are read from the ledger at scrape time, see ``worker.api.metrics``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from prometheus_client import Counter, Histogram
 
+from worker.sync.outcomes import ChunkOutcome
+
+#: The outcome label of a chunk task that raised (a transient error: Celery retries it).
+RETRY = "retry"
 CHUNK_SECONDS = Histogram(
     "regsync_chunk_duration_seconds",
-    "Wall time of one sync_chunk task, by outcome (done, dropped, aborted, gave_up, retry, not_claimed).",
+    f"Wall time of one sync_chunk task, by outcome ({', '.join([*ChunkOutcome, RETRY])}).",
     ["outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
@@ -33,18 +36,16 @@ RATE_LIMIT_WAIT = Histogram(
 )
 
 
-@contextmanager
-def timed_chunk() -> Iterator[list[str]]:
-    """Time a chunk task; the caller puts its outcome in the yielded list (``retry`` if it raised)."""
-    outcome: list[str] = []
+def timed_chunk(work: Callable[[], ChunkOutcome]) -> ChunkOutcome:
+    """Run a chunk task's ``work`` and time it by its outcome (``retry`` if it raised, and re-raise)."""
     started = time.perf_counter()
+    label: str = RETRY
     try:
-        yield outcome
-    except BaseException:
-        outcome[:] = ["retry"]
-        raise
+        outcome = work()
+        label = outcome.value
+        return outcome
     finally:
-        CHUNK_SECONDS.labels(outcome[0] if outcome else "unknown").observe(time.perf_counter() - started)
+        CHUNK_SECONDS.labels(label).observe(time.perf_counter() - started)
 
 
 def registry_request(provider: str, status: int | str) -> None:

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.infra.shared_state import row_tag
+from worker.ledger.counters import Counts
 from worker.ledger.db import updated_count, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
 
@@ -89,12 +90,19 @@ def claim_of(session: Session, chunk: Chunk) -> Claim:
     )
 
 
+def _this_attempt(claim_: Claim) -> ColumnElement[bool]:
+    """The chunk row while ``claim_``'s attempt still runs it (another attempt may have taken it over)."""
+    return and_(
+        Chunk.id == claim_.chunk_id,
+        Chunk.attempt == claim_.attempt,
+        Chunk.status == ChunkStatus.RUNNING.value,
+    )
+
+
 def heartbeat(session: Session, claim_: Claim, lease_s: int, now: dt.datetime) -> bool:
     """Extend this attempt's lease; False if another attempt took the chunk over."""
     result = session.execute(
-        update(Chunk)
-        .where(Chunk.id == claim_.chunk_id, Chunk.attempt == claim_.attempt, Chunk.status == "running")
-        .values(lease_until=now + dt.timedelta(seconds=lease_s))
+        update(Chunk).where(_this_attempt(claim_)).values(lease_until=now + dt.timedelta(seconds=lease_s))
     )
     session.execute(update(Run).where(Run.id == claim_.run_id).values(heartbeat_at=now))
     return updated_one(result)
@@ -104,7 +112,7 @@ def release(session: Session, claim_: Claim, error: str) -> bool:
     """Give a chunk back to the queue after a transient failure so that a retry can claim it."""
     result = session.execute(
         update(Chunk)
-        .where(Chunk.id == claim_.chunk_id, Chunk.attempt == claim_.attempt, Chunk.status == "running")
+        .where(_this_attempt(claim_))
         .values(status=ChunkStatus.QUEUED.value, lease_until=None, error=error)
     )
     return updated_one(result)
@@ -116,14 +124,15 @@ def finish(
     status: ChunkStatus,
     now: dt.datetime,
     *,
+    counts: Counts,
     error: str | None = None,
-    **counts: int,
 ) -> bool:
-    """running → done|failed|cancelled for this attempt only; False if another attempt finished it."""
+    """running → done|failed|cancelled for this attempt only, storing its ``counts``; False if another attempt
+    finished it."""
     result = session.execute(
         update(Chunk)
-        .where(Chunk.id == claim_.chunk_id, Chunk.attempt == claim_.attempt, Chunk.status == "running")
-        .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts)
+        .where(_this_attempt(claim_))
+        .values(status=status.value, finished_at=now, lease_until=None, error=error, **counts.columns())
     )
     return updated_one(result)
 

@@ -147,7 +147,8 @@ class Secret(Base):
 
 
 class SyncCounters:
-    """What a chunk counted, and a run summed over its chunks: records by fate, calls by service."""
+    """The columns of ``worker.ledger.counters.Counts``: what a chunk counted, and a run summed over its chunks
+    (same names, same order: tests/unit/test_counters.py)."""
 
     fetched: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
@@ -165,10 +166,6 @@ class SyncCounters:
     status_unknown: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     registry_calls: Mapped[int] = mapped_column(Integer, default=0)
     crm_calls: Mapped[int] = mapped_column(Integer, default=0)
-
-
-#: The counter columns a chunk stores and its run sums (worker.ledger.runs.add_chunk_result).
-SYNC_COUNTERS: tuple[str, ...] = tuple(SyncCounters.__annotations__)
 
 
 class Run(SyncCounters, Base):

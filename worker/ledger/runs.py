@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from worker.errors import RunNotFound
+from worker.ledger.counters import Counts
 from worker.ledger.db import updated_one
-from worker.ledger.models import SYNC_COUNTERS, Run, RunKind, RunStatus, utcnow
+from worker.ledger.models import Run, RunKind, RunStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -166,38 +166,20 @@ def request_cancel(session: Session, run_id: int) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Per-record outcome counts a chunk adds to its run (the columns of ``SyncCounters``, and ``api_used``)."""
+def add_chunk_result(
+    session: Session, run_id: int, counts: Counts, now: dt.datetime, *, api_used: int | None = None
+) -> None:
+    """Add one finished chunk's counts to its run with a SQL counter (no read-modify-write, no chord).
 
-    fetched: int = 0
-    unchanged: int = 0
-    updated: int = 0
-    failed: int = 0
-    registry_calls: int = 0
-    crm_calls: int = 0
-    api_used: int | None = None
-    protected: int = 0
-    opted_out: int = 0
-    out_of_scope: int = 0
-    registry_not_found: int = 0
-    registry_deleted: int = 0
-    registry_inactive: int = 0
-    status_unknown: int = 0
-
-    def columns(self) -> dict[str, int]:
-        """The counter columns, by name, as a chunk stores them."""
-        return {name: getattr(self, name) for name in SYNC_COUNTERS}
-
-
-def add_chunk_result(session: Session, run_id: int, counts: Counts, now: dt.datetime) -> None:
-    """Add one finished chunk's counts to its run with a SQL counter (no read-modify-write, no chord)."""
+    Args:
+        api_used: the org's API usage as the chunk last read it; the run keeps the newest (``api_used_after``).
+    """
     sums = {name: getattr(Run, name) + value for name, value in counts.columns().items()}
     session.execute(
         update(Run).where(Run.id == run_id).values(chunks_done=Run.chunks_done + 1, heartbeat_at=now, **sums)
     )
-    if counts.api_used is not None:
-        used = counts.api_used
+    if api_used is not None:
+        used = api_used
         newer = Run.api_used_after.is_(None) | (Run.api_used_after < used)
         session.execute(update(Run).where(Run.id == run_id, newer).values(api_used_after=used))
 

@@ -9,27 +9,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.errors import ConnectionNotFound
+from worker.ledger.counters import COUNTERS
 from worker.ledger.field_changes import field_changes
 from worker.ledger.models import Connection, RecordFailure, Run
 from worker.ledger.runs import duration_s, get_run
 from worker.registry.outcomes import NOTICE_CODES
 
+#: The counts of a run view: planned and invalid (the planner's), every counter, API usage and chunk progress.
 COUNT_KEYS = (
     "planned",
     "invalid",
-    "fetched",
-    "unchanged",
-    "updated",
-    "failed",
-    "protected",
-    "opted_out",
-    "out_of_scope",
-    "registry_not_found",
-    "registry_deleted",
-    "registry_inactive",
-    "status_unknown",
-    "registry_calls",
-    "crm_calls",
+    *COUNTERS,
     "api_used_before",
     "api_used_after",
     "api_limit",

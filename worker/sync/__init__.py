@@ -2,6 +2,7 @@
 
 - ``plan``: stream the CRM's records, validate org numbers, store chunks with a resumable cursor (``plan_run``).
 - ``chunk``: one attempt at one chunk: claim → re-read → look up → apply policies → write → finish (``sync_chunk``).
+- ``outcomes``: what ``sync_chunk`` and ``plan_run`` return (``ChunkOutcome``, ``PlanOutcome``; metrics labels).
 - ``policies``: per field, what a registry value does to a CRM value (overwrite, fill_blank, protect_manual).
 - ``preview``: a dry run's per-field tally of what a chunk would change.
 - ``company_cache`` / ``company_cache_stores``: the per-run cache that fetches each org number once per run.

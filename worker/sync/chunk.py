@@ -36,6 +36,7 @@ from worker.errors import (
 from worker.infra.dispatch import Dispatcher
 from worker.ledger import chunks, field_changes, runs, writes
 from worker.ledger.chunks import Claim, Failure
+from worker.ledger.counters import Counts
 from worker.ledger.db import ride_out, session_scope
 from worker.ledger.field_changes import FieldTally
 from worker.ledger.models import ChunkStatus, Run, utcnow
@@ -47,6 +48,7 @@ from worker.sync import preview
 from worker.sync.company_cache import lookup_once
 from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
+from worker.sync.outcomes import ChunkOutcome
 from worker.sync.policies import RecordPlan, plan_record
 from worker.sync.runtime import (
     ClientFactory,
@@ -82,17 +84,16 @@ class Outcome:
     notices: list[Failure] = field(default_factory=list)  # registry outcomes that are not failures
     field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
 
-    def counts(self) -> runs.Counts:
+    def counts(self) -> Counts:
         """What this attempt adds to its run; a notice counts in its own counter, never in ``failed``."""
         noticed = Counter(notice.error_code for notice in self.notices)
-        return runs.Counts(
+        return Counts(
             fetched=self.fetched,
             unchanged=self.unchanged,
             updated=self.updated,
             failed=len(self.failures),
             registry_calls=self.registry_calls,
             crm_calls=self.crm_calls,
-            api_used=self.api_used,
             protected=self.protected,
             opted_out=self.opted_out,
             out_of_scope=self.out_of_scope,
@@ -112,10 +113,8 @@ def sync_chunk(
     clients: ClientFactory = open_clients,
     last_attempt: bool = False,
     dispatch: Dispatcher | None = None,
-) -> str:
-    """Run one chunk; returns what happened (``done``, ``dropped``, ``paused``, ``not_claimed``, ``aborted``,
-    ``gave_up``, ``taken_over``). ``paused``: the API budget is spent; the chunk was handed back untouched and
-    the run paused. ``aborted``: a permanent error about the whole run failed the run at once.
+) -> ChunkOutcome:
+    """Run one chunk; returns what happened (worker.sync.outcomes.ChunkOutcome says what each outcome means).
 
     Args:
         last_attempt: no retry follows; a transient failure now fails the chunk's records instead. The chunk's
@@ -134,7 +133,7 @@ def sync_chunk(
     assert claim is not None
     if claim.attempt > settings.chunk_max_attempts:  # taken over after its last attempt died: nothing left
         _give_up_lost(claim, settings, dispatch)
-        return "gave_up"
+        return ChunkOutcome.GAVE_UP
     try:
         _attempt(claim, settings, clients, dispatch)
     except Exception as exc:
@@ -142,7 +141,7 @@ def sync_chunk(
         log_if_unexpected(log, error, exc, chunk_id=chunk_id)
         last = last_attempt or claim.attempt >= settings.chunk_max_attempts
         return _after_failure(claim, error, last, dispatch)
-    return "done"
+    return ChunkOutcome.DONE
 
 
 def _attempt(claim: Claim, settings: Settings, clients: ClientFactory, dispatch: Dispatcher | None) -> None:
@@ -181,22 +180,24 @@ def _charge_dead_attempt(claim: Claim, settings: Settings) -> None:
         )
 
 
-def _after_failure(claim: Claim, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher | None) -> str:
+def _after_failure(
+    claim: Claim, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher | None
+) -> ChunkOutcome:
     """Pause, fail the run, retry or give up, by what the error is (worker.errors: transient, run-wide)."""
     if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
         budget.pause_for_budget(claim, budget.pause_reason(exc))
-        return "paused"
+        return ChunkOutcome.PAUSED
     if isinstance(exc, StateConflict):  # this attempt outlived its lease and another one took the chunk over
         log.warning("chunk attempt stopped: %s", exc.message, extra={"chunk_id": claim.chunk_id})
-        return "taken_over"
+        return ChunkOutcome.TAKEN_OVER
     if fails_run(exc):
         _abort(claim, exc, dispatch)
-        return "aborted"
+        return ChunkOutcome.ABORTED
     if exc.transient and not last_attempt:
         _release(claim, exc)
         raise exc
     _give_up(claim, exc, dispatch)
-    return "gave_up"
+    return ChunkOutcome.GAVE_UP
 
 
 class ChunkWork:
@@ -405,13 +406,13 @@ def _finish(
     now = utcnow()
     counts = outcome.counts()
     with session_scope() as session:
-        if not chunks.finish(session, claim, status, now, error=error, **counts.columns()):
+        if not chunks.finish(session, claim, status, now, counts=counts, error=error):
             log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
             return
         chunks.add_failures(session, claim.run_id, claim.chunk_id, outcome.ledger_rows(), claim.attempt)
         writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
         writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
-        runs.add_chunk_result(session, claim.run_id, counts, now)
+        runs.add_chunk_result(session, claim.run_id, counts, now, api_used=outcome.api_used)
         runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
         field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
         closed = runs.maybe_close(session, claim.run_id, now, listener=dispatch)
@@ -483,10 +484,10 @@ def _charged_if_failed(claim: Claim, crm: CrmClient, registry: RegistryProvider)
         raise
 
 
-def _not_started(claim: Claim | None, dispatch: Dispatcher | None) -> str | None:
+def _not_started(claim: Claim | None, dispatch: Dispatcher | None) -> ChunkOutcome | None:
     """What happens to a chunk that must not start: not claimed, dropped (run stopping), or handed back (paused)."""
     if claim is None:
-        return "not_claimed"
+        return ChunkOutcome.NOT_CLAIMED
     if claim.run_stopping:
         _finish(
             claim,
@@ -495,11 +496,11 @@ def _not_started(claim: Claim | None, dispatch: Dispatcher | None) -> str | None
             error="run stopped before this chunk started",
             dispatch=dispatch,
         )
-        return "dropped"
+        return ChunkOutcome.DROPPED
     if claim.run_paused:
         with session_scope() as session:
             if budget.hand_back_if_paused(session, claim):
-                return "paused"
+                return ChunkOutcome.PAUSED
     return None  # (a run resumed since the claim read it goes on like any running run)
 
 

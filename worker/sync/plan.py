@@ -37,6 +37,7 @@ from worker.ledger.db import session_scope
 from worker.ledger.models import Run, RunStatus, utcnow
 from worker.orgnr import normalise
 from worker.sync.failures import classify, log_if_unexpected
+from worker.sync.outcomes import PlanOutcome
 from worker.sync.runtime import ClientFactory, Runtime, open_clients
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,9 @@ def plan_run(
     settings: Settings | None = None,
     clients: ClientFactory = open_clients,
     last_attempt: bool = False,
-) -> str:
-    """Plan (or resume planning) one run; returns ``planned``, ``not_claimed``, ``failed`` (a permanent error, or
-    a transient one with no attempt left, failed the run), ``paused`` (the org's API limit) or ``taken_over``.
+) -> PlanOutcome:
+    """Plan (or resume planning) one run; returns what happened (worker.sync.outcomes.PlanOutcome says what each
+    outcome means).
 
     Args:
         last_attempt: no retry follows; a transient failure now fails the run. The run's
@@ -81,7 +82,7 @@ def plan_run(
     with session_scope() as session:
         run = runs.claim_planning(session, run_id, settings.chunk_lease_s, utcnow())
     if run is None:
-        return "not_claimed"
+        return PlanOutcome.NOT_CLAIMED
     try:
         with clients(run.connection_id, settings) as (runtime, crm, _registry):
             check_run_start(
@@ -93,18 +94,18 @@ def plan_run(
         log_if_unexpected(log, error, exc, run_id=run_id)
         last = last_attempt or run.plan_attempts >= settings.plan_max_attempts
         return _planning_failed(run, error, last, dispatch)
-    return "planned"
+    return PlanOutcome.PLANNED
 
 
-def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher) -> str:
+def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher) -> PlanOutcome:
     """Pause, retry or fail the run, by what the error is (worker.errors: transient or permanent)."""
     extra = {"run_id": run.id, "attempt": run.plan_attempts}
     if isinstance(exc, ApiBudgetReached | CrmLimitExceeded):
         pause_planning(run, exc.message)
-        return "paused"
+        return PlanOutcome.PAUSED
     if isinstance(exc, StateConflict):
         log.warning("planner stopped: %s", exc.message, extra=extra)
-        return "taken_over"
+        return PlanOutcome.TAKEN_OVER
     if exc.transient and not last_attempt:
         log.warning("planning released for retry: %s", exc.message, extra=extra)
         with session_scope() as session:
@@ -118,7 +119,7 @@ def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool, dispatch: 
     log.error("run failed while planning: %s", message, extra=extra)
     with session_scope() as session:
         runs.fail_run(session, run.id, exc.code, message, utcnow(), listener=dispatch)
-    return "failed"
+    return PlanOutcome.FAILED
 
 
 def pause_planning(run: Run, reason: str) -> None:

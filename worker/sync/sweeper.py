@@ -196,7 +196,9 @@ def _lost_plans(session: Session, now: dt.datetime, settings: Settings) -> list[
     if ids:
         # Remember the resend so that a still-queued run is not resent on every tick.
         session.execute(
-            update(Run).where(Run.id.in_(ids), Run.status == "queued").values(plan_lease_until=now)
+            update(Run)
+            .where(Run.id.in_(ids), Run.status == RunStatus.QUEUED.value)
+            .values(plan_lease_until=now)
         )
         # A running run's resend clears its plan lease: claimable at once, not resent again while it waits.
         session.execute(
