@@ -85,9 +85,8 @@ def plan_run(
         return PlanOutcome.NOT_CLAIMED
     try:
         with clients(run.connection_id, settings) as (runtime, crm, _registry):
-            check_run_start(
-                runtime.spec, crm
-            )  # a mapping that no longer fits (or a refused user) fails the run
+            # A mapping that no longer fits (or a refused user) fails the run here, before any record is read.
+            check_run_start(runtime.spec, crm)
             Planner(run, runtime, crm, dispatch, settings).run()
     except Exception as exc:
         error = classify(exc)
