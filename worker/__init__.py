@@ -1,1 +1,7 @@
-"""regsync's domain: ledger, registry and CRM clients, planning, sync, scheduling, alerting, security."""
+"""regsync's domain and its adapters, grouped by concept (README "Layout" has the table).
+
+Kernel: ``errors`` (the one exception tree), ``company`` (the canonical company), ``orgnr`` (org-number checks),
+``roles`` (API key roles), ``schema`` (every table, for Alembic). Features: ``sync/`` (one run), ``ratelimit/``,
+``backfill/``, ``budget/``, ``scheduling/``, ``alerts/``; adapters: ``ledger/``, ``crm/``, ``registry/``,
+``connections/``; edges: ``api/``, ``cli/``; plumbing: ``infra/``; test worlds and the demo: ``sandbox/``.
+"""

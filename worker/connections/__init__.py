@@ -1,1 +1,5 @@
-"""Connection files: their schema, loading, and applying them to the ledger."""
+"""Connections: one Salesforce org and one registry account.
+
+- ``spec``: the connection file's schema; ``apply``: storing it (idempotent, audited);
+  ``secrets``: encrypted secrets; ``preflight``: can it run (secrets, mapping, least privilege)?
+"""

@@ -1,1 +1,1 @@
-"""The API's routers, one module per resource."""
+"""The API's routers, one module per resource: ``runs``, ``backfills``, ``alerts``, ``settings``, ``health``."""
