@@ -227,9 +227,9 @@ def test_a_permanent_chunk_error_about_its_records_fails_only_them_without_retry
     world = make_world(ledger, n=20, chunk_size=10)
     first, second = planned(world)
     original = world.crm.read_by_ids
-    world.crm.read_by_ids = _raise(
+    world.crm.read_by_ids = _raise(  # type: ignore[method-assign]
         CrmPermanentError("Salesforce JSON_PARSER_ERROR", code="JSON_PARSER_ERROR")
-    )  # type: ignore[method-assign]
+    )
     assert sync(world, first) == "gave_up"
     world.crm.read_by_ids = original  # type: ignore[method-assign]
     assert sync(world, second) == "done"

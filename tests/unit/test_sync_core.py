@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _setup(
-    records: list[CrmRecord], companies: list[Company], fail_ids: tuple[str, ...] = ()
+    records: list[CrmRecord], companies: list[Company], fail_ids: Sequence[str] = ()
 ) -> tuple[int, FakeCrm, FakeRegistry, ClientFactory]:
     spec = make_spec()
     with db.session_scope() as session:
@@ -136,7 +136,7 @@ def test_chunks_are_200_records_and_duplicates_in_a_chunk_are_fetched_once(ledge
 def test_per_record_write_failure_is_recorded_and_others_written(ledger: str) -> None:
     records = [_account(1, ORGS[0]), _account(2, ORGS[1])]
     companies = [_company(ORGS[0], "A AS"), _company(ORGS[1], "B AS")]
-    run_id, _crm, _registry, clients = _setup(records, companies, fail_ids=("001000000000000002",))
+    run_id, _crm, _registry, clients = _setup(records, companies, fail_ids=["001000000000000002"])
     _run_all(run_id, clients, Settings(database_url=ledger))
     with db.session_scope() as session:
         run = session.get_one(Run, run_id)
