@@ -203,6 +203,7 @@ def test_runs_cancel_through_redis_and_worker_processes_drops_queued_chunks_and_
     assert sweeper.errors == [] and (sweeps["expired_chunks"], sweeps["stalled_chunks"]) == (0, 0)
     with session_scope() as session:
         event = session.execute(select(AuditEvent).where(AuditEvent.action == "run.cancel")).scalar_one()
+    assert event.after is not None
     assert (event.actor, event.target, event.after["chunks_dropped"]) == (
         "bob",
         f"run:{run_id}",
