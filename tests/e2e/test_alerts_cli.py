@@ -40,7 +40,7 @@ pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 
 class Cli:
     def __init__(self, cwd: Path, env: RegsyncEnv, ca: SandboxCA) -> None:
-        self.cwd, self.outputs = cwd, []
+        self.cwd, self.outputs = cwd, list[str]()
         self.environ = {k: v for k, v in os.environ.items() if not k.startswith("REGSYNC_")}
         self.environ |= {
             "REGSYNC_DATABASE_URL": env.database_url,

@@ -125,4 +125,5 @@ def test_estimate_then_dry_run_print_their_numbers_and_write_nothing(world: Worl
     assert all(secret not in text for text in (estimate.stdout, estimate.stderr, done.stdout, done.stderr))
     with session_scope() as session:
         event = session.execute(select(AuditEvent).where(AuditEvent.action == "backfill.start")).scalar_one()
+    assert event.after is not None
     assert (event.actor, event.after["run_id"], event.after["dry_run"]) == ("alice", run_id, True)

@@ -36,6 +36,7 @@ from tests.integration.celery_cluster import (
     unique_queue,
 )
 from tests.integration.faults import STAGES, FaultSwitch, salesforce_error
+from tests.unit.fakes import counts
 from worker.alerts.models import Alert
 from worker.connections.apply import apply_connection
 from worker.connections.secrets import set_secret
@@ -150,10 +151,14 @@ def test_wrong_client_secret_fails_the_run_within_seconds_and_opens_auth_revoked
     assert took < WAIT_BUDGET_S
     print(f"wrong client secret: `run --wait` exited 1 after {took:.1f} s")
     run = newest_run()
-    assert (run.status, run.error_code) == ("failed", "CRM_AUTH")
+    assert counts(run, "status", "error_code") == {"status": "failed", "error_code": "CRM_AUTH"}
     assert "invalid_client" in (run.error or "") and "secret set" in (run.error or "")
     assert "CRM_AUTH" in done.stdout and "not-the-secret" not in done.stdout + done.stderr
-    assert (run.planned, run.chunks_total, run.plan_attempts) == (0, 0, 1)
+    assert counts(run, "planned", "chunks_total", "plan_attempts") == {
+        "planned": 0,
+        "chunks_total": 0,
+        "plan_attempts": 1,
+    }
     wait_until(lambda: ("auth_revoked", "crm") in open_alerts(), 30, "the auth_revoked alert")
     logins = sum(1 for r in stack.salesforce.requests if STAGES["token"](r))
     time.sleep(3)  # three more sweeps: nothing is resent
@@ -197,7 +202,7 @@ def test_invalid_field_on_the_reread_fails_the_run_once_without_resending_chunks
     assert took < WAIT_BUDGET_S
     print(f"INVALID_FIELD on the re-read: `run --wait` exited 1 after {took:.1f} s")
     run = newest_run()
-    assert (run.status, run.error_code) == ("failed", "INVALID_FIELD")
+    assert counts(run, "status", "error_code") == {"status": "failed", "error_code": "INVALID_FIELD"}
     assert "Legal_Form__c" in (run.error or "") and "mapping" in (run.error or "")
     with session_scope() as session:
         statuses = sorted(
@@ -206,7 +211,13 @@ def test_invalid_field_on_the_reread_fails_the_run_once_without_resending_chunks
     # One worker: the first chunk met the error; the five others were cancelled without a call.
     assert statuses == ["cancelled"] * 5 + ["failed"]
     assert faults.seen["reread"] == faults.injected["reread"] == 1 and faults.seen["write"] == 0
-    assert (run.planned, run.updated, run.failed, run.chunks_done, run.chunks_total) == (120, 0, 0, 6, 6)
+    assert counts(run, "planned", "updated", "failed", "chunks_done", "chunks_total") == {
+        "planned": 120,
+        "updated": 0,
+        "failed": 0,
+        "chunks_done": 6,
+        "chunks_total": 6,
+    }
     wait_until(lambda: ("run_failed", "runs") in open_alerts(), 30, "the run_failed alert")
     calls = len(stack.salesforce.api_requests())
     time.sleep(3)  # the sweeper goes on ticking: on main it resent every chunk, forever

@@ -66,7 +66,7 @@ def test_webhook_signed_with_another_key_fails_verification(receiver: WebhookRec
 
 
 def test_webhook_retries_5xx_with_backoff_then_gives_up_transiently(receiver: WebhookReceiver) -> None:
-    receiver.status, sleeps = 503, []
+    receiver.status, sleeps = 503, list[float]()
 
     with pytest.raises(ChannelError, match="after 3 attempts"):
         webhook(receiver, sleeps).send(notice())

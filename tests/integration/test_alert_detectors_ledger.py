@@ -49,7 +49,10 @@ def healthy_history(connection_id: int) -> None:
 
 
 def _succeeds_later(connection_id: int) -> Clear:
-    return lambda: add_run(connection_id, "succeeded", NOW + MIN, planned=100, updated=5) and None
+    def clear() -> None:
+        add_run(connection_id, "succeeded", NOW + MIN, planned=100, updated=5)
+
+    return clear
 
 
 def failed(cid: int) -> tuple[set[str], Clear]:

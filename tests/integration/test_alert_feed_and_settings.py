@@ -114,7 +114,8 @@ def test_one_connection_failing_does_not_stop_the_others(env: RegsyncEnv) -> Non
     by_connection = {a.connection_id: a for a in alerts()}
     assert by_connection[fine].status == "notified"
     assert by_connection[broken].status == "open"
-    assert by_connection[broken].retry_at is not None and by_connection[broken].retry_at > NOW + MIN
+    retry_at = by_connection[broken].retry_at
+    assert retry_at is not None and retry_at > NOW + MIN
     assert "RuntimeError" in (by_connection[broken].last_error or "")
 
 

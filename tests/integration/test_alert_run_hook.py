@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from config.task_names import ALERTS_EVALUATE
 from tests.conftest import RegsyncEnv
 from tests.integration.alerts_world import T0, add_connection, add_run
 from tests.unit.fakes import FakeDispatcher
-from worker.infra.dispatch import ALERTS_EVALUATE, CeleryDispatcher
+from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger import runs
 from worker.ledger.db import session_scope
 

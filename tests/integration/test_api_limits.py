@@ -125,7 +125,7 @@ def test_a_malformed_cursor_is_refused(env: Env) -> None:
 
 
 def test_filters_by_status_kind_and_since(env: Env) -> None:
-    def ids(query: str) -> set[str]:
+    def ids(query: str) -> set[tuple[str, str]]:
         items = env.get(f"/v1/connections/{A}/runs?{query}").json()["items"]  # type: ignore[attr-defined]
         return {(item["status"], item["kind"]) for item in items}
 
@@ -171,11 +171,11 @@ def test_every_answer_carries_the_security_headers(env: Env) -> None:
         env.client.delete("/v1/alerts"),
         env.client.get("/v1/openapi.json"),
     ]
-    assert [a.status_code for a in answers] == [200, 401, 404, 422, 404, 405, 200]  # type: ignore[attr-defined]
+    assert [a.status_code for a in answers] == [200, 401, 404, 422, 404, 405, 200]
     for answer in answers:
         for name, value in SECURITY_HEADERS.items():
-            assert answer.headers[name] == value, (answer.status_code, name)  # type: ignore[attr-defined]
-        assert answer.headers["X-Correlation-ID"]  # type: ignore[attr-defined]
+            assert answer.headers[name] == value, (answer.status_code, name)
+        assert answer.headers["X-Correlation-ID"]
 
 
 def test_an_unexpected_error_answers_a_generic_500_with_a_correlation_id(

@@ -39,7 +39,7 @@ class Call:
 def calls(world: World, who: str) -> list[Call]:
     a_run, b_run = world.a_failed_run, B_RUN_IDS[0]
     a_alert = world.a_alerts.get(who, world.a_alerts["admin"])
-    backfill = {"dry_run": True}
+    backfill: dict[str, object] = {"dry_run": True}
     return [
         Call("list runs", "GET", f"/v1/connections/{A}/runs", f"/v1/connections/{B}/runs", "viewer"),
         Call("show run", "GET", f"/v1/runs/{a_run}", f"/v1/runs/{b_run}", "viewer"),

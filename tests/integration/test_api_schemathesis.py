@@ -8,6 +8,7 @@ ask Salesforce; heartbeats are written as a live worker and beat would, so /v1/h
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -55,7 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 beat.stop()
 
 
-def _backfill_accepts_valid_data(response: schemathesis.Response, case: schemathesis.Case) -> None:
+def _backfill_accepts_valid_data(response: schemathesis.Response, case: schemathesis.Case[Any]) -> None:
     """positive_data_acceptance for backfills, where one more answer is right for a schema-valid body: 422
     INVALID_FILTER, for what only Salesforce's describe and the connection's mapping can tell (a field the
     object lacks, a value that does not fit the field's type, a country or run the connection does not have)."""
@@ -74,16 +75,17 @@ class AdminKeyOfA:
 
     key = ""
 
-    def get(self, case: schemathesis.Case, context: schemathesis.AuthContext) -> str:
+    def get(self, case: schemathesis.Case[Any], context: schemathesis.AuthContext) -> str:
         return self.key
 
-    def set(self, case: schemathesis.Case, data: str, context: schemathesis.AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+    def set(self, case: schemathesis.Case[Any], data: str, context: schemathesis.AuthContext) -> None:
+        # schemathesis annotates ``headers`` as requests' CaseInsensitiveDict; a plain dict is what it sends as well.
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}  # type: ignore[assignment, dict-item]
 
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_answers_within_its_published_contract(case: schemathesis.Case, world: World) -> None:
+def test_api_answers_within_its_published_contract(case: schemathesis.Case[Any], world: World) -> None:
     AdminKeyOfA.key = world.keys["admin"]
     if case.operation.label != BACKFILLS:
         case.call_and_validate()

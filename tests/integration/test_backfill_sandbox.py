@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from config.settings import get_settings
 from tests.conftest import RegsyncEnv
 from tests.integration.backfill_world import World, open_world
+from tests.unit.fakes import counts
 from worker.backfill.options import BackfillOptions, check_where, start_backfill
 from worker.cli.main import app
 from worker.connections.apply import load_connection
@@ -169,7 +170,7 @@ def test_cancel_drops_queued_chunks_lets_a_running_one_finish_and_counts_honestl
     world.dispatch.chunks.extend(rest)
     view = world.finish(run_id)
 
-    assert (result.after, result.chunks_dropped) == ("running", len(rest))
+    assert counts(result, "after", "chunks_dropped") == {"after": "running", "chunks_dropped": len(rest)}
     assert view["status"] == "cancelled"
     assert view["chunk_states"].count("done") == 1 and view["chunk_states"].count("cancelled") == len(rest)
     assert view["updated"] == len(world.stack.salesforce.changes) > 0  # the running chunk's writes count
@@ -209,7 +210,11 @@ def test_cancelling_a_run_paused_for_api_budget_closes_it(world: World) -> None:
         result = cancel_run(session, run_id, utcnow())
     world.dispatch.run_chunks()  # the chunk messages still in the queue find nothing to do
 
-    assert (result.before, result.after, result.chunks_dropped) == ("paused_budget", "cancelled", 3)
+    assert counts(result, "before", "after", "chunks_dropped") == {
+        "before": "paused_budget",
+        "after": "cancelled",
+        "chunks_dropped": 3,
+    }
     view = world.view(run_id)
     assert (view["status"], view["error"], view["updated"]) == ("cancelled", None, 0)
     assert world.patches() == []

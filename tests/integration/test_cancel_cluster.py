@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, sweeper_loop, unique_queue
+from tests.unit.fakes import counts
 from worker.connections.apply import apply_connection
 from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
@@ -182,7 +183,11 @@ def test_runs_cancel_through_redis_and_worker_processes_drops_queued_chunks_and_
     # The running chunks finished and counted; nothing started after the cancel.
     assert running_before <= {c.id for c in done}
     assert all(epoch(c.started_at) <= cancel_returned for c in done)
-    assert (run.status, run.cancel_requested, run.chunks_done) == ("cancelled", True, run.chunks_total)
+    assert counts(run, "status", "cancel_requested", "chunks_done") == {
+        "status": "cancelled",
+        "cancel_requested": True,
+        "chunks_done": run.chunks_total,
+    }
     assert run.updated + run.unchanged + run.failed == sum(len(c.record_ids) for c in done)
     # Writes: only records of chunks that were already running; none of a dropped chunk, ever.
     written = patched_ids(world.stack)
@@ -203,6 +208,7 @@ def test_runs_cancel_through_redis_and_worker_processes_drops_queued_chunks_and_
     assert sweeper.errors == [] and (sweeps["expired_chunks"], sweeps["stalled_chunks"]) == (0, 0)
     with session_scope() as session:
         event = session.execute(select(AuditEvent).where(AuditEvent.action == "run.cancel")).scalar_one()
+    assert event.after is not None
     assert (event.actor, event.target, event.after["chunks_dropped"]) == (
         "bob",
         f"run:{run_id}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -32,7 +33,7 @@ LIMIT = 100_000
 FLOOR = 1_000
 
 
-def wait_paused(run_id: int, timeout_s: float) -> dict[str, object]:
+def wait_paused(run_id: int, timeout_s: float) -> dict[str, Any]:
     """Wait until the run is paused and no chunk is running any more (chunks in flight finish first)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -88,6 +89,6 @@ def test_budget_pause_then_admin_resume_loses_nothing_and_writes_nothing_twice(
     assert (
         max(writes.values()) == 1 and sum(writes.values()) == truth.updated
     )  # none lost, none written twice
-    assert [(e.actor, e.target, e.before["status"]) for e in audit] == [
+    assert [(e.actor, e.target, (e.before or {}).get("status")) for e in audit] == [
         ("ops-admin", f"run:{run_id}", "paused_budget")
     ]

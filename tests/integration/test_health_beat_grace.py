@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -33,7 +34,7 @@ def world(env: RegsyncEnv, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> I
     reset_settings()
 
 
-def api_health() -> tuple[int, dict[str, object]]:
+def api_health() -> tuple[int, dict[str, Any]]:
     with TestClient(create_app(throttle=MemoryThrottle(100))) as client:
         answer = client.get("/v1/health")
     return answer.status_code, answer.json()

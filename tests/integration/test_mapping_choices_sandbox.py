@@ -123,7 +123,7 @@ def test_connection_file_maps_industry_to_full_nace_text_and_billing_street_to_p
         assert stored["Industry"] == f"{company.nace_code} {company.nace_text}", record_id
         assert stored["BillingStreet"] == company.postal_address.street, record_id
         assert stored["BillingCity"] == company.business_address.city, record_id
-    box = [rid for rid, c in active.items() if c.postal_address != c.business_address]  # type: ignore[union-attr]
+    box = [rid for rid, c in active.items() if c.postal_address != c.business_address]
     assert len(box) > 10  # the postal street differs: written from the postal address, not the visitor one
     assert all(after[rid]["BillingStreet"].startswith(("Box ", "Postboks ")) for rid in box)
     sample = next(iter(active.values()))

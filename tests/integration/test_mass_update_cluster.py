@@ -283,9 +283,11 @@ def freeze_inside_chunk(victim: WorkerProcess) -> tuple[int, int]:
         wait_until(two_running_after_three_done, 60, "two chunks running after three done")
         victim.signal_group(signal.SIGSTOP)
         done_at_freeze, running_at_freeze = chunk_states()
-        wait_until(
-            lambda done=done_at_freeze: chunk_states()[0] >= done + 2, 30, "the other worker's next chunks"
-        )
+
+        def two_more_done(done: int = done_at_freeze) -> bool:
+            return chunk_states()[0] >= done + 2
+
+        wait_until(two_more_done, 30, "the other worker's next chunks")
         held = running_at_freeze & chunk_states()[1]
         if held:
             return held.pop()
@@ -339,9 +341,11 @@ def kill_after_write(world: World, victim: WorkerProcess, monkeypatch: pytest.Mo
         hook = KillAfterWrite(original, victim, chunk)
         monkeypatch.setattr(store, "update", hook)
         victim.signal_group(signal.SIGCONT)
-        wait_until(
-            lambda hook=hook, chunk_id=chunk[0]: written_or_done(hook, chunk_id), 30, "the victim's PATCH"
-        )
+
+        def patched(hook: KillAfterWrite = hook, chunk_id: int = chunk[0]) -> bool:
+            return written_or_done(hook, chunk_id)
+
+        wait_until(patched, 30, "the victim's PATCH")
         monkeypatch.setattr(store, "update", original)
         if hook.fired.is_set():
             assert hook.written, "the victim's PATCH wrote nothing, so the crash proves nothing"

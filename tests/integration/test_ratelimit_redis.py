@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from typing import cast
 
 import pytest
 import redis
@@ -31,9 +32,9 @@ def max_in_window(times: list[float], window_s: float = 1.0) -> int:
     return best
 
 
-def _grant_times(url: str, key: str, count: int, out: multiprocessing.Queue) -> None:
+def _grant_times(url: str, key: str, count: int, out: multiprocessing.Queue[list[float]]) -> None:
     limiter = RedisRateLimiter(redis.Redis.from_url(url), key, RATE, BURST)
-    times = []
+    times: list[float] = []
     for _ in range(count):
         limiter.acquire()
         times.append(time.time())
@@ -43,7 +44,7 @@ def _grant_times(url: str, key: str, count: int, out: multiprocessing.Queue) -> 
 def test_three_processes_share_one_rate_and_burst(redis_url: str) -> None:
     rate, burst, per_process = RATE, BURST, 70
     key = limiter_key(SPEC, TOKEN)
-    out: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
+    out: multiprocessing.Queue[list[float]] = multiprocessing.get_context("fork").Queue()
     procs = [
         multiprocessing.get_context("fork").Process(
             target=_grant_times, args=(redis_url, key, per_process, out)
@@ -81,7 +82,7 @@ def test_a_burst_is_spent_within_the_seconds_limit_not_on_top_of_it(redis_url: s
     # and then paces on at 9.5/s: 14 requests in the first second, 4 more than the registry allows.
     limiter = RedisRateLimiter(redis.Redis.from_url(redis_url), limiter_key(SPEC, TOKEN), 10, 5)
     assert limiter.window_cap == 9
-    times = []
+    times: list[float] = []
     for _ in range(14):
         limiter.acquire()
         times.append(time.monotonic())
@@ -121,7 +122,7 @@ def test_the_grant_list_keeps_more_than_one_caps_worth(redis_url: str) -> None:
     assert small.window_cap == 9
     for _ in range(12):  # about 1.2 s at 9.5 req/s
         small.acquire()
-    (sent,) = [k for k in client.keys("*") if k.endswith(b":sent")]
+    (sent,) = [k for k in cast(list[bytes], client.keys("*")) if k.endswith(b":sent")]
     assert client.llen(sent) == 12  # not trimmed to this process's cap of 9
 
 
@@ -181,7 +182,7 @@ def test_keys_are_named_by_a_hash_never_the_token(redis_url: str) -> None:
     limiter = redis_limiter(client, SPEC, TOKEN)
     limiter.acquire()
     limiter.penalise(0.01)
-    keys = [key.decode() for key in client.keys("*")]
+    keys = [key.decode() for key in cast(list[bytes], client.keys("*"))]
     values = [
         value
         for key in keys

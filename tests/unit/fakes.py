@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 from config.settings import Settings
 from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
 from worker.connections.spec import ConnectionSpec, parse_spec
-from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
-from worker.sync.runtime import Runtime
+from worker.crm.port import ApiUsage, CrmClient, CrmRecord, FieldInfo, WriteResult
+from worker.infra.dispatch import Dispatcher
+from worker.registry.port import RegistryProvider
+from worker.sync.runtime import ClientFactory, Opened, Runtime
+
+
+def counts(row: object, *names: str) -> dict[str, object]:
+    """``names`` of ``row`` (a run, a report...) as a dict, so that a failed ``==`` names the field that differs."""
+    return {name: getattr(row, name) for name in names}
 
 
 def make_spec(**mapping_policies: str) -> ConnectionSpec:
@@ -72,7 +78,7 @@ class FakeCrm:
 
     def update(self, records: Sequence[CrmRecord]) -> list[WriteResult]:
         self.calls += 1
-        results = []
+        results: list[WriteResult] = []
         for record in records:
             if record["Id"] in self.fail_ids:
                 results.append(WriteResult(record["Id"], False, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "rule"))
@@ -101,7 +107,7 @@ class FakeRegistry:
         self.asked: list[CompanyKey] = []
 
     def lookup_many(self, keys: Sequence[CompanyKey]) -> dict[CompanyKey, LookupResult]:
-        out = {}
+        out: dict[CompanyKey, LookupResult] = {}
         for key in keys:
             self.calls += 1
             self.asked.append(key)
@@ -136,9 +142,16 @@ class FakeDispatcher:
         self.closed.append(run_id)
 
 
-def fake_clients(runtime: Runtime, crm: FakeCrm, registry: FakeRegistry) -> Any:
+def fake_clients(runtime: Runtime, crm: FakeCrm, registry: FakeRegistry) -> ClientFactory:
     @contextmanager
-    def factory(_connection_id: int, _settings: Settings) -> Iterator[Any]:
+    def factory(_connection_id: int, _settings: Settings) -> Iterator[Opened]:
         yield runtime, crm, registry
 
     return factory
+
+
+def _fakes_match_ports(
+    crm: FakeCrm, registry: FakeRegistry, dispatcher: FakeDispatcher
+) -> tuple[CrmClient, RegistryProvider, Dispatcher]:
+    """Never called: mypy checks here that each fake still has the shape of the port it stands in for."""
+    return crm, registry, dispatcher

@@ -155,7 +155,7 @@ def test_without_a_policy_every_channel_is_told_once() -> None:
 
 @pytest.mark.parametrize("minutes", [72 * 60 + 1, 100 * 60])
 def test_a_notice_period_above_72_hours_is_refused(minutes: int) -> None:
-    data = {
+    data: dict[str, object] = {
         "name": "acme",
         "salesforce": {
             "token_url": "https://sf.example/t",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.fakes import make_spec
+from tests.unit.fakes import counts, make_spec
 from worker.backfill.estimate import estimate, run_bounds
 from worker.backfill.filters import Condition, make_condition, soql, where_clause
 from worker.backfill.options import BackfillOptions, Selection, check_fields, country_condition
@@ -208,12 +208,24 @@ def test_estimate_counts_once_and_bounds_every_call() -> None:
     result = estimate(crm, Selection(where="Name = 'x'"), chunk_size=200, dry_run=False)
 
     assert crm.wheres == ["Name = 'x'"]
-    assert (result.records, result.count_calls, result.query_calls) == (4_500, 1, 3)
-    assert (result.read_calls, result.write_calls_max, result.registry_calls_max) == (23, 23, 4_500)
-    assert (result.check_calls, result.describe_calls_max) == (5, 23)
+    assert counts(result, "records", "count_calls", "query_calls") == {
+        "records": 4_500,
+        "count_calls": 1,
+        "query_calls": 3,
+    }
+    assert counts(result, "read_calls", "write_calls_max", "registry_calls_max") == {
+        "read_calls": 23,
+        "write_calls_max": 23,
+        "registry_calls_max": 4_500,
+    }
+    assert counts(result, "check_calls", "describe_calls_max") == {"check_calls": 5, "describe_calls_max": 23}
     assert result.crm_calls_max == 5 + 3 + 23 + 23 + 23
     dry = estimate(CountingCrm(0), Selection(), chunk_size=200, dry_run=True)
-    assert (dry.query_calls, dry.read_calls, dry.write_calls_max) == (1, 0, 0)
+    assert counts(dry, "query_calls", "read_calls", "write_calls_max") == {
+        "query_calls": 1,
+        "read_calls": 0,
+        "write_calls_max": 0,
+    }
 
 
 @pytest.mark.parametrize(("records", "chunk", "batch"), [(0, 200, 1), (4_500, 200, 1), (4_999, 150, 100)])
@@ -223,7 +235,10 @@ def test_estimate_agrees_with_the_budget_guard_arithmetic(records: int, chunk: i
     )
 
     shared = run_bounds(records, records, 1.0, chunk, registry_batch=batch)
-    assert (result.crm_calls_max, result.registry_calls_max) == (shared.crm_calls, shared.registry_calls)
+    assert counts(result, "crm_calls_max", "registry_calls_max") == {
+        "crm_calls_max": shared.crm_calls,
+        "registry_calls_max": shared.registry_calls,
+    }
     assert batch == 1 or result.registry_calls_max < records  # brreg's batch lookup needs fewer calls
 
 
@@ -234,13 +249,16 @@ def test_estimate_of_an_ids_list_costs_nothing_without_filters() -> None:
     plain = estimate(crm, Selection(ids=ids), chunk_size=100, dry_run=False)
     filtered = estimate(crm, Selection(where="Name = 'x'", ids=ids), chunk_size=100, dry_run=False)
 
-    assert (plain.records, plain.records_is_upper_bound, plain.count_calls, plain.query_calls) == (
-        250,
-        True,
-        0,
-        2,
-    )
-    assert (filtered.records, filtered.count_calls) == (14, 2)  # one COUNT() per batch of 200 Ids
+    assert counts(plain, "records", "records_is_upper_bound", "count_calls", "query_calls") == {
+        "records": 250,
+        "records_is_upper_bound": True,
+        "count_calls": 0,
+        "query_calls": 2,
+    }
+    assert counts(filtered, "records", "count_calls") == {
+        "records": 14,
+        "count_calls": 2,  # one COUNT() per batch of 200 Ids
+    }
 
 
 def test_dry_run_tally_counts_per_field_and_keeps_three_samples() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests
 from simple_salesforce.exceptions import (
@@ -23,7 +25,8 @@ from worker.errors import (
 URL = "https://org.example/services/data/v62.0/query/?q=SELECT+Id+FROM+Account"
 
 
-def body(code: str, message: str = "text") -> list[dict[str, str]]:
+def body(code: str, message: str = "text") -> Any:
+    """Salesforce's error body, parsed: simple-salesforce annotates ``content`` as bytes but raises with the JSON."""
     return [{"errorCode": code, "message": message}]
 
 
@@ -32,7 +35,7 @@ def body(code: str, message: str = "text") -> list[dict[str, str]]:
     [
         (SalesforceRefusedRequest(URL, 403, "q", body("REQUEST_LIMIT_EXCEEDED")), CrmLimitExceeded, False),
         (SalesforceMalformedRequest(URL, 400, "q", body("UNABLE_TO_LOCK_ROW")), CrmTransientError, True),
-        (SalesforceGeneralError(URL, 503, "q", "Service Unavailable"), CrmTransientError, True),
+        (SalesforceGeneralError(URL, 503, "q", b"Service Unavailable"), CrmTransientError, True),
         (SalesforceGeneralError(URL, 429, "q", body("TOO_MANY")), CrmTransientError, True),
         (SalesforceMalformedRequest(URL, 400, "q", body("INVALID_FIELD")), CrmSchemaError, False),
         (SalesforceMalformedRequest(URL, 400, "q", body("INVALID_QUERY_LOCATOR")), CrmTransientError, True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from worker.backfill.estimate import run_bounds
@@ -36,6 +38,6 @@ def test_an_empty_object_still_costs_one_query() -> None:
     ("args", "kwargs"),
     [((10, 11, 0.1, 200), {}), ((10, 5, 1.5, 200), {}), ((10, 5, 0.1, 0), {}), ((-1, 0, 0.1, 200), {})],
 )
-def test_nonsense_is_refused(args: tuple, kwargs: dict) -> None:
+def test_nonsense_is_refused(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         run_bounds(*args, **kwargs)

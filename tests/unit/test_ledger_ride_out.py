@@ -19,7 +19,7 @@ class Clock:
 
 
 def test_a_blip_is_waited_for_and_told_once() -> None:
-    clock, told, failures = Clock(), [], iter([True, True, True, False])
+    clock, told, failures = Clock(), list[LedgerUnavailable](), iter([True, True, True, False])
 
     def work() -> str:
         if next(failures):

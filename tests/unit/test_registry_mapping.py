@@ -607,7 +607,11 @@ def test_limiter_is_thread_safe_under_real_time() -> None:
     limiter = LocalRateLimiter(200.0, 5)
     started = time.monotonic()
 
-    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(5)]) for _ in range(8)]
+    def five() -> None:
+        for _ in range(5):
+            limiter.acquire()
+
+    threads = [threading.Thread(target=five) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings, reset_settings
-from tests.unit.fakes import FakeCrm, FakeDispatcher, FakeRegistry, fake_clients, make_spec
+from tests.unit.fakes import FakeCrm, FakeDispatcher, FakeRegistry, counts, fake_clients, make_spec
 from worker.alerts.config import AlertsSpec
 from worker.alerts.detectors import run_stalled
 from worker.alerts.snapshot import ConnectionState, RunFacts
@@ -149,7 +149,7 @@ def test_a_permanent_error_while_planning_fails_the_run_at_once(
     world.clients = failing_clients(exc)
     assert plan(world) == "failed"
     run = run_row(world.run_id)
-    assert (run.status, run.error_code) == ("failed", code)
+    assert counts(run, "status", "error_code") == {"status": "failed", "error_code": code}
     assert run.error is not None and run.error.startswith(str(exc).rstrip("."))
     assert "regsync secret set" in run.error or "mapping" in run.error  # what to do
     assert run.finished_at is not None and run.plan_attempts == 1
@@ -161,10 +161,14 @@ def test_a_transient_planning_error_is_retried_then_fails_the_run_on_the_last_at
     with pytest.raises(CrmTransientError):
         plan(world)
     first = run_row(world.run_id)
-    assert (first.status, first.plan_attempts, first.plan_lease_until) == ("running", 1, None)  # released
+    assert counts(first, "status", "plan_attempts", "plan_lease_until") == {
+        "status": "running",
+        "plan_attempts": 1,
+        "plan_lease_until": None,  # released
+    }
     assert plan(world) == "failed"
     run = run_row(world.run_id)
-    assert (run.status, run.error_code) == ("failed", "CRM_TRANSIENT")
+    assert counts(run, "status", "error_code") == {"status": "failed", "error_code": "CRM_TRANSIENT"}
     assert run.error == "gave up planning after 2 attempts: Salesforce answered HTTP 503"
 
 
@@ -216,7 +220,7 @@ def test_a_run_wide_chunk_error_fails_the_run_at_once_and_cancels_the_queued_chu
     )
     assert sync(world, first) == "aborted"
     run = run_row(world.run_id)
-    assert (run.status, run.error_code) == ("failed", "INVALID_FIELD")
+    assert counts(run, "status", "error_code") == {"status": "failed", "error_code": "INVALID_FIELD"}
     assert [c.status for c in chunk_rows(world.run_id)] == ["failed", "cancelled", "cancelled"]
     assert run.chunks_done == run.chunks_total == 3
     assert [sync(world, chunk_id) for chunk_id in rest] == ["not_claimed", "not_claimed"]
@@ -227,14 +231,18 @@ def test_a_permanent_chunk_error_about_its_records_fails_only_them_without_retry
     world = make_world(ledger, n=20, chunk_size=10)
     first, second = planned(world)
     original = world.crm.read_by_ids
-    world.crm.read_by_ids = _raise(
+    world.crm.read_by_ids = _raise(  # type: ignore[method-assign]
         CrmPermanentError("Salesforce JSON_PARSER_ERROR", code="JSON_PARSER_ERROR")
-    )  # type: ignore[method-assign]
+    )
     assert sync(world, first) == "gave_up"
     world.crm.read_by_ids = original  # type: ignore[method-assign]
     assert sync(world, second) == "done"
     run = run_row(world.run_id)
-    assert (run.status, run.failed, run.updated) == ("partially_failed", 10, 10)
+    assert counts(run, "status", "failed", "updated") == {
+        "status": "partially_failed",
+        "failed": 10,
+        "updated": 10,
+    }
     assert {code for code, _ in failures(world.run_id)} == {"JSON_PARSER_ERROR"}
     assert chunk_rows(world.run_id)[0].attempt == 1
 
@@ -248,7 +256,7 @@ def test_a_transient_chunk_error_is_retried_at_most_its_budget_then_its_records_
             sync(world, chunk_id)
     assert sync(world, chunk_id) == "gave_up"
     run = run_row(world.run_id)
-    assert (run.status, run.failed) == ("failed", 10)
+    assert counts(run, "status", "failed") == {"status": "failed", "failed": 10}
     assert set(failures(world.run_id)) == {
         ("CRM_TRANSIENT", "gave up after 3 attempts: Salesforce answered HTTP 503")
     }
@@ -286,9 +294,14 @@ def test_the_sweeper_gives_up_a_chunk_lost_as_often_as_its_budget_allows(ledger:
         )
     dispatch = FakeDispatcher()
     report = sweep(dispatch, settings=world.settings)
-    assert (report.chunks_given_up, report.expired_chunks, dispatch.chunks) == (1, 0, [])
+    assert counts(report, "chunks_given_up", "expired_chunks") == {"chunks_given_up": 1, "expired_chunks": 0}
+    assert dispatch.chunks == []
     run = run_row(world.run_id)
-    assert (run.status, run.failed, run.updated) == ("partially_failed", 10, 10)
+    assert counts(run, "status", "failed", "updated") == {
+        "status": "partially_failed",
+        "failed": 10,
+        "updated": 10,
+    }
     assert {code for code, _ in failures(world.run_id)} == {"CHUNK_LOST"}
 
 
@@ -316,9 +329,10 @@ def test_the_sweeper_fails_a_run_whose_planner_died_as_often_as_its_budget_allow
         )
     dispatch = FakeDispatcher()
     report = sweep(dispatch, settings=world.settings)
-    assert (report.runs_failed, report.plans_resent, dispatch.plans) == (1, 0, [])
+    assert counts(report, "runs_failed", "plans_resent") == {"runs_failed": 1, "plans_resent": 0}
+    assert dispatch.plans == []
     run = run_row(world.run_id)
-    assert (run.status, run.error_code) == ("failed", "PLANNER_LOST")
+    assert counts(run, "status", "error_code") == {"status": "failed", "error_code": "PLANNER_LOST"}
 
 
 # --- detection and classification ---------------------------------------------------------------------------

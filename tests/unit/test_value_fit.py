@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.crm.port import FieldInfo
+from worker.crm.port import CrmRecord, FieldInfo
 from worker.crm.value_fit import record_problem, refusals, restricted_values, value_problem
 
 
@@ -14,7 +14,7 @@ def picklist(values: list[str], *, restricted: bool = True, inactive: tuple[str,
 
 def test_only_active_values_of_a_restricted_picklist_fit() -> None:
     status = picklist(["active", "dissolved", "old"], inactive=("old",))
-    assert restricted_values(status) == {"active", "dissolved"}
+    assert restricted_values(status) == frozenset({"active", "dissolved"})
     assert value_problem(status, "active") is None
     assert value_problem(status, "Active") == "Status__c: 'Active' is not a value of its restricted picklist"
     assert value_problem(status, "old") is not None
@@ -41,7 +41,7 @@ def test_text_longer_than_the_field_does_not_fit_and_the_message_omits_the_value
 
 def test_records_that_do_not_fit_are_listed_by_position() -> None:
     fields = {"name": FieldInfo("Name", "string", True, length=5), "status__c": picklist(["active"])}
-    batch = [
+    batch: list[CrmRecord] = [
         {"Id": "001A", "Name": "ok"},
         {"Id": "001B", "Status__c": "gone"},
         {"Id": "001C", "NAME": "far too long", "Unknown__c": 1},

@@ -37,7 +37,7 @@ def records(*ids: str) -> list[CrmRecord]:
 
 
 def test_only_the_locked_records_are_sent_again_with_growing_waits() -> None:
-    org, waits = LockingOrg({"b": 1, "c": 2}), []
+    org, waits = LockingOrg({"b": 1, "c": 2}), list[float]()
     policy = RetryPolicy(attempts=4, base_s=1.0, max_s=10.0)
 
     results = patch_with_retries(records("a", "b", "c"), org.patch, policy, sleep=waits.append)
@@ -48,7 +48,7 @@ def test_only_the_locked_records_are_sent_again_with_growing_waits() -> None:
 
 
 def test_a_record_locked_every_time_fails_after_the_last_attempt() -> None:
-    org, waits = LockingOrg({"a": 99}), []
+    org, waits = LockingOrg({"a": 99}), list[float]()
 
     (result,) = patch_with_retries(records("a"), org.patch, RetryPolicy(attempts=3), sleep=waits.append)
 
