@@ -12,7 +12,7 @@ from worker.ledger.counters import CALLS, COUNTERS, Counts
 from worker.ledger.models import Chunk, Run, SyncCounters
 from worker.ledger.views import COUNT_KEYS
 from worker.registry.outcomes import RegistryNotice
-from worker.sync.chunk import Outcome
+from worker.sync.chunk_work import Outcome
 
 
 def test_the_ledger_columns_are_the_counters_in_the_same_order() -> None:

@@ -1,6 +1,6 @@
 """The run counters: one type for what a chunk counts and a run sums over its chunks.
 
-``Counts`` is the one list of counters. The chunk outcome builds it (``worker.sync.chunk.Outcome.counts``),
+``Counts`` is the one list of counters. The chunk outcome builds it (``worker.sync.chunk_work.Outcome.counts``),
 ``chunks.finish`` stores it on the chunk, ``runs.add_chunk_result`` adds it to the run, and the views, the CLI
 summary and the API's ``RunOut`` show it; each of those takes the names from here. The ledger keeps them in the
 columns of ``models.SyncCounters`` (tests/unit/test_counters.py checks that both list the same names, in the same

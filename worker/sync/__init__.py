@@ -1,7 +1,8 @@
 """One run, from plan to close, and its recovery: the answer to "what happens to one chunk".
 
 - ``plan``: stream the CRM's records, validate org numbers, store chunks with a resumable cursor (``plan_run``).
-- ``chunk``: one attempt at one chunk: claim → re-read → look up → apply policies → write → finish (``sync_chunk``).
+- ``chunk``: one chunk: claim → attempt → finish, retry, give up or fail the run (``sync_chunk``).
+- ``chunk_work``: one attempt's steps: re-read → look up → apply policies → write only changes (``ChunkWork``).
 - ``outcomes``: what ``sync_chunk`` and ``plan_run`` return (``ChunkOutcome``, ``PlanOutcome``; metrics labels).
 - ``policies``: per field, what a registry value does to a CRM value (overwrite, fill_blank, protect_manual).
 - ``preview``: a dry run's per-field tally of what a chunk would change.
