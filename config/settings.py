@@ -140,6 +140,14 @@ class Settings(BaseSettings):
         ge=15.0,
         description="Seconds beat may go without a heartbeat before /v1/health and `regsync health` fail.",
     )
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description=(
+            "Largest HTTP API request body, bytes (1 MiB); a larger one answers 413 before the key is checked, "
+            "whether it announces its Content-Length or streams chunked."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

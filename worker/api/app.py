@@ -13,7 +13,7 @@ from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from worker.api import problems
 from worker.api.metrics import router as metrics_router
-from worker.api.middleware import ApiMiddleware
+from worker.api.middleware import ApiMiddleware, BodyLimit
 from worker.api.routes import alerts, backfills, health, runs
 from worker.api.routes import settings as connection_settings
 from worker.api.schemas import ErrorOut
@@ -59,5 +59,6 @@ def create_app(
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(metrics_router)
     problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # inside: its 413 gets the headers
     app.add_middleware(ApiMiddleware)
     return app
