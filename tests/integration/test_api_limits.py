@@ -218,3 +218,21 @@ def test_metrics_need_the_metrics_token_when_one_is_set(env: Env, monkeypatch: p
     finally:
         monkeypatch.delenv("REGSYNC_METRICS_TOKEN")
         reset_settings()
+
+
+def test_metrics_are_closed_by_default_and_open_only_when_made_public(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.settings import reset_settings
+
+    closed = env.client.get("/metrics")
+    monkeypatch.setenv("REGSYNC_METRICS_PUBLIC", "true")
+    reset_settings()
+    try:
+        opened = env.client.get("/metrics")
+    finally:
+        monkeypatch.delenv("REGSYNC_METRICS_PUBLIC")
+        reset_settings()
+    assert closed.status_code == 401 and "regsync_runs" not in closed.text
+    assert closed.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert opened.status_code == 200 and "regsync_runs{" in opened.text
