@@ -51,6 +51,8 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # No trailing-slash redirect: Starlette builds its Location from the Host header, which a caller sets.
+        redirect_slashes=False,
     )
     app.state.dispatcher = dispatcher or CeleryDispatcher()
     app.state.throttle = throttle or make_throttle(settings.redis_url, settings.api_rate_per_minute)
