@@ -67,3 +67,63 @@ def test_no_answer_redirects_off_site_whatever_the_host_header(env: Env) -> None
             location = answer.headers.get("location")
             assert location is None or not urlsplit(location).netloc, (endpoint, path, location)
             assert "evil.example" not in answer.text, (endpoint, path)
+
+
+def _bad_requests(env: Env, endpoint: Endpoint) -> list[tuple[str, str, dict[str, str], bytes | None]]:
+    """Requests that must fail at ``endpoint``: wrong method, no key, a non-JSON or an oversized body, a bad id."""
+    admin = {"Authorization": f"Bearer {env.world.keys['admin']}"}
+    other = "DELETE" if endpoint.method != "DELETE" else "PUT"
+    bad_id = re.sub(r"/(runs|alerts)/1\b", r"/\1/not-a-number", endpoint.path)
+    return [
+        (other, endpoint.path, admin, None),
+        (endpoint.method, endpoint.path, {}, None),
+        (endpoint.method, endpoint.path, {**admin, "Content-Type": "text/plain"}, b"enabled=yes"),
+        (endpoint.method, endpoint.path, {**admin, "Content-Type": "application/json"}, b"{" * 2_000_000),
+        (endpoint.method, bad_id + "?limit=0&since=yesterday", admin, None),
+    ]
+
+
+def test_every_error_answer_of_every_route_is_problem_json(env: Env) -> None:
+    seen: dict[tuple[str, str], set[int]] = {}
+    for endpoint in endpoints(env.app):
+        for method, path, headers, body in _bad_requests(env, endpoint):
+            answer = env.client.request(method, path, headers=headers, content=body)
+            if answer.status_code < 400 or (endpoint.path == "/v1/health" and answer.status_code == 503):
+                continue  # a success, or health's own status document
+            seen.setdefault((endpoint.method, endpoint.path), set()).add(answer.status_code)
+            assert answer.headers["content-type"] == "application/problem+json", (method, path, answer.text)
+            problem = answer.json()
+            assert {"type", "title", "status", "detail", "instance", "code", "correlation_id"} <= set(problem)
+            assert problem["status"] == answer.status_code
+            assert problem["correlation_id"] == answer.headers["X-Correlation-ID"]
+    assert {(e.method, e.path) for e in endpoints(env.app)} <= set(seen)  # every route gave an error
+    assert {401, 405, 413, 415, 422} <= set().union(*seen.values())
+
+
+def test_a_body_that_is_not_json_is_415_not_422(env: Env) -> None:
+    answer = env.client.patch(
+        f"/v1/connections/{A}/settings",
+        headers={"Authorization": f"Bearer {env.world.keys['admin']}", "Content-Type": "text/plain"},
+        content=b'{"enabled": true}',
+    )
+    assert answer.status_code == 415 and answer.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, "on"])
+def test_booleans_in_request_bodies_are_strict(env: Env, value: object) -> None:
+    admin = {"Authorization": f"Bearer {env.world.keys['admin']}"}
+    settings = env.client.patch(f"/v1/connections/{A}/settings", headers=admin, json={"enabled": value})
+    backfill = env.client.post(f"/v1/connections/{A}/backfills", headers=admin, json={"dry_run": value})
+    assert (settings.status_code, backfill.status_code) == (422, 422), (settings.text, backfill.text)
+    assert settings.json()["errors"][0]["loc"] == ["body", "enabled"]
+    enabled = env.client.get(f"/v1/connections/{A}/settings", headers=admin).json()["enabled"]
+    assert enabled is False
+
+
+def test_the_openapi_document_publishes_errors_as_problem_json(env: Env) -> None:
+    document = env.client.get("/v1/openapi.json").json()
+    answers = [
+        a for ops in document["paths"].values() for op in ops.values() for a in op["responses"].items()
+    ]
+    errors = [content for status, a in answers if status[0] in "45" for content in a.get("content", {})]
+    assert errors and set(errors) == {"application/problem+json"}

@@ -191,10 +191,10 @@ def test_backfill_options_that_do_not_fit_the_connection_are_422_and_start_nothi
         {"only_failed_run": 999_999_999},
     ):
         status, raw = api.call(api.world.keys["operator"], "POST", f"/v1/connections/{A}/backfills", body)
-        assert status == 422 and json.loads(raw)["error"]["code"] == "INVALID_FILTER", (body, raw)
+        assert status == 422 and json.loads(raw)["code"] == "INVALID_FILTER", (body, raw)
         if "only_failed_run" in body:
             expected = f"only_failed_run: this connection has no run {body['only_failed_run']}"
-            assert json.loads(raw)["error"]["message"] == expected
+            assert json.loads(raw)["detail"] == expected
     assert len(api.dispatcher.plans) == planned
 
 
@@ -214,7 +214,7 @@ def test_cancel_of_a_queued_run_cancels_it_is_audited_and_a_second_cancel_confli
         targets = list(session.scalars(select(AuditEvent.target).where(AuditEvent.action == "run.cancel")))
     assert f"run:{run_id}" in targets
     status, body = api.call(api.world.keys["operator"], "POST", f"/v1/runs/{run_id}/cancel")
-    assert status == 409 and json.loads(body)["error"]["code"] == "STATE_CONFLICT"
+    assert status == 409 and json.loads(body)["code"] == "STATE_CONFLICT"
 
 
 def test_enable_and_backfill_of_a_connection_without_its_secret_are_409_naming_it(api: Api) -> None:
@@ -224,9 +224,9 @@ def test_enable_and_backfill_of_a_connection_without_its_secret_are_409_naming_i
         ("POST", f"/v1/connections/{B}/backfills", {"dry_run": True}),
     ):
         status, raw = api.call(api.world.b_admin, method, path, body)
-        error = json.loads(raw)["error"]
+        error = json.loads(raw)
         assert (status, error["code"]) == (409, "SECRET_MISSING"), raw
-        assert f"connection {B} cannot run: salesforce_client_secret not set" in error["message"]
+        assert f"connection {B} cannot run: salesforce_client_secret not set" in error["detail"]
     status, raw = api.call(api.world.b_admin, "GET", f"/v1/connections/{B}/settings")
     assert status == 200 and json.loads(raw)["enabled"] is False
     assert len(api.dispatcher.plans) == planned
@@ -281,11 +281,11 @@ def test_enable_checks_least_privilege_and_the_mapping_as_the_cli_does(api: Api)
         _reapply_a(api)
     status, settings = api.call(key, "GET", path)
 
-    error = json.loads(refused)["error"]
+    error = json.loads(refused)
     assert (refused_status, error["code"]) == (422, "LEAST_PRIVILEGE"), refused
-    assert "Modify All Data" in error["message"] and "Api_Admin_Bundle" in error["message"]
-    assert (unfit_status, json.loads(unfit)["error"]["code"]) == (422, "MAPPING"), unfit
-    assert "No_Such_Field__c" in json.loads(unfit)["error"]["message"]
+    assert "Modify All Data" in error["detail"] and "Api_Admin_Bundle" in error["detail"]
+    assert (unfit_status, json.loads(unfit)["code"]) == (422, "MAPPING"), unfit
+    assert "No_Such_Field__c" in json.loads(unfit)["detail"]
     assert status == 200 and json.loads(settings)["enabled"] is False  # neither refused enable took effect
     assert (
         api.call(key, "PATCH", path, {"enabled": True})[0] == 200

@@ -68,7 +68,8 @@ class ApiMiddleware:
 
 
 class BodyLimit:
-    """413 for a request body over ``max_bytes``, checked on ``Content-Length`` and while streaming."""
+    """413 for a request body over ``max_bytes`` (checked on ``Content-Length`` and while streaming), and 415
+    for one that is not JSON; both before the route, so before the API key is checked."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -78,15 +79,26 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await self.refuse(scope, receive, send)
+            return
+        has_body = (length is not None and int(length) > 0) or "transfer-encoding" in headers
+        if has_body and not _is_json(headers.get("content-type", "")):
+            answer = error_response(415, "a request body must be JSON: send `Content-Type: application/json`")
+            await answer(scope, receive, send)
             return
         await _Counted(self, scope, receive, send).run()
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"the request body is larger than {self.max_bytes} bytes"
         await error_response(413, message, headers={"Connection": "close"})(scope, receive, send)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 class _Counted:
