@@ -107,7 +107,8 @@ class Settings(BaseSettings):
         default=600, ge=1, description="HTTP API requests per API key per minute; more answer 429."
     )
     metrics_token: SecretStr | None = Field(
-        default=None, description="If set, GET /metrics needs `Authorization: Bearer <token>`."
+        default=None,
+        description="If set, GET /metrics needs `Authorization: Bearer <token>` (it names every connection).",
     )
     public_url: str | None = Field(
         default=None, description="Base URL of the regsync API, for links in alert notices (none if unset)."
@@ -140,6 +141,21 @@ class Settings(BaseSettings):
         ge=15.0,
         description="Seconds beat may go without a heartbeat before /v1/health and `regsync health` fail.",
     )
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description=(
+            "Largest HTTP API request body, bytes (1 MiB); a larger one answers 413 before the key is checked, "
+            "whether it announces its Content-Length or streams chunked."
+        ),
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description=(
+            "`true` opens GET /metrics to anyone who reaches the port when no REGSYNC_METRICS_TOKEN is set; "
+            "by default it answers 401. Only `true` or `false`."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -152,6 +168,16 @@ class Settings(BaseSettings):
             except OSError as exc:
                 raise ValueError(f"REGSYNC_SECRET_KEY_FILE={path} cannot be read: {exc.strerror}") from None
         return data
+
+    @field_validator("metrics_public", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: Any) -> Any:
+        """Only ``true``/``false`` (any case): ``yes`` or ``1`` must not open the metrics by accident."""
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if isinstance(value, bool):
+            return value
+        raise ValueError("must be true or false")
 
     @field_validator("database_url")
     @classmethod

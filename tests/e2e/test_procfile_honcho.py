@@ -81,6 +81,7 @@ def world(pg_url: str, tmp_path: Path) -> Iterator[tuple[Stack, dict[str, str]]]
             "REGSYNC_REDIS_URL": redis_url,
             "REGSYNC_SECRET_KEY": Fernet.generate_key().decode(),
             "REGSYNC_ACTOR": "ops@example.com",
+            "REGSYNC_METRICS_PUBLIC": "true",  # closed by default; this test scrapes like an open Prometheus
             "PROMETHEUS_MULTIPROC_DIR": str(prometheus),
             "PYTHONUNBUFFERED": "1",
             # honcho runs in the test's directory (beat writes its schedule file there, not in the checkout)

@@ -57,7 +57,7 @@ def test_a_key_over_its_rate_answers_429_with_retry_after_and_other_keys_go_on(e
         limited = client.get(RUNS, headers=_auth(env.world.keys["viewer"]))
         other = client.get(RUNS, headers=_auth(env.world.keys["operator"]))
     assert statuses == [200, 200, 200, 429]
-    assert limited.status_code == 429 and limited.json()["error"]["code"] == "RATE_LIMITED"
+    assert limited.status_code == 429 and limited.json()["code"] == "RATE_LIMITED"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert other.status_code == 200
 
@@ -84,7 +84,7 @@ def test_unknown_body_fields_are_refused_without_echoing_them(env: Env) -> None:
         json={"dry_run": True, "sneaky_field": "ECHO-MARKER-123"},
     )
     assert response.status_code == 422
-    assert response.json()["error"]["details"][0]["loc"] == ["body", "sneaky_field"]
+    assert response.json()["errors"][0]["loc"] == ["body", "sneaky_field"]
     assert "ECHO-MARKER-123" not in response.text
 
 
@@ -189,7 +189,7 @@ def test_an_unexpected_error_answers_a_generic_500_with_a_correlation_id(
     assert response.status_code == 500  # type: ignore[attr-defined]
     body = response.text  # type: ignore[attr-defined]
     assert "SECRET-INTERNAL-DETAIL" not in body and "Traceback" not in body and "RuntimeError" not in body
-    correlation = json.loads(body)["error"]["correlation_id"]
+    correlation = json.loads(body)["correlation_id"]
     assert correlation == response.headers["X-Correlation-ID"]  # type: ignore[attr-defined]
     assert response.headers["X-Frame-Options"] == "DENY"  # type: ignore[attr-defined]
     assert any(correlation == getattr(r, "correlation_id", None) for r in caplog.records)
@@ -218,3 +218,21 @@ def test_metrics_need_the_metrics_token_when_one_is_set(env: Env, monkeypatch: p
     finally:
         monkeypatch.delenv("REGSYNC_METRICS_TOKEN")
         reset_settings()
+
+
+def test_metrics_are_closed_by_default_and_open_only_when_made_public(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.settings import reset_settings
+
+    closed = env.client.get("/metrics")
+    monkeypatch.setenv("REGSYNC_METRICS_PUBLIC", "true")
+    reset_settings()
+    try:
+        opened = env.client.get("/metrics")
+    finally:
+        monkeypatch.delenv("REGSYNC_METRICS_PUBLIC")
+        reset_settings()
+    assert closed.status_code == 401 and "regsync_runs" not in closed.text
+    assert closed.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert opened.status_code == 200 and "regsync_runs{" in opened.text

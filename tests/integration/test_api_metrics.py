@@ -30,8 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+METRICS_TOKEN = "metrics-token-for-the-test"
+
+
 def scrape(client: TestClient) -> Samples:
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200
     samples: Samples = {}
     for family in text_string_to_metric_families(response.text):
@@ -57,6 +60,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Sta
     queue = f"regsync-metrics-{secrets.token_hex(4)}"
     with claimed_redis() as redis_url, sandbox_stack(tmp_path, 300, validation_failures=2) as stack:
         extra = {"REGSYNC_REDIS_URL": redis_url, "REGSYNC_BROKER_URL": redis_url, "REGSYNC_QUEUE": queue}
+        extra["REGSYNC_METRICS_TOKEN"] = METRICS_TOKEN
         with ledger_env(**extra):
             for name, val in {**stack.trust_env(), "PROMETHEUS_MULTIPROC_DIR": str(prom)}.items():
                 monkeypatch.setenv(name, val)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from tests.integration.api_world import B_ALERT_ID, B_MARKERS, B_RUN_IDS, A, B, World, build_world, ledger_env
@@ -36,46 +39,82 @@ class Call:
     ok: int = 200
 
 
-def calls(world: World, who: str) -> list[Call]:
-    a_run, b_run = world.a_failed_run, B_RUN_IDS[0]
+@dataclass(frozen=True)
+class Entry:
+    """A route's row of the matrix: the lowest role that may call it, and how to call it."""
+
+    needs: str
+    body: dict[str, object] | None = None
+    ok: int = 200
+    run: str = "failed"  # which of A's runs a {run_id} names: "failed", or the role's own "cancellable" one
+    query_b: str = ""  # for a route with no connection in its path: how the same call aims at B
+
+
+#: Every route that takes an API key, by (method, path template). A route the app has and this lacks fails
+#: test_every_route_of_the_app_is_in_the_role_matrix, so a new route cannot escape the matrix.
+MATRIX = {
+    ("GET", "/v1/connections/{c}/runs"): Entry("viewer"),
+    ("GET", "/v1/runs/{run_id}"): Entry("viewer"),
+    ("GET", "/v1/runs/{run_id}/failures"): Entry("viewer"),
+    ("POST", "/v1/connections/{c}/backfills"): Entry("operator", {"dry_run": True}, 202),
+    ("POST", "/v1/runs/{run_id}/cancel"): Entry("operator", run="cancellable"),
+    ("GET", "/v1/alerts"): Entry("viewer", query_b=f"?connection={B}"),
+    ("GET", "/v1/connections/{c}/settings"): Entry("viewer"),
+    ("PATCH", "/v1/connections/{c}/settings"): Entry(
+        "admin", {"enabled": True, "alerts": {"notice_period_minutes": 120}}
+    ),
+    ("POST", "/v1/alerts/{alert_id}/ack"): Entry("operator"),
+}
+#: Routes that take no API key, each with the reason (and where it is tested instead).
+UNKEYED = {
+    ("GET", "/v1/openapi.json"): "the published contract (test_api_schemathesis)",
+    ("GET", "/v1/health"): "for load balancers (test_api_limits)",
+    ("GET", "/metrics"): "the operator's metrics token, not an API key (test_api_limits)",
+}
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path template) the app routes, HEAD aside."""
+    return {
+        (method, route.path or "")
+        for route in iter_route_contexts(app.routes)
+        for method in getattr(route, "methods", None) or ()
+        if method != "HEAD"
+    }
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+
+
+def calls(app: FastAPI, world: World, who: str) -> list[Call]:
+    """The matrix's calls, one per keyed route of ``app``, for the role ``who``."""
+    runs_a = {
+        "failed": world.a_failed_run,
+        "cancellable": world.a_cancellable.get(who, world.a_cancellable["admin"]),
+    }
+    runs_b = {"failed": B_RUN_IDS[0], "cancellable": B_RUN_IDS[1]}
     a_alert = world.a_alerts.get(who, world.a_alerts["admin"])
-    backfill: dict[str, object] = {"dry_run": True}
-    return [
-        Call("list runs", "GET", f"/v1/connections/{A}/runs", f"/v1/connections/{B}/runs", "viewer"),
-        Call("show run", "GET", f"/v1/runs/{a_run}", f"/v1/runs/{b_run}", "viewer"),
-        Call("failures", "GET", f"/v1/runs/{a_run}/failures", f"/v1/runs/{b_run}/failures", "viewer"),
-        Call(
-            "backfill",
-            "POST",
-            f"/v1/connections/{A}/backfills",
-            f"/v1/connections/{B}/backfills",
-            "operator",
-            backfill,
-            202,
-        ),
-        Call(
-            "cancel",
-            "POST",
-            f"/v1/runs/{world.a_cancellable.get(who, world.a_cancellable['admin'])}/cancel",
-            f"/v1/runs/{B_RUN_IDS[1]}/cancel",
-            "operator",
-        ),
-        Call("alerts", "GET", "/v1/alerts", f"/v1/alerts?connection={B}", "viewer"),
-        Call("settings", "GET", f"/v1/connections/{A}/settings", f"/v1/connections/{B}/settings", "viewer"),
-        Call(
-            "change settings",
-            "PATCH",
-            f"/v1/connections/{A}/settings",
-            f"/v1/connections/{B}/settings",
-            "admin",
-            {"enabled": True, "alerts": {"notice_period_minutes": 120}},
-        ),
-        Call("ack", "POST", f"/v1/alerts/{a_alert}/ack", f"/v1/alerts/{B_ALERT_ID}/ack", "operator"),
-    ]
+    found = []
+    for method, template in sorted(app_routes(app) - UNKEYED.keys()):
+        entry = MATRIX[(method, template)]
+        path_a = _fill(template, {"c": A, "run_id": str(runs_a[entry.run]), "alert_id": str(a_alert)})
+        path_b = _fill(template, {"c": B, "run_id": str(runs_b[entry.run]), "alert_id": str(B_ALERT_ID)})
+        name = f"{method} {template}"
+        found.append(Call(name, method, path_a, path_b + entry.query_b, entry.needs, entry.body, entry.ok))
+    return found
+
+
+def test_every_route_of_the_app_is_in_the_role_matrix() -> None:
+    routes = app_routes(create_app(throttle=MemoryThrottle(1), dispatcher=FakeDispatcher()))
+    assert routes - UNKEYED.keys() - MATRIX.keys() == set(), "a route has no row in the role matrix"
+    assert MATRIX.keys() - routes == set(), "the matrix names a route the app no longer has"
+    assert UNKEYED.keys() <= routes
 
 
 @dataclass
 class Api:
+    app: FastAPI
     client: TestClient
     world: World
     dispatcher: FakeDispatcher
@@ -104,7 +143,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         dispatcher = FakeDispatcher()
         app = create_app(throttle=MemoryThrottle(10_000), dispatcher=dispatcher)
         with TestClient(app, raise_server_exceptions=False) as client:
-            yield Api(client, world, dispatcher, [], stack)
+            yield Api(app, client, world, dispatcher, [], stack)
 
 
 def _key_for(world: World, who: str) -> str | None:
@@ -123,7 +162,7 @@ def _rank(role: str) -> int:
 @pytest.mark.parametrize("who", ROLES + ANONYMOUS)
 def test_role_matrix_allows_exactly_what_each_role_may_do(api: Api, who: str) -> None:
     key = _key_for(api.world, who)
-    for call in calls(api.world, who):
+    for call in calls(api.app, api.world, who):
         status_a, body_a = api.call(key, call.method, call.path_a, call.body)
         status_b, body_b = api.call(key, call.method, call.path_b, call.body)
         if who in ANONYMOUS:
@@ -191,10 +230,10 @@ def test_backfill_options_that_do_not_fit_the_connection_are_422_and_start_nothi
         {"only_failed_run": 999_999_999},
     ):
         status, raw = api.call(api.world.keys["operator"], "POST", f"/v1/connections/{A}/backfills", body)
-        assert status == 422 and json.loads(raw)["error"]["code"] == "INVALID_FILTER", (body, raw)
+        assert status == 422 and json.loads(raw)["code"] == "INVALID_FILTER", (body, raw)
         if "only_failed_run" in body:
             expected = f"only_failed_run: this connection has no run {body['only_failed_run']}"
-            assert json.loads(raw)["error"]["message"] == expected
+            assert json.loads(raw)["detail"] == expected
     assert len(api.dispatcher.plans) == planned
 
 
@@ -214,7 +253,7 @@ def test_cancel_of_a_queued_run_cancels_it_is_audited_and_a_second_cancel_confli
         targets = list(session.scalars(select(AuditEvent.target).where(AuditEvent.action == "run.cancel")))
     assert f"run:{run_id}" in targets
     status, body = api.call(api.world.keys["operator"], "POST", f"/v1/runs/{run_id}/cancel")
-    assert status == 409 and json.loads(body)["error"]["code"] == "STATE_CONFLICT"
+    assert status == 409 and json.loads(body)["code"] == "STATE_CONFLICT"
 
 
 def test_enable_and_backfill_of_a_connection_without_its_secret_are_409_naming_it(api: Api) -> None:
@@ -224,9 +263,9 @@ def test_enable_and_backfill_of_a_connection_without_its_secret_are_409_naming_i
         ("POST", f"/v1/connections/{B}/backfills", {"dry_run": True}),
     ):
         status, raw = api.call(api.world.b_admin, method, path, body)
-        error = json.loads(raw)["error"]
+        error = json.loads(raw)
         assert (status, error["code"]) == (409, "SECRET_MISSING"), raw
-        assert f"connection {B} cannot run: salesforce_client_secret not set" in error["message"]
+        assert f"connection {B} cannot run: salesforce_client_secret not set" in error["detail"]
     status, raw = api.call(api.world.b_admin, "GET", f"/v1/connections/{B}/settings")
     assert status == 200 and json.loads(raw)["enabled"] is False
     assert len(api.dispatcher.plans) == planned
@@ -281,11 +320,11 @@ def test_enable_checks_least_privilege_and_the_mapping_as_the_cli_does(api: Api)
         _reapply_a(api)
     status, settings = api.call(key, "GET", path)
 
-    error = json.loads(refused)["error"]
+    error = json.loads(refused)
     assert (refused_status, error["code"]) == (422, "LEAST_PRIVILEGE"), refused
-    assert "Modify All Data" in error["message"] and "Api_Admin_Bundle" in error["message"]
-    assert (unfit_status, json.loads(unfit)["error"]["code"]) == (422, "MAPPING"), unfit
-    assert "No_Such_Field__c" in json.loads(unfit)["error"]["message"]
+    assert "Modify All Data" in error["detail"] and "Api_Admin_Bundle" in error["detail"]
+    assert (unfit_status, json.loads(unfit)["code"]) == (422, "MAPPING"), unfit
+    assert "No_Such_Field__c" in json.loads(unfit)["detail"]
     assert status == 200 and json.loads(settings)["enabled"] is False  # neither refused enable took effect
     assert (
         api.call(key, "PATCH", path, {"enabled": True})[0] == 200

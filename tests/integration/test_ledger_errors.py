@@ -76,7 +76,7 @@ def test_the_api_answers_503_in_its_error_shape(ledger_at, tmp_path: Path) -> No
         response = client.get("/v1/runs/1", headers={"Authorization": "Bearer rsk_" + "x" * 43})
     assert response.status_code == 503
     body = response.json()
-    assert body["error"]["code"] == "LEDGER" and "try again" in body["error"]["message"]
+    assert body["code"] == "LEDGER" and "try again" in body["detail"]
     assert "Traceback" not in response.text and "SELECT" not in response.text
 
 

@@ -36,3 +36,16 @@ def test_a_malformed_number_is_an_error_not_a_default(monkeypatch: pytest.Monkey
 def test_secret_key_never_shows_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REGSYNC_SECRET_KEY", "super-secret-fernet-key")
     assert "super-secret-fernet-key" not in repr(Settings())
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "on", ""])
+def test_metrics_public_takes_only_true_or_false(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("REGSYNC_METRICS_PUBLIC", value)
+    with pytest.raises(ValidationError, match="metrics_public"):
+        Settings()
+
+
+def test_metrics_are_closed_and_bodies_capped_at_one_mib_by_default() -> None:
+    settings = Settings()
+    assert settings.metrics_public is False and settings.metrics_token is None
+    assert settings.api_max_body_bytes == 1024 * 1024

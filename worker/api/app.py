@@ -13,22 +13,24 @@ from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from worker.api import problems
 from worker.api.metrics import router as metrics_router
-from worker.api.middleware import ApiMiddleware
+from worker.api.middleware import ApiMiddleware, BodyLimit
 from worker.api.routes import alerts, backfills, health, runs
 from worker.api.routes import settings as connection_settings
-from worker.api.schemas import ErrorOut
+from worker.api.schemas import Problem
 from worker.api.throttle import Throttle, make_throttle
 from worker.infra.dispatch import CeleryDispatcher, Dispatcher
 
 API_PREFIX = "/v1"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut, "description": description}
+    status: {"model": Problem, "description": description}
     for status, description in {
         400: "Bad request; the message says what to change.",
         401: "No API key, or an unknown or revoked one.",
         403: "The key's role does not allow this.",
         404: "No such resource, or it belongs to a connection outside the key's scope.",
+        413: "The request body is over REGSYNC_API_MAX_BODY_BYTES.",
+        415: "A request body that is not JSON (`Content-Type: application/json`).",
         422: "The request's parameters or body are not valid.",
         429: "Too many requests for this key; see Retry-After.",
     }.items()
@@ -51,6 +53,8 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # No trailing-slash redirect: Starlette builds its Location from the Host header, which a caller sets.
+        redirect_slashes=False,
     )
     app.state.dispatcher = dispatcher or CeleryDispatcher()
     app.state.throttle = throttle or make_throttle(settings.redis_url, settings.api_rate_per_minute)
@@ -59,5 +63,7 @@ def create_app(
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(metrics_router)
     problems.install(app)
+    app.openapi = problems.documented_as_problems(app.openapi)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # inside: its 413 gets the headers
     app.add_middleware(ApiMiddleware)
     return app

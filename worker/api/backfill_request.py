@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from config.settings import get_settings
 from worker.api.schemas import MAX_ID, Body
@@ -53,8 +53,12 @@ class BackfillRequest(Body):
     fields: list[FieldName] | None = Field(
         default=None, min_length=1, max_length=50, description="Mapped fields."
     )
-    dry_run: bool = Field(default=False, description="Fetch and compare, write nothing; per-field preview.")
-    estimate: bool = Field(default=False, description="Only count the records and the calls; start nothing.")
+    dry_run: StrictBool = Field(
+        default=False, description="Fetch and compare, write nothing; per-field preview."
+    )
+    estimate: StrictBool = Field(
+        default=False, description="Only count the records and the calls; start nothing."
+    )
 
     def needs_salesforce(self) -> bool:
         return bool(self.where) or self.estimate

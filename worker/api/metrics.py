@@ -1,8 +1,9 @@
 """GET /metrics: Prometheus text; process samples (multiprocess-aware) plus ledger numbers read at scrape time.
 
 Ledger numbers: runs by status and kind, the last known Salesforce API usage and limit per connection, and
-open alerts by kind. The endpoint is for the operator's Prometheus, not for
-tenants: protect it with REGSYNC_METRICS_TOKEN (bearer) or keep the web port private.
+open alerts by kind. The endpoint is for the operator's Prometheus, not for tenants (it names every
+connection): it is closed (401) unless REGSYNC_METRICS_TOKEN is set and sent as a bearer token, or
+REGSYNC_METRICS_PUBLIC=true is set on purpose.
 """
 
 from __future__ import annotations
@@ -107,14 +108,18 @@ def scrape() -> bytes:
 
 
 def _check_token(request: Request) -> None:
-    token = get_settings().metrics_token
-    if token is None:
+    """401 unless the metrics token is given, or no token is set and REGSYNC_METRICS_PUBLIC=true."""
+    settings = get_settings()
+    token = settings.metrics_token
+    if token is None and settings.metrics_public:
         return
     given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+    expected = f"Bearer {token.get_secret_value()}" if token is not None else None
+    if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
         raise ApiError(
             401,
-            "metrics need `Authorization: Bearer <REGSYNC_METRICS_TOKEN>`",
+            "metrics need `Authorization: Bearer <REGSYNC_METRICS_TOKEN>` "
+            "(or REGSYNC_METRICS_PUBLIC=true, set on purpose, with no token)",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
 

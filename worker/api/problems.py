@@ -1,8 +1,11 @@
-"""Error answers of the HTTP API: one JSON shape, a correlation id, never a stack trace or an input echo."""
+"""Error answers of the HTTP API: RFC 9457 problem details (``application/problem+json``) with our ``code``
+and ``correlation_id``; never a stack trace or an input echo. Every error answer is built here."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -67,15 +70,36 @@ def not_found(what: str = "resource") -> ApiError:
     return ApiError(404, f"no such {what} (or your API key is not scoped to it)")
 
 
-def error_body(status: int, message: str, code: str | None = None, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {
-        "code": code or _STATUS_CODES.get(status, "ERROR"),
-        "message": message,
-        "correlation_id": correlation_id(),
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_body(status: int, message: str, code: str | None = None, errors: Any = None) -> dict[str, Any]:
+    """The problem details of one error answer (``errors``: the field errors of a 422)."""
+    code = code or _STATUS_CODES.get(status, "ERROR")
+    cid = correlation_id()
+    body: dict[str, Any] = {
+        "type": f"urn:regsync:problem:{code.lower().replace('_', '-')}",
+        "title": _title(status),
+        "status": status,
+        "detail": message,
+        "instance": f"urn:regsync:request:{cid}",
+        "code": code,
+        "correlation_id": cid,
     }
-    if details is not None:
-        error["details"] = details
-    return {"error": error}
+    if errors is not None:
+        body["errors"] = errors
+    return body
 
 
 def error_response(
@@ -83,17 +107,17 @@ def error_response(
     message: str,
     code: str | None = None,
     headers: dict[str, str] | None = None,
-    details: Any = None,
-) -> JSONResponse:
-    return JSONResponse(error_body(status, message, code, details), status_code=status, headers=headers)
+    errors: Any = None,
+) -> ProblemResponse:
+    return ProblemResponse(error_body(status, message, code, errors), status_code=status, headers=headers)
 
 
-def internal_error_response() -> JSONResponse:
+def internal_error_response() -> ProblemResponse:
     """The generic 500: no type, no message, no trace; the log has them under the correlation id."""
     return error_response(500, "internal error; quote the correlation_id when reporting it")
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _api_error(_request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.message, exc.code, exc.headers)
 
@@ -108,7 +132,7 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = {404: "no such path; the API lives under /v1 (see /v1/openapi.json)"}.get(
         exc.status_code, str(exc.detail)
@@ -126,9 +150,9 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(_request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(422, "the request is not valid; see details", details=_field_errors(exc))
+    return error_response(422, "the request is not valid; see errors", errors=_field_errors(exc))
 
 
 _WHAT = {RunNotFound: "run", AlertNotFound: "alert"}
@@ -149,7 +173,7 @@ def _status_of(exc: RegsyncError) -> int:
     return 400
 
 
-async def _regsync_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _regsync_error(_request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RegsyncError)
     status = _status_of(exc)
     if status == 404:
@@ -160,6 +184,22 @@ async def _regsync_error(_request: Request, exc: Exception) -> JSONResponse:
         # One code for every ledger outage (down, unreachable, not migrated), as clients have always seen it.
         return error_response(503, "the ledger is not available; try again shortly", LedgerError.code)
     return error_response(status, exc.message, exc.code)
+
+
+def documented_as_problems(openapi: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` with every 4xx/5xx answer documented as ``application/problem+json``."""
+
+    def schema() -> dict[str, Any]:
+        document = openapi()
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for status, answer in operation.get("responses", {}).items():
+                    content = answer.get("content", {})
+                    if status[:1] in ("4", "5") and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        return document
+
+    return schema
 
 
 def install(app: FastAPI) -> None:

@@ -33,15 +33,22 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorDetail(BaseModel):
+class FieldError(BaseModel):
+    loc: list[str] = Field(description="Where in the request: e.g. `body`, `enabled`.")
+    msg: str = Field(description="What is wrong with it.")
+
+
+class Problem(BaseModel):
+    """An error answer: RFC 9457 problem details (``application/problem+json``) with our two extensions."""
+
+    type: str = Field(description="A URI naming the kind of problem, e.g. `urn:regsync:problem:not-found`.")
+    title: str = Field(description="The HTTP status's phrase, e.g. `Not Found`.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong and what to do.")
+    instance: str = Field(description="This occurrence: `urn:regsync:request:<correlation_id>`.")
     code: str = Field(description="Stable machine-readable code, e.g. NOT_FOUND.")
-    message: str = Field(description="What went wrong and what to do.")
     correlation_id: str = Field(description="Quote it when asking for help; it is in the server log too.")
-    details: list[dict[str, Any]] | None = Field(default=None, description="Field errors of a 422.")
-
-
-class ErrorOut(BaseModel):
-    error: ErrorDetail
+    errors: list[FieldError] | None = Field(default=None, description="Field errors of a 422.")
 
 
 class RunOut(BaseModel):

@@ -12,7 +12,7 @@ from worker.alerts.models import Alert
 from worker.alerts.queries import ack_alert, list_alerts
 from worker.api.deps import Caller, require
 from worker.api.problems import not_found
-from worker.api.schemas import CONNECTION_NAME, MAX_ID, MAX_PAGE, ErrorOut
+from worker.api.schemas import CONNECTION_NAME, MAX_ID, MAX_PAGE, Problem
 from worker.ledger.db import session_scope
 from worker.roles import Role
 
@@ -68,7 +68,7 @@ def get_alerts(
 @router.post(
     "/alerts/{alert_id}/ack",
     response_model=AlertOut,
-    responses={409: {"model": ErrorOut, "description": "The alert is acknowledged or resolved already."}},
+    responses={409: {"model": Problem, "description": "The alert is acknowledged or resolved already."}},
     summary="Acknowledge an alert: its escalation stops",
 )
 def acknowledge(alert_id: Annotated[int, Path(ge=1, le=MAX_ID)], who: Caller) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from worker.api.backfill_request import BackfillRequest, estimate_view, salesforce, to_options
 from worker.api.deps import Scoped, scoped
-from worker.api.schemas import ErrorOut, EstimateOut, RunDetail
+from worker.api.schemas import EstimateOut, Problem, RunDetail
 from worker.api.views import run_detail
 from worker.backfill.estimate import estimate
 from worker.backfill.options import resolve_selection, start_backfill
@@ -30,10 +30,10 @@ router = APIRouter(tags=["backfills"])
         200: {"model": EstimateOut, "description": "estimate: true: what it would cost; nothing started."},
         202: {"model": RunDetail, "description": "The backfill run, queued."},
         409: {
-            "model": ErrorOut,
+            "model": Problem,
             "description": "The connection cannot reach Salesforce yet (secret missing).",
         },
-        502: {"model": ErrorOut, "description": "Salesforce answered with an error."},
+        502: {"model": Problem, "description": "Salesforce answered with an error."},
     },
     summary="Start a backfill (or a dry run), or estimate one",
 )

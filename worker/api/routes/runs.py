@@ -12,8 +12,8 @@ from worker.api.schemas import (
     MAX_ID,
     MAX_PAGE,
     CancelOut,
-    ErrorOut,
     FailurePage,
+    Problem,
     RunDetail,
     RunPage,
     UtcDatetime,
@@ -81,7 +81,7 @@ def list_failures(
 @router.post(
     "/runs/{run_id}/cancel",
     response_model=CancelOut,
-    responses={409: {"model": ErrorOut, "description": "The run already ended."}},
+    responses={409: {"model": Problem, "description": "The run already ended."}},
     summary="Cancel a run: queued chunks are dropped, running chunks finish",
 )
 def cancel(run_id: RunId, who: Caller) -> dict[str, object]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy.orm import Session
 
 from worker.alerts.config import NOTICE_MAX_MINUTES, AlertsSpec
@@ -43,7 +43,9 @@ class AlertThresholds(Body):
 class SettingsPatch(Body):
     """What to change; fields left out stay as they are."""
 
-    enabled: bool | None = Field(default=None, description="Whether scheduled runs start by themselves.")
+    enabled: StrictBool | None = Field(
+        default=None, description="Whether scheduled runs start by themselves."
+    )
     alerts: AlertThresholds | None = None
 
 
