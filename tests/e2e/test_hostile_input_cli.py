@@ -211,3 +211,12 @@ def test_a_where_over_the_limit_is_refused_with_the_limit(
 
     _refused(done, "the limit is 4,000")
     assert _counts(env.database_url) == applied
+
+
+def test_control_characters_in_a_where_value_are_refused(
+    cli: Cli, env: RegsyncEnv, applied: tuple[int, int, int]
+) -> None:
+    done = cli("backfill", "acme", "--where", "Name", "=", EVIL)
+
+    _refused(done, "--where", "control characters")
+    assert _counts(env.database_url) == applied

@@ -37,7 +37,7 @@ from worker.ledger.field_changes import field_changes
 from worker.ledger.views import show_run
 from worker.registry.brreg import MAX_BATCH as BRREG_BATCH
 from worker.sync.runtime import load_runtime
-from worker.text_input import check_db_id
+from worker.text_input import check_db_id, refuse_control
 
 if TYPE_CHECKING:
     from worker.crm.salesforce import SalesforceClient
@@ -74,7 +74,9 @@ def parse_where_args(args: list[str]) -> WhereArgs:
             raise InvalidFilter(
                 "--where needs three values: FIELD OP VALUE (quote OP and VALUE in the shell)"
             )
-        found.append((rest[0], rest[1], rest[2]))
+        # Refused, not escaped: the filter is audited, and a control character in it is never a real value.
+        field, op, value = (refuse_control(arg, "--where") for arg in rest[:3])
+        found.append((field, op, value))
         del rest[:3]
     return found
 
