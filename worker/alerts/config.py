@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from worker.text_input import refuse_userinfo
+
 #: The longest notice period regsync accepts (72 hours, GDPR Art. 33), in minutes.
 NOTICE_MAX_MINUTES = 72 * 60
 _CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -32,6 +34,7 @@ class WebhookChannelSpec(_Strict):
     @field_validator("url")
     @classmethod
     def _https(cls, value: str) -> str:
+        refuse_userinfo(value, "webhook url")
         if not value.lower().startswith("https://"):
             raise ValueError("webhook url must be https:// (alerts leave the machine signed and encrypted)")
         return value

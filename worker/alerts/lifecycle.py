@@ -191,7 +191,7 @@ def acknowledge(session: Session, alert_id: int, actor: str, now: dt.datetime) -
     """
     before = session.scalar(select(Alert.status).where(Alert.id == alert_id))
     if before is None:
-        raise AlertNotFound(f"alert {alert_id} does not exist; list alerts with `regsync alerts list`")
+        raise AlertNotFound(f"no alert {alert_id}; list alerts with `regsync alerts list`")
     alert = _cas(
         session,
         alert_id,

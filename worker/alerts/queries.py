@@ -65,7 +65,7 @@ def get_alert(session: Session, alert_id: int) -> Alert:
     """
     alert = session.get(Alert, alert_id)
     if alert is None:
-        raise AlertNotFound(f"alert {alert_id} does not exist; list alerts with `regsync alerts list`")
+        raise AlertNotFound(f"no alert {alert_id}; list alerts with `regsync alerts list`")
     return alert
 
 

@@ -31,6 +31,7 @@ from worker.connections.spec import ConnectionSpec, load_spec
 from worker.ledger.audit import verify_chain
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Connection, Secret
+from worker.text_input import escape_control
 
 connection_app = typer.Typer(
     no_args_is_help=True, help="Apply and inspect connections (Salesforce org + registry)."
@@ -48,13 +49,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def say(text: str) -> None:
-    """Print one plain line to stdout (no markup, no wrapping)."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """Print one plain line to stdout (no markup, no wrapping, control characters escaped)."""
+    console.print(escape_control(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def note(text: str) -> None:
-    """Print one plain line to stderr."""
-    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """Print one plain line to stderr (control characters escaped)."""
+    err_console.print(escape_control(text), markup=False, highlight=False, soft_wrap=True)
 
 
 #: A ledger session (commit on success); session_scope already turns an unreachable or unmigrated ledger into

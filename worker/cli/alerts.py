@@ -17,6 +17,7 @@ from worker.cli.admin import ActorOption, JsonOption, ledger, say
 from worker.cli.common import EXIT_FAILED, console, handles_errors, print_json, require_actor
 from worker.cli.tables import print_table
 from worker.ledger.models import utcnow
+from worker.text_input import check_db_id
 
 alerts_app = typer.Typer(
     no_args_is_help=True, help="List, acknowledge and test alerts; change notice settings."
@@ -68,6 +69,7 @@ def alerts_show(
     alert_id: Annotated[int, typer.Argument(metavar="ALERT")], as_json: JsonOption = False
 ) -> None:
     """One alert with every transition and delivery attempt."""
+    check_db_id(alert_id, "alert")
     with ledger() as session:
         view = show_alert(session, alert_id)
     if as_json:
@@ -87,6 +89,7 @@ def alerts_show(
 @handles_errors
 def alerts_ack(alert_id: Annotated[int, typer.Argument(metavar="ALERT")], actor: ActorOption = None) -> None:
     """Acknowledge an alert: its escalation stops (audited)."""
+    check_db_id(alert_id, "alert")
     who = require_actor(actor)
     with ledger() as session:
         view = ack_alert(session, alert_id, who)

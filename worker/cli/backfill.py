@@ -37,6 +37,7 @@ from worker.ledger.field_changes import field_changes
 from worker.ledger.views import show_run
 from worker.registry.brreg import MAX_BATCH as BRREG_BATCH
 from worker.sync.runtime import load_runtime
+from worker.text_input import check_db_id, refuse_control
 
 if TYPE_CHECKING:
     from worker.crm.salesforce import SalesforceClient
@@ -44,6 +45,11 @@ if TYPE_CHECKING:
 WhereArgs = list[tuple[str, str, str]]
 #: `--where FIELD OP VALUE` triples arrive as extra arguments: Typer has no list-of-3-values option.
 BACKFILL_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+#: The longest the --where arguments may be together: the query travels in a GET URL, which Salesforce caps
+#: at about 16,000 characters once URL-encoded (an encoded character can take three).
+MAX_WHERE_CHARS = 4_000
 
 
 def parse_where_args(args: list[str]) -> WhereArgs:
@@ -54,6 +60,12 @@ def parse_where_args(args: list[str]) -> WhereArgs:
     """
     found: WhereArgs = []
     rest = list(args)
+    length = sum(len(arg) for arg in rest)
+    if length > MAX_WHERE_CHARS:
+        raise InvalidFilter(
+            f"the --where filters are {length:,} characters long; the limit is {MAX_WHERE_CHARS:,} "
+            "(Salesforce refuses longer queries): use fewer conditions or an --ids-file"
+        )
     while rest:
         head = rest.pop(0)
         if head != "--where":
@@ -62,7 +74,9 @@ def parse_where_args(args: list[str]) -> WhereArgs:
             raise InvalidFilter(
                 "--where needs three values: FIELD OP VALUE (quote OP and VALUE in the shell)"
             )
-        found.append((rest[0], rest[1], rest[2]))
+        # Refused, not escaped: the filter is audited, and a control character in it is never a real value.
+        field, op, value = (refuse_control(arg, "--where") for arg in rest[:3])
+        found.append((field, op, value))
         del rest[:3]
     return found
 
@@ -83,7 +97,7 @@ def _options(
     *,
     where: WhereArgs,
     country: str | None,
-    ids_file: Path | None,
+    ids: tuple[str, ...] | None,
     only_failed: int | None,
     fields: str | None,
     dry_run: bool,
@@ -99,7 +113,7 @@ def _options(
         fields=check_fields(spec, fields.split(",")) if fields is not None else None,
         where=check_where(where, crm.describe),
         country=country.strip().upper() if country else None,
-        ids=tuple(read_ids_file(ids_file)) if ids_file is not None else None,
+        ids=ids,
         only_failed_run=only_failed,
     )
 
@@ -138,6 +152,10 @@ def backfill_command(
     """
     where = parse_where_args(ctx.args)
     who = None if estimate_only else require_actor(actor)
+    if only_failed is not None:
+        check_db_id(only_failed, "--only-failed run")
+    # Read before the ledger and Salesforce are asked anything: a bad file costs nothing but its message.
+    ids = tuple(read_ids_file(ids_file)) if ids_file is not None else None
     with session_scope() as session:
         row, spec = load_connection(session, connection)
         connection_id = row.id
@@ -149,7 +167,7 @@ def backfill_command(
             crm,
             where=where,
             country=country,
-            ids_file=ids_file,
+            ids=ids,
             only_failed=only_failed,
             fields=fields,
             dry_run=dry_run,

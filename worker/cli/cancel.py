@@ -9,6 +9,7 @@ from worker.ledger.audit import append_event
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus, utcnow
+from worker.text_input import check_db_id
 
 
 @handles_errors
@@ -18,6 +19,7 @@ def cancel_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Cancel RUN: queued chunks are dropped, running chunks finish, the run ends cancelled."""
+    check_db_id(run_id, "run")
     who = require_actor(actor)
     with session_scope() as session:
         result = cancel_run(session, run_id, utcnow())

@@ -11,6 +11,7 @@ from worker.cli.common import ACTOR_HELP, console, err_console, handles_errors, 
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.models import RunStatus, utcnow
+from worker.text_input import check_db_id
 
 
 @handles_errors
@@ -20,6 +21,7 @@ def resume_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Resume a run paused at the API budget: its queued chunks are sent again (nothing is lost or redone)."""
+    check_db_id(run_id, "run")
     who = require_actor(actor)
     with session_scope() as session:
         from worker.budget.control import resume_by_admin  # redis: only for this command

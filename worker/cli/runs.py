@@ -21,6 +21,7 @@ from worker.ledger.models import RunStatus
 from worker.ledger.views import list_failures, list_runs, records_done, show_run
 from worker.registry.outcomes import RegistryNotice
 from worker.sync.runner import start_run, wait_for
+from worker.text_input import check_db_id, refuse_control
 
 runs_app = typer.Typer(no_args_is_help=True, help="List runs, show one, list its failures.")
 
@@ -44,6 +45,8 @@ def run_command(
     actor: str | None = typer.Option(None, "--actor", envvar="REGSYNC_ACTOR", help="Who starts the run."),
 ) -> None:
     """Start a manual run of CONNECTION now."""
+    if actor is not None:
+        refuse_control(actor, "actor (--actor / REGSYNC_ACTOR)")
     with session_scope() as session:
         require_secrets(session, connection)  # a run without them could never start
     run_id = start_run(connection, CeleryDispatcher(), triggered_by=actor or f"cli:{getpass.getuser()}")
@@ -163,7 +166,8 @@ def show_command(
     run_id: int = typer.Argument(..., metavar="RUN"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """One run: status, times and counts. Exit code 0 succeeded, 1 failed or partially failed."""
+    """One run: status, times and counts. Exit code 0 succeeded, 1 failed or partially failed, 2 no such run."""
+    check_db_id(run_id, "run")
     with session_scope() as session:
         view = show_run(session, run_id)
     print_json(view) if as_json else print_summary(view)
@@ -189,6 +193,7 @@ def failures_command(
     A notice (REGISTRY_NOT_FOUND, REGISTRY_DELETED, REGISTRY_INACTIVE, REGISTRY_STATUS_UNKNOWN) is not a
     failure: the record was synced where mapped, and it is not counted in `failed`.
     """
+    check_db_id(run_id, "run")
     with session_scope() as session:
         rows = list_failures(session, run_id, limit, offset, codes)
     if as_json:

@@ -16,6 +16,7 @@ from worker.errors import ConfigurationError, InsecureURL
 from worker.orgnr import SUPPORTED_COUNTRIES
 from worker.registry.base_url import brreg_base_url
 from worker.scheduling.spec import ScheduleSpec
+from worker.text_input import read_utf8, refuse_userinfo
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SF_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
@@ -28,6 +29,12 @@ class Policy(StrEnum):
 
 
 def require_https(url: str) -> str:
+    """``url`` without a trailing slash, when it is https:// and names no user or password.
+
+    Raises:
+        InsecureURL: It is not https://, or it carries userinfo (``https://user:pass@host``).
+    """
+    refuse_userinfo(url, "URL")
     if not url.lower().startswith("https://"):
         raise InsecureURL(
             f"{url!r} is not an https:// URL; regsync only talks to Salesforce and registries over TLS"
@@ -206,10 +213,9 @@ def parse_spec(data: dict[str, object]) -> ConnectionSpec:
 
 def load_spec(path: Path) -> ConnectionSpec:
     """Read and validate a connection TOML file."""
+    text = read_utf8(path, "connection file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"connection file {path} does not exist") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
     return parse_spec(data)

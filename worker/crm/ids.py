@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from worker.crm.soql import soql_quote
 from worker.errors import InvalidFilter
@@ -63,13 +64,22 @@ def canonical_id(raw: str) -> str:
     return body + suffix
 
 
+#: How many bad lines an ids file's error names (the first ones, by line number).
+MAX_BAD_LINES_SHOWN = 5
+
+
 def parse_ids(lines: Iterable[str], source: str = "ids file") -> list[str]:
     """Distinct canonical Ids from text lines (one per line; blank lines and ``#`` comments are skipped).
 
+    The lines are consumed one at a time and no further than the Id past the cap, so a huge file costs
+    neither memory nor minutes.
+
     Raises:
-        InvalidFilter: A line is not an Id (the message names the line), or there are none, or too many.
+        InvalidFilter: Lines are not Ids (the message names the first ones by number), or there is no Id,
+            or more than ``MAX_IDS``.
     """
     ids: dict[str, None] = {}
+    bad: list[str] = []
     for number, line in enumerate(lines, start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
@@ -77,21 +87,47 @@ def parse_ids(lines: Iterable[str], source: str = "ids file") -> list[str]:
         try:
             ids[canonical_id(text)] = None
         except InvalidFilter as exc:
-            raise InvalidFilter(f"{source}, line {number}: {exc.message}") from None
+            bad.append(f"line {number}: {exc.message}")
+            if len(bad) > MAX_BAD_LINES_SHOWN:
+                break
         if len(ids) > MAX_IDS:
-            raise InvalidFilter(f"{source} names more than {MAX_IDS} records; use --where filters instead")
+            raise InvalidFilter(
+                f"{source} names more than {MAX_IDS:,} record Ids (the most one backfill takes); "
+                "split it, or select the records with --where filters instead"
+            )
+    if bad:
+        shown = "; ".join(bad[:MAX_BAD_LINES_SHOWN]) + ("; …" if len(bad) > MAX_BAD_LINES_SHOWN else "")
+        raise InvalidFilter(f"{source} has lines that are not record Ids: {shown}")
     if not ids:
         raise InvalidFilter(f"{source} names no record Id")
     return list(ids)
 
 
+#: The longest line an ids file may hold (an Id, spaces and a comment); longer ones are not read whole.
+MAX_LINE_CHARS = 1_000
+
+
+def _lines(stream: TextIO) -> Iterator[str]:
+    while line := stream.readline(MAX_LINE_CHARS + 1):
+        rest = line
+        while len(rest) > MAX_LINE_CHARS and not rest.endswith("\n"):
+            rest = stream.readline(MAX_LINE_CHARS + 1)  # skip an over-long line in bounded pieces
+        yield line  # an over-long line is kept only in part: it is reported as not an Id
+
+
 def read_ids_file(path: Path) -> list[str]:
-    """The Ids of an ids file (UTF-8 text, one Id per line)."""
+    """The Ids of an ids file (UTF-8 text, one Id per line), read line by line.
+
+    Raises:
+        InvalidFilter: It cannot be read, is not UTF-8 text, or its lines are not Ids (see ``parse_ids``).
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig") as stream:
+            return parse_ids(_lines(stream), str(path))
+    except UnicodeDecodeError:
+        raise InvalidFilter(f"{path} is not UTF-8 text") from None
     except OSError as exc:
         raise InvalidFilter(f"cannot read the ids file {path}: {exc.strerror}") from None
-    return parse_ids(text.splitlines(), str(path))
 
 
 def id_order(record_id: str) -> str:

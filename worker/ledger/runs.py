@@ -44,7 +44,7 @@ def create_run(
 def get_run(session: Session, run_id: int) -> Run:
     run = session.get(Run, run_id)
     if run is None:
-        raise RunNotFound(f"run {run_id} does not exist; list runs with `regsync runs list`")
+        raise RunNotFound(f"no run {run_id}; list runs with `regsync runs list`")
     return run
 
 
