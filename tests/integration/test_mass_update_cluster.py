@@ -258,14 +258,22 @@ def chunk_row(chunk_id: int) -> Chunk:
         return chunk
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+def poll_until(predicate: Callable[[], Any], timeout_s: float) -> Any:
+    """``predicate``'s first truthy value within ``timeout_s``, else None."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+    return None
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    value = poll_until(predicate, timeout_s)
+    if not value:
+        pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+    return value
 
 
 def two_running_after_three_done() -> bool:
@@ -287,12 +295,12 @@ def freeze_inside_chunk(victim: WorkerProcess) -> tuple[int, int]:
         def two_more_done(done: int = done_at_freeze) -> bool:
             return chunk_states()[0] >= done + 2
 
-        # Generous: the other worker may first wait out the frozen one's registry claims (one lease), and a
-        # loaded CI machine is slow; progress, not speed, is what this waits for.
-        wait_until(two_more_done, 120, "the other worker's next chunks")
-        held = running_at_freeze & chunk_states()[1]
-        if held:
-            return held.pop()
+        # No progress: the victim was frozen inside a ledger transaction whose row locks the other worker needs
+        # (or between chunks); thaw it and try again rather than wait for ever.
+        if poll_until(two_more_done, 30):
+            held = running_at_freeze & chunk_states()[1]
+            if held:
+                return held.pop()
         victim.signal_group(signal.SIGCONT)
     pytest.fail("never caught the first worker inside a chunk")
 
