@@ -160,13 +160,9 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _secret_files(cls, data: Any) -> Any:
-        """``REGSYNC_SECRET_KEY_FILE`` (e.g. a mounted secret) stands in for ``REGSYNC_SECRET_KEY``."""
-        path = os.environ.get("REGSYNC_SECRET_KEY_FILE")
-        if isinstance(data, dict) and path and not data.get("secret_key"):
-            try:
-                data["secret_key"] = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"REGSYNC_SECRET_KEY_FILE={path} cannot be read: {exc.strerror}") from None
+        """``REGSYNC_<NAME>_FILE`` (e.g. a mounted secret) stands in for the secret key and the heartbeat URL."""
+        for name in ("secret_key", "heartbeat_url"):
+            _read_secret_file(data, name)
         return data
 
     @field_validator("metrics_public", mode="before")
@@ -185,20 +181,6 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("REGSYNC_DATABASE_URL is empty; give a SQLAlchemy URL or leave it unset")
         return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _heartbeat_url_file(cls, data: Any) -> Any:
-        """``REGSYNC_HEARTBEAT_URL_FILE`` stands in for ``REGSYNC_HEARTBEAT_URL`` (the URL holds a token)."""
-        path = os.environ.get("REGSYNC_HEARTBEAT_URL_FILE")
-        if isinstance(data, dict) and path and not data.get("heartbeat_url"):
-            try:
-                data["heartbeat_url"] = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"REGSYNC_HEARTBEAT_URL_FILE={path} cannot be read: {exc.strerror}"
-                ) from None
-        return data
 
     @field_validator("heartbeat_url")
     @classmethod
@@ -228,3 +210,15 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget the cached settings (tests and the demo change the environment)."""
     get_settings.cache_clear()
+
+
+def _read_secret_file(data: Any, name: str) -> None:
+    """Put the content of ``REGSYNC_<NAME>_FILE`` into ``data[name]`` unless the value itself is given."""
+    variable = f"REGSYNC_{name.upper()}_FILE"
+    path = os.environ.get(variable)
+    if not (isinstance(data, dict) and path and not data.get(name)):
+        return
+    try:
+        data[name] = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{variable}={path} cannot be read: {exc.strerror}") from None
