@@ -43,6 +43,21 @@ def scrape(client: TestClient) -> Samples:
     return samples
 
 
+def scrape_settled(client: TestClient, chunks: int, timeout_s: float = 10.0) -> Samples:
+    """A scrape once every chunk's duration has been observed.
+
+    A chunk observes its duration just after its ledger commit, and the last commit is what ends the run, so a
+    scrape taken the moment the run ends can miss the last chunk by a few milliseconds. Poll, with a deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = scrape(client)
+        done = value(samples, "regsync_chunk_duration_seconds_count", outcome="done")
+        if done >= chunks or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.1)
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -111,12 +126,12 @@ def test_metrics_change_during_a_run_in_a_worker_process_and_health_sees_it(
     run_id = start_run("alpha", CeleryDispatcher(), triggered_by="metrics-test")
     final = wait_for(run_id, lambda _view: None, timeout_s=90)
     assert final["status"] == "partially_failed", final  # two records refused by a "validation rule"
-    after = scrape(client)
+    chunks = final["chunks_total"]
+    after = scrape_settled(client, chunks)
 
     assert value(before, "regsync_runs", status="partially_failed", kind="manual") == 0
     assert value(after, "regsync_runs", status="partially_failed", kind="manual") == 1
     assert value(after, "regsync_ledger_up") == 1
-    chunks = final["chunks_total"]
     assert total(before, "regsync_chunk_duration_seconds_count") == 0
     assert value(after, "regsync_chunk_duration_seconds_count", outcome="done") == chunks
     assert value(after, "regsync_chunk_duration_seconds_sum", outcome="done") > 0
