@@ -66,6 +66,9 @@ def canonical_id(raw: str) -> str:
 
 #: How many bad lines an ids file's error names (the first ones, by line number).
 MAX_BAD_LINES_SHOWN = 5
+#: The most lines an ids file may have (room for comments, blanks and repeats around ``MAX_IDS`` Ids): a file of
+#: one Id repeated a billion times would otherwise cost minutes without ever reaching the cap.
+MAX_LINES = 10 * MAX_IDS
 
 
 def parse_ids(lines: Iterable[str], source: str = "ids file") -> list[str]:
@@ -81,6 +84,11 @@ def parse_ids(lines: Iterable[str], source: str = "ids file") -> list[str]:
     ids: dict[str, None] = {}
     bad: list[str] = []
     for number, line in enumerate(lines, start=1):
+        if number > MAX_LINES:
+            raise InvalidFilter(
+                f"{source} has more than {MAX_LINES:,} lines (one backfill takes at most {MAX_IDS:,} record Ids, "
+                "one per line); remove the repeats, or split it"
+            )
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
