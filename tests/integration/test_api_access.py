@@ -9,11 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from tests.conftest import claimed_redis
 from tests.integration.alert_receivers import WebhookReceiver, free_port
-from tests.integration.api_world import A, B_RUN_IDS, World, build_world, ledger_env
+from tests.integration.api_world import B_RUN_IDS, A, World, build_world, ledger_env
 from tests.integration.test_api_body_limit import _wait_listening
 from tests.unit.fakes import FakeDispatcher
 from worker.alerts import access
@@ -186,7 +186,4 @@ def test_the_access_log_records_the_path_and_never_the_query_string(tmp_path: Pa
 
 
 def _get(url: str) -> None:
-    try:
-        urllib.request.urlopen(url, timeout=5).close()
-    except urllib.error.HTTPError as exc:
-        exc.close()
+    httpx.get(url, timeout=5)
