@@ -30,7 +30,7 @@ _KIND_WORDS = {
     "currency": "a currency",
     "percent": "a percent",
     "date": "a date",
-    "datetime": "a date-time",
+    "datetime": "a datetime",
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:\d{2})$")
