@@ -210,11 +210,17 @@ def _secret(session: Session, connection_id: int, name: str) -> str | None:
 
 def build_channels(session: Session, connection_id: int, settings: AlertsSpec) -> dict[str, Channel]:
     """The channels of a connection, with their secrets decrypted (a channel missing one is a BrokenChannel)."""
+    how = "with `regsync secret set CONNECTION {name}`"
+    return channels_with(settings, lambda name: _secret(session, connection_id, name), how)
+
+
+def channels_with(settings: AlertsSpec, secret: Callable[[str], str | None], how: str) -> dict[str, Channel]:
+    """The channels of ``settings``, with secrets from ``secret``; ``how`` says how to set a missing one."""
     app = get_settings()
     channels: dict[str, Channel] = {}
     for name, spec in settings.channels.items():
         if isinstance(spec, WebhookChannelSpec):
-            key = _secret(session, connection_id, "webhook_signing_key")
+            key = secret("webhook_signing_key")
             channels[name] = (
                 WebhookChannel(
                     name, spec, key, attempts=app.alert_send_attempts, backoff_s=app.alert_backoff_s
@@ -222,12 +228,12 @@ def build_channels(session: Session, connection_id: int, settings: AlertsSpec) -
                 if key
                 else BrokenChannel(
                     name,
-                    f"webhook {name} cannot sign notices: set webhook_signing_key with "
-                    "`regsync secret set CONNECTION webhook_signing_key`",
+                    f"webhook {name} cannot sign notices: set webhook_signing_key "
+                    + how.format(name="webhook_signing_key"),
                 )
             )
         else:
-            password = _secret(session, connection_id, "smtp_password") if spec.username else None
+            password = secret("smtp_password") if spec.username else None
             channels[name] = (
                 BrokenChannel(name, f"channel {name} logs in as {spec.username} but smtp_password is not set")
                 if spec.username and password is None

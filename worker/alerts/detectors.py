@@ -29,7 +29,7 @@ VOLUME_HISTORY = 10
 class Condition:
     """Something wrong with a connection right now; ``details`` hold ids, codes and counts only."""
 
-    connection_id: int
+    connection_id: int | None  # None: an installation-wide (operator) condition
     kind: AlertKind
     subject: str
     detected_at: dt.datetime
@@ -37,7 +37,7 @@ class Condition:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def key(self) -> tuple[int, str, str]:
+    def key(self) -> tuple[int | None, str, str]:
         return (self.connection_id, self.kind.value, self.subject)
 
 

@@ -16,7 +16,7 @@ from typing import assert_never
 from sqlalchemy import select
 
 from config.settings import get_settings
-from worker.alerts import lifecycle, notify, siem
+from worker.alerts import access, lifecycle, notify, siem
 from worker.alerts.channels import ChannelFactory, build_channels
 from worker.alerts.detectors import DETECTORS, Condition, detect
 from worker.alerts.models import Alert, AlertStatus
@@ -49,8 +49,8 @@ class EvaluateReport:
 
 
 def plan_changes(
-    conditions: Iterable[Condition], unresolved: Iterable[tuple[int, str, str]]
-) -> tuple[list[Condition], set[tuple[int, str, str]]]:
+    conditions: Iterable[Condition], unresolved: Iterable[tuple[int | None, str, str]]
+) -> tuple[list[Condition], set[tuple[int | None, str, str]]]:
     """Pure: the conditions that need a new alert, and the unresolved keys whose condition cleared."""
     current = {condition.key: condition for condition in conditions}
     open_keys = set(unresolved)
@@ -65,7 +65,9 @@ def reconcile(state: ConnectionState, now: dt.datetime, report: EvaluateReport) 
     with session_scope() as session:
         lifecycle.serialise_writers(session)
         alerts = lifecycle.unresolved(session, state.connection_id, DETECTED_KINDS)
-        by_key = {(a.connection_id, a.kind, a.subject): a for a in alerts}
+        by_key: dict[tuple[int | None, str, str], Alert] = {
+            (a.connection_id, a.kind, a.subject): a for a in alerts
+        }
         to_open, cleared = plan_changes(conditions, by_key)
         for condition in to_open:
             if lifecycle.open_alert(session, condition, notice, now) is not None:
@@ -204,6 +206,11 @@ def evaluate(
         except Exception:
             log.exception("alerts of connection %s could not be evaluated", state.name)
             report.errors += 1
+    try:
+        report.resolved += access.resolve_quiet(now)
+    except Exception:
+        log.exception("access anomalies could not be resolved; retried next pass")
+        report.errors += 1
     _send_due(now, clock, channels, settings.public_url, report)
     try:
         report.exported = siem.export(siem.sinks_from_settings(settings) if sinks is None else sinks, now)

@@ -100,11 +100,12 @@ def open_alert(
     return alert
 
 
-def unresolved(session: Session, connection_id: int, kinds: Iterable[str] | None = None) -> list[Alert]:
-    """The unresolved alerts of a connection (optionally of some kinds)."""
-    query = select(Alert).where(
-        Alert.connection_id == connection_id, Alert.status != AlertStatus.RESOLVED.value
-    )
+def unresolved(
+    session: Session, connection_id: int | None, kinds: Iterable[str] | None = None
+) -> list[Alert]:
+    """The unresolved alerts of a connection, or the operator's for None (optionally of some kinds)."""
+    owner = Alert.connection_id.is_(None) if connection_id is None else Alert.connection_id == connection_id
+    query = select(Alert).where(owner, Alert.status != AlertStatus.RESOLVED.value)
     if kinds is not None:
         query = query.where(Alert.kind.in_(list(kinds)))
     return list(session.scalars(query.order_by(Alert.id)))

@@ -2,6 +2,8 @@
 
 The database guards the invariants: one unresolved alert per (connection, kind, subject) through a partial
 unique index (PostgreSQL and SQLite both have them), status and kind CHECKs, ``detected_at <= opened_at``.
+An installation-wide (operator) alert has no connection; a second partial index keeps those unique too, since
+both databases treat NULLs as distinct in a unique index.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class AlertKind(StrEnum):
     AUTH_REVOKED = "auth_revoked"
     API_BUDGET_LOW = "api_budget_low"
     CHANNEL_FAILING = "channel_failing"
+    #: A burst of failed authentications from one address, or a key probing other tenants' ids.
+    ACCESS_ANOMALY = "access_anomaly"
 
 
 class AlertStatus(StrEnum):
@@ -70,10 +74,12 @@ def _in(column: str, enum: type[StrEnum]) -> str:
 
 
 UNRESOLVED = "status != 'resolved'"
+OPERATOR_UNRESOLVED = "connection_id IS NULL AND status != 'resolved'"
 
 
 class Alert(Base):
-    """One condition of one connection, from detection to resolution, with its notice deadline."""
+    """One condition of one connection (or of the installation: no connection), from detection to resolution,
+    with its notice deadline."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -90,13 +96,25 @@ class Alert(Base):
             postgresql_where=text(UNRESOLVED),
             sqlite_where=text(UNRESOLVED),
         ),
+        Index(
+            "uq_alerts_unresolved_operator_key",
+            "kind",
+            "subject",
+            unique=True,
+            postgresql_where=text(OPERATOR_UNRESOLVED),
+            sqlite_where=text(OPERATOR_UNRESOLVED),
+        ),
         Index("ix_alerts_status_retry", "status", "retry_at"),
         Index("ix_alerts_status_escalate", "status", "escalate_at"),
         Index("ix_alerts_opened", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    # NULL for an installation-wide (operator) alert. Typed int while the readers that name an alert's
+    # connection (queries.py, report.py) still assume one; they show "?" for NULL.
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), nullable=True
+    )
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default=AlertStatus.OPEN.value)
@@ -147,7 +165,7 @@ class AlertDelivery(Base):
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(40))
     notice: Mapped[str] = mapped_column(String(16))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
-from worker.api import problems
+from worker.api import access_log, access_watch, problems
 from worker.api.metrics import router as metrics_router
 from worker.api.middleware import ApiMiddleware, BodyLimit
 from worker.api.routes import alerts, backfills, health, runs
@@ -32,7 +32,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         413: "The request body is over REGSYNC_API_MAX_BODY_BYTES.",
         415: "A request body that is not JSON (`Content-Type: application/json`).",
         422: "The request's parameters or body are not valid.",
-        429: "Too many requests for this key; see Retry-After.",
+        429: "Too many requests for this key, or failed authentications from this address; see Retry-After.",
     }.items()
 }
 
@@ -46,6 +46,7 @@ def create_app(
     """A new API application (uvicorn calls it with no arguments; tests pass a throttle or a dispatcher)."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    access_log.install()  # after logging is configured: uvicorn's access log shows paths, not query strings
     app = FastAPI(
         title="regsync API",
         version="1.0.0",
@@ -63,6 +64,7 @@ def create_app(
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(metrics_router)
     problems.install(app)
+    access_watch.install(app)
     app.openapi = problems.documented_as_problems(app.openapi)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # inside: its 413 gets the headers
     app.add_middleware(ApiMiddleware)

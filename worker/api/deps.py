@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from worker.api import access_watch
 from worker.api.keys import Principal, authenticate
 from worker.api.problems import ApiError, not_found
 from worker.api.schemas import CONNECTION_NAME
@@ -34,13 +35,17 @@ def _unauthenticated(message: str) -> ApiError:
 def principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> Principal:
-    """The caller's principal; 401 without a valid, unrevoked key, 429 over the key's rate limit."""
+    """The caller's principal; 401 without a valid, unrevoked key, 429 over the key's rate limit or over the
+    address's limit of failed authentications."""
     if credentials is None or not credentials.credentials:
         raise _unauthenticated("an API key is required: send `Authorization: Bearer <key>`")
+    access_watch.refuse_blocked(request)
     with session_scope() as session:
         who = authenticate(session, credentials.credentials)
     if who is None:
-        raise _unauthenticated("the API key is not valid (unknown or revoked)")
+        refusal = _unauthenticated("the API key is not valid (unknown or revoked)")
+        raise access_watch.failed_authentication(request, refusal)
+    request.state.principal = who
     throttle: Throttle = request.app.state.throttle
     retry_after = throttle.hit(str(who.key_id))
     if retry_after is not None:

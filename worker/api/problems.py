@@ -70,6 +70,15 @@ def not_found(what: str = "resource") -> ApiError:
     return ApiError(404, f"no such {what} (or your API key is not scoped to it)")
 
 
+class ForeignId(ApiError):
+    """The 404 of an id that exists under another connection: answered exactly like :func:`not_found`, but
+    counted, since a run of them is a key probing other tenants (see ``worker.api.access_watch``)."""
+
+
+def foreign(what: str) -> ForeignId:
+    return ForeignId(404, not_found(what).message)
+
+
 PROBLEM_JSON = "application/problem+json"
 
 

@@ -28,9 +28,10 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class Body(BaseModel):
-    """A request body: unknown fields are an error, not silently ignored."""
+    """A request body: unknown fields are an error, not silently ignored; types are strict (an integer field
+    refuses "5", 5.5 and true, as a boolean refuses "yes")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FieldError(BaseModel):

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.api.keys import Principal
-from worker.api.problems import not_found
+from worker.api.problems import foreign, not_found
 from worker.api.progress import progress
 from worker.ledger.field_changes import field_changes
 from worker.ledger.models import RecordFailure, Run, RunKind, RunStatus, utcnow
@@ -24,8 +24,10 @@ def run_out(run: Run, connection: str) -> dict[str, Any]:
 def scoped_run(session: Session, run_id: int, who: Principal) -> tuple[Run, str]:
     """The run and its connection's name, or 404 if it does not exist or is outside the key's connections."""
     run = session.get(Run, run_id)
-    if run is None or not who.sees(run.connection_id):
+    if run is None:
         raise not_found("run")
+    if not who.sees(run.connection_id):
+        raise foreign("run")
     return run, who.connections[run.connection_id]
 
 

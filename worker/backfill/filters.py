@@ -21,6 +21,17 @@ _ORDERING = frozenset({"<", "<=", ">", ">="})
 _EQUALITY = frozenset({"=", "!="})
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _NUMBER = re.compile(r"^-?\d{1,18}(\.\d{1,18})?$")
+_INTEGER = re.compile(r"^-?\d{1,18}$")
+#: How a message names a field type (Salesforce's own names read badly: "is a int field").
+_KIND_WORDS = {
+    "int": "an integer",
+    "long": "an integer",
+    "double": "a number",
+    "currency": "a currency",
+    "percent": "a percent",
+    "date": "a date",
+    "datetime": "a datetime",
+}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:\d{2})$")
 
@@ -69,12 +80,12 @@ def make_condition(field: str, op: str, value: str, fields: Mapping[str, FieldIn
         InvalidFilter: Unknown field, unsupported operator, or a value that does not fit the field's type.
     """
     if not FIELD_NAME.match(field):
-        raise InvalidFilter(f"--where: {field!r} is not a Salesforce field API name (letters, digits, _)")
+        raise InvalidFilter(f"filter: {field!r} is not a Salesforce field API name (letters, digits, _)")
     info = {name.lower(): found for name, found in fields.items()}.get(field.lower())
     if info is None:
-        raise InvalidFilter(f"--where: the object has no field {field!r}; check the API name in Setup")
+        raise InvalidFilter(f"filter: the object has no field {field!r}; check the API name in Setup")
     if info.type not in FILTERABLE_TYPES:
-        raise InvalidFilter(f"--where: field {info.name!r} of type {info.type!r} cannot be filtered on")
+        raise InvalidFilter(f"filter: field {info.name!r} of type {info.type!r} cannot be filtered on")
     condition = Condition(info.name, op.strip().upper(), value, info.type)
     soql(condition)  # validates operator and literal now, not when the run plans
     return condition
@@ -92,9 +103,9 @@ def soql(condition: Condition) -> str:
         InvalidFilter: The field name, operator or value cannot be expressed safely.
     """
     if not FIELD_NAME.match(condition.field):
-        raise InvalidFilter(f"--where: {condition.field!r} is not a Salesforce field API name")
+        raise InvalidFilter(f"filter: {condition.field!r} is not a Salesforce field API name")
     if condition.op not in OPERATORS:
-        raise InvalidFilter(f"--where: operator {condition.op!r} is not one of {' '.join(OPERATORS)}")
+        raise InvalidFilter(f"filter: operator {condition.op!r} is not one of {' '.join(OPERATORS)}")
     return f"{condition.field} {condition.op} {literal(condition)}"
 
 
@@ -103,11 +114,11 @@ def literal(condition: Condition) -> str:
     value, op, kind = condition.value, condition.op, condition.type
     if value.strip().lower() == "null":
         if op not in _EQUALITY:
-            raise InvalidFilter("--where: null can only be compared with = or !=")
+            raise InvalidFilter("filter: null can only be compared with = or !=")
         return "null"
     if op == "LIKE" and kind not in TEXT_TYPES:
         raise InvalidFilter(
-            f"--where: LIKE only works on text fields, not on {kind} field {condition.field!r}"
+            f"filter: LIKE only works on text fields, not on {kind} field {condition.field!r}"
         )
     if kind in TEXT_TYPES:
         return soql_quote(value)
@@ -118,12 +129,16 @@ def _typed_literal(condition: Condition) -> str:
     value, kind = condition.value.strip(), condition.type
     if kind == "boolean":
         if condition.op not in _EQUALITY or value.lower() not in ("true", "false"):
-            raise InvalidFilter(f"--where: {condition.field!r} is a checkbox: use = or != with true or false")
+            raise InvalidFilter(f"filter: {condition.field!r} is a checkbox: use = or != with true or false")
         return value.lower()
     patterns = {"date": (_DATE, "YYYY-MM-DD"), "datetime": (_DATETIME, "YYYY-MM-DDThh:mm:ssZ")}
     pattern, shape = patterns.get(kind, (_NUMBER, "a number like 42 or -1.5"))
+    if kind in ("int", "long"):
+        pattern, shape = _INTEGER, "a whole number like 42"
     if not pattern.match(value):
-        raise InvalidFilter(f"--where: {condition.field!r} is a {kind} field; give {shape}")
+        raise InvalidFilter(
+            f"filter: {condition.field!r} is {_KIND_WORDS.get(kind, kind)} field; give {shape}"
+        )
     return value
 
 

@@ -91,7 +91,7 @@ def country_condition(spec: ConnectionSpec, country: str) -> Condition | None:
     """
     code = country.strip().upper()
     if code not in SUPPORTED_COUNTRIES:
-        raise InvalidFilter(f"--country must be one of {sorted(SUPPORTED_COUNTRIES)}, not {country!r}")
+        raise InvalidFilter(f"the country must be one of {sorted(SUPPORTED_COUNTRIES)}, not {country!r}")
     sf = spec.salesforce
     if sf.country is not None:
         if sf.country.upper() != code:
@@ -149,7 +149,9 @@ def failed_record_ids(session: Session, run_id: int, connection_id: int) -> list
     """
     run = runs.get_run(session, run_id)
     if run.connection_id != connection_id:
-        raise InvalidFilter(f"--only-failed: run {run_id} belongs to another connection")
+        raise InvalidFilter(
+            f"run {run_id} belongs to another connection; only its own runs' failures can be re-run"
+        )
     query = select(RecordFailure.record_id).where(RecordFailure.run_id == run_id, _NOT_A_NOTICE)
     return list(dict.fromkeys(session.execute(query).scalars()))
 
@@ -162,14 +164,16 @@ def check_only_failed(session: Session, run_id: int, connection_id: int) -> int:
     """
     run = runs.get_run(session, run_id)
     if run.connection_id != connection_id:
-        raise InvalidFilter(f"--only-failed: run {run_id} belongs to another connection")
+        raise InvalidFilter(
+            f"run {run_id} belongs to another connection; only its own runs' failures can be re-run"
+        )
     if not RunStatus(run.status).final:
-        raise InvalidFilter(f"--only-failed: run {run_id} is still {run.status}; wait until it ends")
+        raise InvalidFilter(f"run {run_id} is still {run.status}; wait until it ends to re-run its failures")
     count = session.scalar(
         select(func.count()).select_from(RecordFailure).where(RecordFailure.run_id == run_id, _NOT_A_NOTICE)
     )
     if not count:
-        raise InvalidFilter(f"--only-failed: run {run_id} has no failed records; nothing to re-run")
+        raise InvalidFilter(f"run {run_id} has no failed records; nothing to re-run")
     return int(count)
 
 
@@ -183,7 +187,7 @@ def check_fields(spec: ConnectionSpec, fields: Sequence[str]) -> tuple[str, ...]
     unknown = [name for name in names if name not in spec.mapping]
     if unknown or not names:
         raise InvalidFilter(
-            f"--fields: {', '.join(unknown) or 'none given'}; this connection maps {', '.join(spec.mapping)}"
+            f"fields not mapped: {', '.join(unknown) or 'none given'}; this connection maps {', '.join(spec.mapping)}"
         )
     return names
 

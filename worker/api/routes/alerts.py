@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from worker.alerts.models import Alert
 from worker.alerts.queries import ack_alert, list_alerts
 from worker.api.deps import Caller, require
-from worker.api.problems import not_found
+from worker.api.problems import foreign, not_found
 from worker.api.schemas import CONNECTION_NAME, MAX_ID, MAX_PAGE, Problem
 from worker.ledger.db import session_scope
 from worker.roles import Role
@@ -74,7 +74,9 @@ def get_alerts(
 def acknowledge(alert_id: Annotated[int, Path(ge=1, le=MAX_ID)], who: Caller) -> dict[str, Any]:
     with session_scope() as session:
         alert = session.get(Alert, alert_id)
-        if alert is None or not who.sees(alert.connection_id):
+        if alert is None or alert.connection_id is None:  # an operator alert is no tenant's
             raise not_found("alert")
+        if not who.sees(alert.connection_id):
+            raise foreign("alert")
         require(who, Role.OPERATOR)
         return ack_alert(session, alert_id, who.actor)
