@@ -25,9 +25,10 @@ from tests.integration.alerts_world import (
     add_run,
     alerts,
 )
+from worker.alerts.access import FAILED_AUTH_BURST, failed_auth_burst
 from worker.alerts.config import AlertsSpec
 from worker.alerts.evaluator import evaluate
-from worker.alerts.models import AlertTransition
+from worker.alerts.models import INSTALLATION, AlertTransition
 from worker.alerts.notice_settings import set_alert_settings
 from worker.alerts.siem import FileSink
 from worker.cli.main import app
@@ -170,3 +171,19 @@ def test_cli_refuses_a_notice_period_above_72_hours_from_file_and_command(
     with session_scope() as session:
         actions = [(e.actor, e.action) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert actions == [("test", "connection.create"), ("root", "alerts.settings")]
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_siem_file_gets_installation_wide_alerts_too(env: RegsyncEnv, tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "siem.jsonl")
+    with time_machine.travel(NOW, tick=False):
+        failed_auth_burst("203.0.113.7", FAILED_AUTH_BURST, NOW)
+
+    tick(NOW + MIN, FakeChannels(), [sink])
+
+    events = [json.loads(line) for line in sink.path.read_text().splitlines()]
+    transitions = [e for e in events if e["type"] == "alert_transition"]
+    assert [(e["kind"], e["connection"], e["event"]) for e in transitions][:1] == [
+        ("access_anomaly", INSTALLATION, "opened")
+    ]
+    assert len(transitions) == count(AlertTransition) >= 1

@@ -28,6 +28,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.ledger.models import ID, Base, utcnow
 
+#: How an installation-wide (operator) alert names its connection in notices and the SIEM feed.
+INSTALLATION = "(installation)"
+
 
 class AlertKind(StrEnum):
     RUN_FAILED = "run_failed"

@@ -21,7 +21,7 @@ from worker.alerts.channels import Channel, ChannelFactory
 from worker.alerts.config import AlertsSpec
 from worker.alerts.detectors import Condition
 from worker.alerts.escalation import channels_through, next_escalation, step_for
-from worker.alerts.models import Alert, AlertDelivery, AlertKind, AlertStatus, NoticeKind
+from worker.alerts.models import INSTALLATION, Alert, AlertDelivery, AlertKind, AlertStatus, NoticeKind
 from worker.alerts.operator import operator_alerts, operator_channels
 from worker.alerts.payload import Notice, build_notice
 from worker.alerts.snapshot import alert_settings
@@ -111,17 +111,13 @@ class Context:
     channels: dict[str, Channel]
 
 
-#: How a notice names the owner of an alert without a connection.
-OPERATOR = "(installation)"
-
-
 def load_context(alert_id: int, factory: ChannelFactory) -> Context:
     with session_scope() as session:
         alert = session.get(Alert, alert_id)
         assert alert is not None
         if alert.connection_id is None:  # an installation-wide alert: the operator's channels
             operator = operator_alerts()
-            return Context(alert, OPERATOR, operator.spec, operator_channels(operator))
+            return Context(alert, INSTALLATION, operator.spec, operator_channels(operator))
         connection = session.get(Connection, alert.connection_id)
         assert connection is not None
         settings = alert_settings(connection.spec)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from worker.alerts.lifecycle import serialise_writers
-from worker.alerts.models import Alert, AlertTransition, FeedCursor
+from worker.alerts.models import INSTALLATION, Alert, AlertTransition, FeedCursor
 from worker.infra.tls import client_ssl_context
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Connection
@@ -130,7 +130,7 @@ def _pending(session: Session, cursor: FeedCursor) -> tuple[list[dict[str, Any]]
     rows = session.execute(
         select(AlertTransition, Alert, Connection.name)
         .join(Alert, Alert.id == AlertTransition.alert_id)
-        .join(Connection, Connection.id == Alert.connection_id)
+        .outerjoin(Connection, Connection.id == Alert.connection_id)  # installation-wide alerts have none
         .where(AlertTransition.id > cursor.last_transition_id)
         .order_by(AlertTransition.id)
         .limit(BATCH)
@@ -138,7 +138,8 @@ def _pending(session: Session, cursor: FeedCursor) -> tuple[list[dict[str, Any]]
     audits = session.scalars(
         select(AuditEvent).where(AuditEvent.id > cursor.last_audit_id).order_by(AuditEvent.id).limit(BATCH)
     )
-    return [transition_event(t, a, name) for t, a, name in rows], [audit_event(e) for e in audits]
+    transitions = [transition_event(t, a, name or INSTALLATION) for t, a, name in rows]
+    return transitions, [audit_event(e) for e in audits]
 
 
 def export(sinks: list[Sink], now: dt.datetime) -> int:
