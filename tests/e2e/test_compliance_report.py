@@ -282,6 +282,7 @@ def test_text_mode_speaks_in_sentences_not_reprs(env: RegsyncEnv) -> None:
 
     assert done.returncode == 0, done.stderr
     text = done.stdout
+    print(text)
     for repr_ in ("{", "}", "None", "[", "%)"):
         assert repr_ not in text, (repr_, text)
     assert "WARNING: alpha has no notification channel: its alerts reach no one." in text

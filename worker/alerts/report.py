@@ -143,8 +143,11 @@ def _timeline(
     rows: list[tuple[Run, str]], alerts: list[Alert], names: dict[int, str], stuck: set[int]
 ) -> dict[str, Any]:
     """Runs to draw (every run needing attention, then the newest others) and alert markers."""
-    drawn = [pair for pair in rows if pair[0].id in stuck or pair[0].status in ATTENTION_FINAL]
-    drawn += [pair for pair in rows if pair not in drawn][: max(0, TIMELINE_RUNS - len(drawn))]
+    problem = [pair[0].id in stuck or pair[0].status in ATTENTION_FINAL for pair in rows]
+    drawn = [pair for pair, p in zip(rows, problem, strict=True) if p]
+    drawn += [pair for pair, p in zip(rows, problem, strict=True) if not p][
+        : max(0, TIMELINE_RUNS - len(drawn))
+    ]
     runs = [
         {
             "id": run.id,

@@ -113,6 +113,12 @@ def _attention_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _runs_sentence(runs: dict[str, Any]) -> str:
+    if not runs["total"]:
+        return "No run in this period."
+    return f"{_plural(runs['total'], 'run')} in this period: {status_words(runs['by_status'])}."
+
+
 def render_text(report: dict[str, Any]) -> list[str]:
     """The report as lines of text."""
     chain = report["audit_chain"]
@@ -127,8 +133,9 @@ def render_text(report: dict[str, Any]) -> list[str]:
         f"Period: {period_words(report)}. Generated {minute(report['generated_at'])} UTC.",
         f"Audit chain: {state}; head hash {chain['head_hash'] or 'none (no audit event yet)'}.",
         "",
-        *(f"WARNING: {line}" for line in connection_warnings(report)),
     ]
+    warnings = connection_warnings(report)
+    lines += [*(f"WARNING: {line}" for line in warnings), *([""] if warnings else [])]
     rows = [
         (
             c["name"],
@@ -139,7 +146,7 @@ def render_text(report: dict[str, Any]) -> list[str]:
         for c in report["connections"]
     ]
     lines += text_table(("connection", "enabled", "notification channels", "runs in the period"), rows)
-    lines += ["", f"Runs: {report['runs']['total']} ({status_words(report['runs']['by_status'])}).", ""]
+    lines += ["", _runs_sentence(report["runs"]), ""]
     lines += [
         *_attention_lines(report),
         "",
