@@ -64,6 +64,7 @@ MATRIX = {
         "admin", {"enabled": True, "alerts": {"notice_period_minutes": 120}}
     ),
     ("POST", "/v1/alerts/{alert_id}/ack"): Entry("operator"),
+    ("GET", "/v1/connections/{c}/report/compliance"): Entry("viewer"),
 }
 #: Routes that take no API key, each with the reason (and where it is tested instead).
 UNKEYED = {

@@ -11,32 +11,47 @@ import datetime as dt
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from worker.alerts.config import AlertsSpec
 from worker.alerts.models import Alert, AlertDelivery, AlertEvent, AlertStatus, AlertTransition
-from worker.errors import ConfigurationError
+from worker.alerts.report_facts import (
+    ATTENTION_FINAL,
+    STUCK,
+    alerts_spec,
+    attention,
+    channel_status,
+    waived_notices,
+)
+from worker.errors import ConfigurationError, ConnectionNotFound
 from worker.ledger.audit import verify_chain
 from worker.ledger.models import Connection, Run
 
-_SINCE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_SINCE = re.compile(r"^\s*(\d{1,9})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 #: Runs drawn on the timeline at most (the newest).
 TIMELINE_RUNS = 2000
+#: The longest period a report covers (ten years).
+MAX_SINCE_DAYS = 3660
 
 
-def parse_since(text: str) -> dt.timedelta:
-    """``30d``, ``12h``, ``90m`` or ``2w`` as a timedelta.
+def parse_since(text: str, label: str = "--since") -> dt.timedelta:
+    """``30d``, ``12h``, ``90m`` or ``2w`` as a timedelta (at most ``MAX_SINCE_DAYS``).
 
     Raises:
-        ConfigurationError: Anything else.
+        ConfigurationError: Anything else (the message names the input as ``label``).
     """
     match = _SINCE.match(text)
     if not match or int(match.group(1)) == 0:
-        raise ConfigurationError(f"--since {text!r}: give a number and a unit, e.g. 30d, 12h, 90m or 2w")
-    return dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        raise ConfigurationError(f"{label} {text!r}: give a number and a unit, e.g. 30d, 12h, 90m or 2w")
+    span = dt.timedelta(**{_UNITS[match.group(2)]: min(int(match.group(1)), MAX_SINCE_DAYS * 24 * 60)})
+    if span > dt.timedelta(days=MAX_SINCE_DAYS):
+        raise ConfigurationError(f"{label} {text!r} is too long: at most {MAX_SINCE_DAYS} days")
+    return span
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -58,11 +73,14 @@ def distribution(values: list[float]) -> dict[str, Any]:
     }
 
 
-def _runs(session: Session, start: dt.datetime) -> list[tuple[Run, str]]:
+def _runs(session: Session, start: dt.datetime, ids: list[int]) -> list[tuple[Run, str]]:
     query = (
         select(Run, Connection.name)
         .join(Connection, Connection.id == Run.connection_id)
-        .where(Run.queued_at >= start)
+        .where(
+            Run.connection_id.in_(ids),
+            or_(Run.queued_at >= start, Run.finished_at.is_(None), Run.finished_at >= start),
+        )
         .order_by(Run.queued_at.desc(), Run.id.desc())
     )
     return [(run, name) for run, name in session.execute(query)]
@@ -121,16 +139,24 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _timeline(rows: list[tuple[Run, str]], alerts: list[Alert], names: dict[int, str]) -> dict[str, Any]:
+def _timeline(
+    rows: list[tuple[Run, str]], alerts: list[Alert], names: dict[int, str], stuck: set[int]
+) -> dict[str, Any]:
+    """Runs to draw (every run needing attention, then the newest others) and alert markers."""
+    problem = [pair[0].id in stuck or pair[0].status in ATTENTION_FINAL for pair in rows]
+    drawn = [pair for pair, p in zip(rows, problem, strict=True) if p]
+    drawn += [pair for pair, p in zip(rows, problem, strict=True) if not p][
+        : max(0, TIMELINE_RUNS - len(drawn))
+    ]
     runs = [
         {
             "id": run.id,
             "connection": name,
-            "status": run.status,
+            "status": STUCK if run.id in stuck else run.status,
             "start": _iso(run.started_at or run.queued_at),
             "end": _iso(run.finished_at),
         }
-        for run, name in rows[:TIMELINE_RUNS]
+        for run, name in drawn
     ]
     marks = [
         {"id": a.id, "kind": a.kind, "connection": names.get(a.connection_id, "?"), "at": _iso(a.opened_at)}
@@ -154,33 +180,85 @@ def _alert_section(session: Session, alerts: list[Alert]) -> dict[str, Any]:
     }
 
 
-def compliance_report(session: Session, now: dt.datetime, since: dt.timedelta) -> dict[str, Any]:
-    """The report over ``[now - since, now]`` as JSON-ready data (alerts counted by when they opened)."""
-    start = now - since
-    rows = _runs(session, start)
-    alerts = list(session.scalars(select(Alert).where(Alert.opened_at >= start).order_by(Alert.id)))
-    names = dict(session.execute(select(Connection.id, Connection.name)).all())
+def _scope(session: Session, names: Sequence[str] | None) -> list[Connection]:
+    """The connections named (each must exist), or every connection; sorted by name."""
+    if not names:
+        return list(session.scalars(select(Connection).order_by(Connection.name)))
+    found = {c.name: c for c in session.scalars(select(Connection).where(Connection.name.in_(set(names))))}
+    missing = sorted(set(names) - found.keys())
+    if missing:
+        raise ConnectionNotFound(
+            f"no connection named {missing[0]!r}; list them with `regsync connection list`"
+        )
+    return [found[name] for name in sorted(found)]
+
+
+def _connection_section(
+    session: Session, connection: Connection, rows: list[tuple[Run, str]], specs: dict[str, AlertsSpec]
+) -> dict[str, Any]:
+    mine = Counter(run.status for run, name in rows if name == connection.name)
+    return {
+        "name": connection.name,
+        "enabled": connection.enabled,
+        "notifications": channel_status(specs[connection.name]),
+        "enabled_without_notices": waived_notices(session, connection.name),
+        "runs": dict(sorted(mine.items())),
+    }
+
+
+def _chain(session: Session) -> dict[str, Any]:
     chain = verify_chain(session)
     return {
+        "ok": chain.ok,
+        "checked": chain.checked,
+        "broken_id": chain.broken_id,
+        "reason": chain.reason,
+        "head_hash": chain.head_hash,
+    }
+
+
+def compliance_report(
+    session: Session, now: dt.datetime, since: dt.timedelta, connections: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The report over ``[now - since, now]`` for ``connections`` (default: all) as JSON-ready data.
+
+    Alerts are counted by when they opened; runs that overlap the period are included (a run queued before
+    it and still running is there, and may be stuck).
+
+    Raises:
+        ConnectionNotFound: A connection named does not exist.
+    """
+    start = now - since
+    scope = _scope(session, connections)
+    ids = [c.id for c in scope]
+    specs = {c.name: alerts_spec(c) for c in scope}
+    rows = _runs(session, start, ids)
+    alerts = _alerts(session, start, ids if connections else None)
+    needs_attention = attention(session, rows, specs, now)
+    stuck = {row["id"] for row in needs_attention if row["status"] == STUCK}
+    return {
         "generated_at": now.isoformat(),
-        "window": {
+        "period": {
             "since": start.isoformat(),
             "until": now.isoformat(),
             "seconds": int(since.total_seconds()),
         },
+        "connections": [_connection_section(session, c, rows, specs) for c in scope],
         "runs": _run_section(rows),
+        "attention": needs_attention,
         "alerts": _alert_section(session, alerts),
         "time_to_detect_s": distribution([(a.opened_at - a.detected_at).total_seconds() for a in alerts]),
         "time_to_notify_s": distribution(
             [(a.notified_at - a.detected_at).total_seconds() for a in alerts if a.notified_at is not None]
         ),
         "notices": _notice_section(alerts, now),
-        "audit_chain": {
-            "ok": chain.ok,
-            "checked": chain.checked,
-            "broken_id": chain.broken_id,
-            "reason": chain.reason,
-            "head_hash": chain.head_hash,
-        },
-        "timeline": _timeline(rows, alerts, names),
+        "audit_chain": _chain(session),
+        "timeline": _timeline(rows, alerts, {c.id: c.name for c in scope}, stuck),
     }
+
+
+def _alerts(session: Session, start: dt.datetime, ids: list[int] | None) -> list[Alert]:
+    query = select(Alert).where(Alert.opened_at >= start).order_by(Alert.id)
+    if ids is not None:
+        query = query.where(Alert.connection_id.in_(ids))
+    return list(session.scalars(query))

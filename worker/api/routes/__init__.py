@@ -1,1 +1,2 @@
-"""The API's routers, one module per resource: ``runs``, ``backfills``, ``alerts``, ``settings``, ``health``."""
+"""The API's routers, one module per resource: ``runs``, ``backfills``, ``alerts``, ``settings``, ``report``,
+``health``."""
