@@ -32,6 +32,11 @@ from worker.ledger.models import ID, Base, utcnow
 INSTALLATION = "(installation)"
 
 
+def owner_name(names: dict[int, str], connection_id: int | None) -> str:
+    """The name of an alert's connection, ``INSTALLATION`` for an installation-wide alert."""
+    return INSTALLATION if connection_id is None else names.get(connection_id, "?")
+
+
 class AlertKind(StrEnum):
     RUN_FAILED = "run_failed"
     RUN_PARTIALLY_FAILED = "run_partially_failed"
@@ -113,11 +118,8 @@ class Alert(Base):
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    # NULL for an installation-wide (operator) alert. Typed int while the readers that name an alert's
-    # connection (queries.py, report.py) still assume one; they show "?" for NULL.
-    connection_id: Mapped[int] = mapped_column(
-        ForeignKey("connections.id", ondelete="CASCADE"), nullable=True
-    )
+    # None for an installation-wide (operator) alert; readers name it INSTALLATION.
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default=AlertStatus.OPEN.value)

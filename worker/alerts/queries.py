@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.alerts import lifecycle
-from worker.alerts.models import Alert, AlertDelivery, AlertStatus, AlertTransition
+from worker.alerts.models import Alert, AlertDelivery, AlertStatus, AlertTransition, owner_name
 from worker.alerts.payload import alert_summary
 from worker.errors import AlertNotFound, ConnectionNotFound
 from worker.ledger.audit import append_event
@@ -54,7 +54,7 @@ def list_alerts(
     if connection_ids is not None:
         query = query.where(Alert.connection_id.in_(sorted(connection_ids)))
     rows = session.scalars(query.order_by(Alert.opened_at.desc(), Alert.id.desc()).limit(limit))
-    return [alert_summary(alert, names.get(alert.connection_id, "?")) for alert in rows]
+    return [alert_summary(alert, owner_name(names, alert.connection_id)) for alert in rows]
 
 
 def get_alert(session: Session, alert_id: int) -> Alert:
@@ -72,7 +72,7 @@ def get_alert(session: Session, alert_id: int) -> Alert:
 def show_alert(session: Session, alert_id: int) -> dict[str, Any]:
     """One alert with its transitions and delivery attempts."""
     alert = get_alert(session, alert_id)
-    view = alert_summary(alert, _names(session).get(alert.connection_id, "?"))
+    view = alert_summary(alert, owner_name(_names(session), alert.connection_id))
     transitions = session.scalars(
         select(AlertTransition).where(AlertTransition.alert_id == alert_id).order_by(AlertTransition.id)
     )
@@ -108,7 +108,7 @@ def ack_alert(session: Session, alert_id: int, actor: str, now: dt.datetime | No
     lifecycle.serialise_writers(session)
     before = get_alert(session, alert_id).status
     alert = lifecycle.acknowledge(session, alert_id, actor, now)
-    name = _names(session).get(alert.connection_id, "?")
+    name = owner_name(_names(session), alert.connection_id)
     append_event(
         session,
         actor=actor,

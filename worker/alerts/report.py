@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from worker.alerts.config import AlertsSpec
-from worker.alerts.models import Alert, AlertDelivery, AlertEvent, AlertStatus, AlertTransition
+from worker.alerts.models import Alert, AlertDelivery, AlertEvent, AlertStatus, AlertTransition, owner_name
 from worker.alerts.report_facts import (
     ATTENTION_FINAL,
     STUCK,
@@ -159,7 +159,12 @@ def _timeline(
         for run, name in drawn
     ]
     marks = [
-        {"id": a.id, "kind": a.kind, "connection": names.get(a.connection_id, "?"), "at": _iso(a.opened_at)}
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "connection": owner_name(names, a.connection_id),
+            "at": _iso(a.opened_at),
+        }
         for a in alerts
     ]
     return {"runs": runs, "alerts": marks}
