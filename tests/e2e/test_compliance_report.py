@@ -112,6 +112,31 @@ def test_report_json_counts_exactly_the_alerts_created(env: RegsyncEnv) -> None:
     with session_scope() as session:
         audit_events = session.query(AuditEvent).count()
     assert report["audit_chain"]["ok"] is True and report["audit_chain"]["checked"] == audit_events
+    verdicts = [(a["connection"], a["kind"], a["notice"]) for a in report["alert_list"]]
+    assert verdicts == [
+        ("alpha", "run_failed", "in time"),
+        ("bravo", "run_partially_failed", "never sent"),
+        ("charlie", "run_failed", "late"),
+    ]
+
+
+def test_text_and_html_list_each_alert_with_its_notice_deadline(env: RegsyncEnv, tmp_path: Path) -> None:
+    write_history(utcnow().replace(microsecond=0) - dt.timedelta(hours=5))
+
+    text = regsync(env, "report", "compliance", "--since", "1d").stdout
+    html = tmp_path / "report.html"
+    assert (
+        regsync(env, "report", "compliance", "--since", "1d", "--html", "--output", str(html)).returncode == 0
+    )
+
+    rows = [re.split(r"\s{2,}", line) for line in text.splitlines() if re.match(r"^\d+\s+run_", line)]
+    assert [(cells[1], cells[2], cells[-1]) for cells in rows] == [
+        ("run_failed", "alpha", "in time"),
+        ("run_partially_failed", "bravo", "never sent"),
+        ("run_failed", "charlie", "late"),
+    ], text
+    page = html.read_text(encoding="utf-8")
+    assert "<th>Notify by</th>" in page and page.count("<td>never sent</td>") == 1
 
 
 def chromium() -> str:

@@ -99,17 +99,43 @@ def _run_section(rows: list[tuple[Run, str]]) -> dict[str, Any]:
 
 def _notice_section(alerts: list[Alert], now: dt.datetime) -> dict[str, Any]:
     """Alerts whose notice was due (deadline passed, or notified already), and how many were in time."""
-    due = [a for a in alerts if a.notified_at is not None or a.notify_by <= now]
-    in_time = [a for a in due if a.notified_at is not None and a.notified_at <= a.notify_by]
-    late = [a for a in due if a.notified_at is not None and a.notified_at > a.notify_by]
+    verdicts = Counter(notice_verdict(a, now) for a in alerts)
+    due = len(alerts) - verdicts["pending"]
     return {
-        "due": len(due),
-        "within_deadline": len(in_time),
-        "late": len(late),
-        "never_sent": len(due) - len(in_time) - len(late),
-        "within_deadline_pct": round(100.0 * len(in_time) / len(due), 2) if due else None,
-        "pending": len(alerts) - len(due),
+        "due": due,
+        "within_deadline": verdicts["in time"],
+        "late": verdicts["late"],
+        "never_sent": verdicts["never sent"],
+        "within_deadline_pct": round(100.0 * verdicts["in time"] / due, 2) if due else None,
+        "pending": verdicts["pending"],
     }
+
+
+def notice_verdict(alert: Alert, now: dt.datetime) -> str:
+    """Whether this alert's notice met its deadline: in time, late, never sent, or pending (not yet due)."""
+    if alert.notified_at is not None:
+        return "in time" if alert.notified_at <= alert.notify_by else "late"
+    return "never sent" if alert.notify_by <= now else "pending"
+
+
+def _alert_rows(alerts: list[Alert], names: dict[int, str], now: dt.datetime) -> list[dict[str, Any]]:
+    """One row per alert: what it was about, and the times an auditor checks a notice deadline against."""
+    return [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "connection": owner_name(names, a.connection_id),
+            "run_id": a.run_id,
+            "status": a.status,
+            "detected_at": _iso(a.detected_at),
+            "notify_by": _iso(a.notify_by),
+            "notified_at": _iso(a.notified_at),
+            "acknowledged_at": _iso(a.acknowledged_at),
+            "resolved_at": _iso(a.resolved_at),
+            "notice": notice_verdict(a, now),
+        }
+        for a in alerts
+    ]
 
 
 def _transition_counts(session: Session, alert_ids: list[int]) -> Counter[str]:
@@ -252,6 +278,7 @@ def compliance_report(
         "runs": _run_section(rows),
         "attention": needs_attention,
         "alerts": _alert_section(session, alerts),
+        "alert_list": _alert_rows(alerts, {c.id: c.name for c in scope}, now),
         "time_to_detect_s": distribution([(a.opened_at - a.detected_at).total_seconds() for a in alerts]),
         "time_to_notify_s": distribution(
             [(a.notified_at - a.detected_at).total_seconds() for a in alerts if a.notified_at is not None]

@@ -12,6 +12,8 @@ from html import escape
 from typing import Any
 
 from worker.alerts.report_text import (
+    ALERT_HEADERS,
+    alert_rows,
     alert_sentence,
     channel_words,
     connection_warnings,
@@ -123,9 +125,11 @@ def _alerts(report: dict[str, Any]) -> str:
         ("Time to detect", distribution_sentence(report["time_to_detect_s"])),
         ("Time to notify", distribution_sentence(report["time_to_notify_s"])),
     ]
+    rows = alert_rows(report)
+    per_alert = _table([h.capitalize() for h in ALERT_HEADERS], rows) if rows else ""
     return (
         f"<h2>Alerts and notices</h2><p>{escape(alert_sentence(report['alerts']))}</p>"
-        f"<p>{escape(notice_sentence(report['notices']))}</p>{_table(('Measure', 'Seconds'), timing)}"
+        f"<p>{escape(notice_sentence(report['notices']))}</p>{per_alert}{_table(('Measure', 'Seconds'), timing)}"
     )
 
 

@@ -98,6 +98,27 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
     return lines
 
 
+#: The columns of the per-alert table: when each notice was due and when it went out.
+ALERT_HEADERS = ("alert", "kind", "connection", "run", "detected", "notify by", "notified", "notice")
+
+
+def alert_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per alert of the period (times in UTC, to the minute)."""
+    return [
+        (
+            str(a["id"]),
+            a["kind"],
+            a["connection"],
+            str(a["run_id"]) if a["run_id"] is not None else "-",
+            minute(a["detected_at"]),
+            minute(a["notify_by"]),
+            minute(a["notified_at"]) if a["notified_at"] else "-",
+            a["notice"],
+        )
+        for a in report["alert_list"]
+    ]
+
+
 def _attention_lines(report: dict[str, Any]) -> list[str]:
     rows = report["attention"]
     if not rows:
@@ -153,6 +174,8 @@ def render_text(report: dict[str, Any]) -> list[str]:
         alert_sentence(report["alerts"]),
         notice_sentence(report["notices"]),
     ]
+    if report["alert_list"]:
+        lines += ["", *text_table(ALERT_HEADERS, alert_rows(report)), ""]
     lines.append(f"Time to detect: {distribution_sentence(report['time_to_detect_s'])}.")
     lines.append(f"Time to notify: {distribution_sentence(report['time_to_notify_s'])}.")
     return lines
