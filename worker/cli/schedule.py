@@ -88,12 +88,12 @@ def _preflight(connection: str) -> None:
     check_and_report(spec, credential, enforce_least_privilege=spec.salesforce.require_least_privilege)
 
 
-def _toggle(connection: str, enabled: bool, actor: str | None) -> None:
+def _toggle(connection: str, enabled: bool, actor: str | None, *, without_notices: bool = False) -> None:
     who = require_actor(actor)
     if enabled:
         _preflight(connection)
     with ledger() as session:
-        changed = set_enabled(session, connection, enabled, who)
+        changed = set_enabled(session, connection, enabled, who, without_notices=without_notices)
         view = schedule_view(session, connection)
     word = "enabled" if enabled else "disabled"
     say(f"{connection} {word}" if changed else f"{connection} was already {word}; nothing changed")
@@ -103,10 +103,25 @@ def _toggle(connection: str, enabled: bool, actor: str | None) -> None:
         )
 
 
+WithoutNoticesOption = Annotated[
+    bool,
+    typer.Option(
+        "--without-notices",
+        help="Enable although the connection has no alert channel: nobody is told when its runs fail. "
+        "Audited.",
+    ),
+]
+
+
 @handles_errors
-def enable_command(connection: ConnectionArg, actor: ActorOption = None) -> None:
-    """Let CONNECTION's schedule start mass updates by itself (audited)."""
-    _toggle(connection, True, actor)
+def enable_command(
+    connection: ConnectionArg, actor: ActorOption = None, without_notices: WithoutNoticesOption = False
+) -> None:
+    """Let CONNECTION's schedule start mass updates by itself (audited).
+
+    Refused while the connection has no alert channel, unless --without-notices is given.
+    """
+    _toggle(connection, True, actor, without_notices=without_notices)
 
 
 @handles_errors
