@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RegsyncEnv
-from tests.e2e.test_schedule_cli import CLIENT_SECRET, org, regsync
 from tests.connection_files import acme_toml
+from tests.e2e.test_schedule_cli import CLIENT_SECRET, org, regsync
 from worker.sandbox.salesforce import SandboxSalesforce
 
 __all__ = ["org"]  # the fixture, imported to be used here
@@ -28,7 +28,9 @@ url = "https://hooks.example.com/regsync"
 
 
 def connection_file(org: SandboxSalesforce, alerts: str = "") -> str:
-    text = acme_toml(extra=alerts).replace("https://acme.my.salesforce.com/services/oauth2/token", org.token_url)
+    text = acme_toml(extra=alerts).replace(
+        "https://acme.my.salesforce.com/services/oauth2/token", org.token_url
+    )
     return text.replace('"OrgNr__c"', '"Org_Number__c"')
 
 
@@ -72,11 +74,15 @@ def test_enable_with_a_channel_needs_no_flag_and_audits_plain_enabled(
     env: RegsyncEnv, org: SandboxSalesforce, tmp_path: Path
 ) -> None:
     applied(tmp_path, connection_file(org, WEBHOOK))
-    assert regsync(tmp_path, "secret", "set", "acme", "salesforce_client_secret", stdin=CLIENT_SECRET).returncode == 0
-    assert regsync(tmp_path, "secret", "set", "acme", "registry_token", stdin="proff-token-1a2b").returncode == 0
+    assert (
+        regsync(tmp_path, "secret", "set", "acme", "salesforce_client_secret", stdin=CLIENT_SECRET).returncode
+        == 0
+    )
+    assert (
+        regsync(tmp_path, "secret", "set", "acme", "registry_token", stdin="proff-token-1a2b").returncode == 0
+    )
 
     enabled = regsync(tmp_path, "enable", "acme")
 
     assert enabled.returncode == 0, enabled.stderr
     assert [e["after"] for e in enable_events(tmp_path)] == [{"enabled": True}]
-

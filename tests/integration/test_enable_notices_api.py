@@ -7,7 +7,8 @@ import json
 
 from sqlalchemy import select
 
-from tests.integration.test_api_roles import A, Api, api
+from tests.integration.api_world import A
+from tests.integration.test_api_roles import Api, api
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent
 
@@ -16,7 +17,9 @@ __all__ = ["api"]  # the fixture, imported to be used here
 
 def enable_events() -> list[dict[str, object] | None]:
     with session_scope() as session:
-        query = select(AuditEvent.after).where(AuditEvent.action == "connection.enable").order_by(AuditEvent.id)
+        query = (
+            select(AuditEvent.after).where(AuditEvent.action == "connection.enable").order_by(AuditEvent.id)
+        )
         return list(session.scalars(query))
 
 
@@ -32,7 +35,9 @@ def test_api_enable_without_a_channel_is_422_unless_without_notices(api: Api) ->
     not_bool, _ = api.call(key, "PATCH", path, {"enabled": True, "without_notices": "yes"})
     settings = json.loads(api.call(key, "GET", path)[1])
     assert not_bool == 422
-    assert settings["enabled"] is False and settings["alerts"]["notice_period_minutes"] != 61  # nothing applied
+    assert (
+        settings["enabled"] is False and settings["alerts"]["notice_period_minutes"] != 61
+    )  # nothing applied
     assert enable_events() == before
 
     status, raw = api.call(key, "PATCH", path, {"enabled": True, "without_notices": True})

@@ -308,7 +308,12 @@ def test_disabling_stops_runs_and_enabling_does_not_catch_up(ledger: str, frozen
     tick_every(frozen, T0 + dt.timedelta(minutes=3, seconds=30), T0 + dt.timedelta(minutes=30), 30)
     with session_scope() as session:
         set_enabled(
-            session, "acme", True, "alice", now=T0 + dt.timedelta(minutes=30, seconds=10), without_notices=True
+            session,
+            "acme",
+            True,
+            "alice",
+            now=T0 + dt.timedelta(minutes=30, seconds=10),
+            without_notices=True,
         )
     tick_every(
         frozen, T0 + dt.timedelta(minutes=30, seconds=20), T0 + dt.timedelta(minutes=32, seconds=20), 30

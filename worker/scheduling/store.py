@@ -29,6 +29,7 @@ class NoAlertChannel(NoticeSettingsRefused):
 
     code = "NO_ALERT_CHANNEL"
 
+
 _TIMING = ("cron", "timezone")
 
 
