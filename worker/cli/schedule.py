@@ -5,9 +5,12 @@ Mass update is off until an admin enables the connection; every change here is a
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 from typing import Annotated, Any
 
 import typer
+from croniter import croniter
 
 from worker.cli.admin import ActorOption, JsonOption, check_and_report, ledger, note, say
 from worker.cli.common import handles_errors, print_json, require_actor
@@ -17,6 +20,18 @@ from worker.scheduling.spec import ScheduleSpec, make_schedule_spec
 from worker.scheduling.store import find_connection, schedule_view, set_enabled, set_schedule
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Set and show when a connection runs by itself.")
+
+#: Seconds between two slots below which `schedule set` warns (it still sets the schedule).
+FREQUENT = 5 * 60
+
+
+def shortest_gap(cron: str, steps: int = 200) -> int:
+    """The shortest time between two consecutive slots of ``cron``, in seconds, over its next ``steps`` slots
+    (on the wall clock: enough to tell "every minute for an hour" from "daily")."""
+    walker = croniter(cron, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    slots = [walker.get_next(dt.datetime) for _ in range(steps)]
+    return int(min((b - a).total_seconds() for a, b in itertools.pairwise(slots)))
+
 
 ConnectionArg = Annotated[str, typer.Argument(help="The connection's name.")]
 
@@ -50,6 +65,12 @@ def schedule_set(
     say(
         f"schedule of {connection} {action}: {spec.cron!r} in {spec.timezone}, concurrency {spec.concurrency}"
     )
+    gap = shortest_gap(spec.cron)
+    if gap < FREQUENT:
+        note(
+            f"warning: {spec.cron!r} fires as often as every {gap // 60} min, more often than every 5 min; "
+            "each run spends Salesforce and registry API calls (the schedule is set)"
+        )
     if not enabled:
         note(f"{connection} is disabled: nothing runs by itself until `regsync enable {connection}`")
 
