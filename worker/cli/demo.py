@@ -18,7 +18,7 @@ from worker.cli.tables import print_table_with_notes
 @handles_errors
 def demo_command(
     directory: Path = typer.Option(
-        Path(".regsync-demo"), "--dir", help="Where the demo keeps its ledger and CA."
+        Path(".regsync-demo"), "--dir", metavar="DIR", help="Where the demo keeps its ledger and CA."
     ),
     accounts: int = typer.Option(
         2000, "--accounts", min=10, max=200_000, help="Accounts in the sandbox org."
@@ -29,7 +29,9 @@ def demo_command(
     redis_url: str = typer.Option(
         "redis://127.0.0.1:6379/15",
         "--redis-url",
-        help="The Redis to use as broker (a DB of the demo's own).",
+        metavar="URL",
+        show_default=False,
+        help="The Redis to use as broker, a DB of the demo's own. Default: redis://127.0.0.1:6379/15.",
     ),
 ) -> None:
     """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar."""
