@@ -31,7 +31,7 @@ def demo_command(
         "--redis-url",
         metavar="URL",
         show_default=False,
-        help="The Redis to use as broker, a DB of the demo's own. Default: redis://127.0.0.1:6379/15.",
+        help="The Redis to use as broker, a DB of the demo's own. Default: DB 15 of the Redis on 127.0.0.1, port 6379.",
     ),
 ) -> None:
     """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar."""
@@ -73,7 +73,7 @@ def _print_header(accounts: int, database_url: str, broker_url: str, redis_url: 
     broker = "Redis" if broker_url.startswith("redis") else "in-process memory transport"
     console.print(
         f"[bold]regsync demo[/]: {accounts} Accounts in a sandbox Salesforce org, Proff sandbox "
-        f"registry, ledger {database_url}, Celery on {broker}",
+        f"registry, Celery on {broker}",
         highlight=False,
     )
     if broker == "Redis":
@@ -84,6 +84,7 @@ def _print_header(accounts: int, database_url: str, broker_url: str, redis_url: 
     else:
         said = f"no Redis used: Celery runs in this process (--redis uses the one at {redis_url})"
     console.print(said, highlight=False, markup=False)
+    console.print(f"ledger: {database_url}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_failures(run_id: int, per_code: int = 2) -> None:
