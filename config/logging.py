@@ -194,6 +194,18 @@ class ConsoleFormatter(logging.Formatter):
         return f"{head} {extras}{sep}{tail}"
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the time of each write, not at set-up: while a rich progress bar is live
+    it redirects ``sys.stderr`` above the bar, so a warning logged during a run prints above the bar instead
+    of inside it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 _FORMATTERS: dict[str, type[logging.Formatter]] = {"json": JsonFormatter, "console": ConsoleFormatter}
 
 
@@ -217,7 +229,7 @@ def configure_logging(
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_regsync", False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or _CurrentStderr())
     handler._regsync = True  # type: ignore[attr-defined]
     handler.setFormatter(_FORMATTERS[fmt]())
     handler.addFilter(RedactingFilter())
@@ -230,6 +242,13 @@ def configure_logging(
 #: Third-party loggers whose INFO lines say nothing an operator acts on (alembic lists its plugins at every
 #: upgrade); their warnings and errors still show.
 _CHATTY = ("alembic.runtime.plugins",)
+
+
+def quieten(*names: str, level: int = logging.WARNING) -> None:
+    """Show only ``level`` and above from the loggers ``names`` (the demo: alembic lists every migration and
+    kombu explains the memory transport, which tells a newcomer nothing)."""
+    for name in names:
+        logging.getLogger(name).setLevel(level)
 
 
 def install_redaction(logger: logging.Logger | None = None) -> None:

@@ -94,7 +94,7 @@ def test_schedule_enable_skip_and_audit_through_the_cli(
 
     # Enabling is admin-only and audited.
     refused = regsync(tmp_path, "enable", "acme", actor=None)
-    enabled = regsync(tmp_path, "enable", "acme", "--actor", "bob")
+    enabled = regsync(tmp_path, "enable", "acme", "--actor", "bob", "--without-notices")  # no alert channel
     assert refused.returncode == 2 and "REGSYNC_ACTOR" in refused.stderr
     assert enabled.returncode == 0, enabled.stderr
 
@@ -115,7 +115,8 @@ def test_schedule_enable_skip_and_audit_through_the_cli(
         ("alice", "secret.set"),
         ("bob", "connection.enable"),
     ]
-    assert events[-1]["before"] == {"enabled": False} and events[-1]["after"] == {"enabled": True}
+    assert events[-1]["before"] == {"enabled": False}
+    assert events[-1]["after"] == {"enabled": True, "without_notices": True}
     verified = regsync(tmp_path, "audit", "verify")
     assert verified.returncode == 0 and "5 event(s)" in verified.stdout
 

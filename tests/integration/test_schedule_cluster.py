@@ -65,7 +65,7 @@ def world(
             set_secret(session, "nightly", "salesforce_client_secret", stack.client_secret, "alice")
             set_secret(session, "nightly", "registry_token", stack.registry_token, "alice")
         with session_scope() as session:
-            set_enabled(session, "nightly", True, "alice", now=START_SIM)
+            set_enabled(session, "nightly", True, "alice", now=START_SIM, without_notices=True)
         yield stack, cluster_env
 
 

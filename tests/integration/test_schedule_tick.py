@@ -79,7 +79,7 @@ def connect(
         session.flush()
         set_schedule(session, connection, make_schedule_spec(cron, tz, **schedule), "alice", now=at)
         if enabled:
-            set_enabled(session, name, True, "alice", now=at)
+            set_enabled(session, name, True, "alice", now=at, without_notices=True)
         return connection.id
 
 
@@ -307,7 +307,14 @@ def test_disabling_stops_runs_and_enabling_does_not_catch_up(ledger: str, frozen
         set_enabled(session, "acme", False, "alice", now=T0 + dt.timedelta(minutes=3, seconds=10))
     tick_every(frozen, T0 + dt.timedelta(minutes=3, seconds=30), T0 + dt.timedelta(minutes=30), 30)
     with session_scope() as session:
-        set_enabled(session, "acme", True, "alice", now=T0 + dt.timedelta(minutes=30, seconds=10))
+        set_enabled(
+            session,
+            "acme",
+            True,
+            "alice",
+            now=T0 + dt.timedelta(minutes=30, seconds=10),
+            without_notices=True,
+        )
     tick_every(
         frozen, T0 + dt.timedelta(minutes=30, seconds=20), T0 + dt.timedelta(minutes=32, seconds=20), 30
     )
@@ -324,12 +331,12 @@ def test_disabling_stops_runs_and_enabling_does_not_catch_up(ledger: str, frozen
 def test_enabling_twice_changes_nothing_and_audits_once(ledger: str) -> None:
     connect(enabled=False)
     with session_scope() as session:
-        changed = [set_enabled(session, "acme", True, "alice"), set_enabled(session, "acme", True, "alice")]
+        changed = [set_enabled(session, "acme", True, "alice", without_notices=True) for _ in range(2)]
         events = list(session.scalars(select(AuditEvent).where(AuditEvent.action == "connection.enable")))
 
     assert changed == [True, False]
     assert [(e.actor, e.target, e.before, e.after) for e in events] == [
-        ("alice", "connection:acme", {"enabled": False}, {"enabled": True})
+        ("alice", "connection:acme", {"enabled": False}, {"enabled": True, "without_notices": True})
     ]
 
 

@@ -42,7 +42,10 @@ audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the hash-cha
 ActorOption = Annotated[
     str | None,
     typer.Option(
-        "--actor", envvar="REGSYNC_ACTOR", help="Who performs this admin action, for the audit trail."
+        "--actor",
+        envvar="REGSYNC_ACTOR",
+        metavar="NAME",
+        help="Who performs this admin action, for the audit trail.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]

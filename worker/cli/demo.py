@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
+from config.logging import quieten
 from worker.cli.common import EXIT_FAILED, console, handles_errors
+from worker.cli.tables import print_table_with_notes
 
 
 @handles_errors
 def demo_command(
     directory: Path = typer.Option(
-        Path(".regsync-demo"), "--dir", help="Where the demo keeps its ledger and CA."
+        Path(".regsync-demo"), "--dir", metavar="DIR", help="Where the demo keeps its ledger and CA."
     ),
     accounts: int = typer.Option(
         2000, "--accounts", min=10, max=200_000, help="Accounts in the sandbox org."
@@ -26,7 +29,9 @@ def demo_command(
     redis_url: str = typer.Option(
         "redis://127.0.0.1:6379/15",
         "--redis-url",
-        help="The Redis to use as broker (a DB of the demo's own).",
+        metavar="URL",
+        show_default=False,
+        help="The Redis to use as broker, a DB of the demo's own. Default: DB 15 of the Redis on 127.0.0.1, port 6379.",
     ),
 ) -> None:
     """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar."""
@@ -37,20 +42,16 @@ def demo_command(
     from worker.sync.runner import start_run
 
     started = time.monotonic()
+    quieten("alembic")
+    quieten("kombu", level=logging.ERROR)  # "No hostname was supplied" on the memory transport, and its INFO
     env = demo.prepare(directory.resolve(), use_redis=redis, redis_url=redis_url)
+    _print_header(accounts, env.database_url, env.broker_url, redis_url)
     with sandbox_stack(env.directory, accounts) as stack:
-        import os
-
         os.environ.update(stack.trust_env())
         spec_data = stack.spec_data(requests_per_second=400, burst=40)
         demo.create_connection(
             spec_data,
             {"salesforce_client_secret": stack.client_secret, "registry_token": stack.registry_token},
-        )
-        broker = "Redis" if env.broker_url.startswith("redis") else "in-process memory transport"
-        console.print(
-            f"[bold]regsync demo[/]: {accounts} Accounts in a sandbox Salesforce org, Proff sandbox "
-            f"registry, ledger {env.database_url}, Celery on {broker}"
         )
         with demo.embedded_worker():
             run_id = start_run(spec_data["name"], CeleryDispatcher(), triggered_by="demo")
@@ -67,6 +68,25 @@ def demo_command(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _print_header(accounts: int, database_url: str, broker_url: str, redis_url: str) -> None:
+    """The demo's first lines: what it runs on, and which Redis it uses (or that it uses none)."""
+    broker = "Redis" if broker_url.startswith("redis") else "in-process memory transport"
+    console.print(
+        f"[bold]regsync demo[/]: {accounts} Accounts in a sandbox Salesforce org, Proff sandbox "
+        f"registry, Celery on {broker}",
+        highlight=False,
+    )
+    if broker == "Redis":
+        said = (
+            f"using the Redis at {broker_url} (a DB of the demo's own) as broker; when no Redis answers "
+            "there, the demo runs Celery in this process instead (as --no-redis does)"
+        )
+    else:
+        said = f"no Redis used: Celery runs in this process (--redis uses the one at {redis_url})"
+    console.print(said, highlight=False, markup=False)
+    console.print(f"ledger: {database_url}", highlight=False, markup=False, soft_wrap=True)
+
+
 def _print_failures(run_id: int, per_code: int = 2) -> None:
     """Failures by code, with a couple of examples of each."""
     from collections import defaultdict
@@ -79,17 +99,22 @@ def _print_failures(run_id: int, per_code: int = 2) -> None:
     by_code: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_code[row["error_code"]].append(row)
-    table = Table("code", "records", "example record", "org number", "message", title="failures by reason")
+    cells: list[tuple[str, str, str, str]] = []
+    messages: list[str] = []
     for code, items in sorted(by_code.items(), key=lambda kv: -len(kv[1])):
         for i, row in enumerate(items[:per_code]):
-            table.add_row(
-                code if i == 0 else "",
-                str(len(items)) if i == 0 else "",
-                row["record_id"],
-                row["org_number"] or "",
-                row["message"][:60],
+            first = i == 0
+            cells.append(
+                (
+                    code if first else "",
+                    str(len(items)) if first else "",
+                    row["record_id"],
+                    row["org_number"] or "",
+                )
             )
-    console.print(table)
+            messages.append(row["message"])
+    headers = ("code", "records", "example record", "org number")
+    print_table_with_notes(console, headers, cells, "message", messages, title="failures by reason")
 
 
 def _print_registry_privacy(stack: Any) -> None:

@@ -18,11 +18,13 @@ from worker.cli.cancel import cancel_command
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
 from worker.cli.health import health_command
+from worker.cli.help import install as readable_help
 from worker.cli.resume import resume_command
 from worker.cli.runs import run_command, runs_app
 from worker.cli.schedule import register as register_schedule
 from worker.cli.standby import standby_command
 
+readable_help()
 # Never print local variables in tracebacks: they may hold a secret being set.
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(connection_app, name="connection")

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from config.logging import redact
 from worker.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handles_errors, print_json
 from worker.cli.previews import print_field_changes
-from worker.cli.tables import print_table
+from worker.cli.tables import print_table, print_table_with_notes
 from worker.connections.preflight import require_secrets
 from worker.errors import LedgerUnavailable
 from worker.infra.dispatch import CeleryDispatcher
@@ -99,6 +99,19 @@ SUMMARY_KEYS = (
 )
 
 
+def summary_rows(view: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's (label, count) rows, in the words `runs list` uses; the registry's notices are totalled
+    under ``notices`` (the list's column), each kind indented under it."""
+    label = {"updated": "would update"} if view.get("dry_run") else {}
+    rows: list[tuple[str, str]] = []
+    for key in SUMMARY_KEYS:
+        if key == NOTICE_KEYS[0]:
+            rows.append(("notices", str(sum(view[k] for k in NOTICE_KEYS))))
+        indent = "  " if key in NOTICE_KEYS else ""
+        rows.append((indent + label.get(key, key.replace("_", " ")), str(view[key])))
+    return rows
+
+
 def print_summary(view: dict[str, Any]) -> None:
     colours = {
         RunStatus.SUCCEEDED: "green",
@@ -110,9 +123,7 @@ def print_summary(view: dict[str, Any]) -> None:
         f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
         f"in {view['duration_s']} s"
     )
-    label = {"updated": "would update"} if view.get("dry_run") else {}
-    rows = ((label.get(key, key.replace("_", " ")), str(view[key])) for key in SUMMARY_KEYS)
-    print_table(console, ("count", "value"), rows, right=("value",))
+    print_table(console, ("count", "value"), summary_rows(view), right=("value",))
     if view.get("field_changes") is not None:
         print_field_changes(view["field_changes"])
     if view["api_used_after"] is not None:
@@ -139,7 +150,7 @@ def list_command(
     if as_json:
         print_json(views)
         return
-    counts = ("planned", "updated", "failed", "notices", "out of scope")
+    counts = ("planned", "updated", "failed", "invalid", "notices", "out of scope")
     headers = ("id", "connection", "kind", "status", "queued", "duration s", *counts)
     rows = (
         (
@@ -151,7 +162,8 @@ def list_command(
             str(v["duration_s"]),
             str(v["planned"]),
             str(v["updated"]),
-            str(v["failed"] + v["invalid"]),
+            str(v["failed"]),
+            str(v["invalid"]),
             str(sum(v[key] for key in NOTICE_KEYS)),
             str(v["out_of_scope"]),
         )
@@ -199,17 +211,13 @@ def failures_command(
     if as_json:
         print_json(rows)
         return
-    print_table(
+    print_table_with_notes(
         console,
-        ("record", "org number", "kind", "code", "message"),
-        (
-            (
-                r["record_id"],
-                r["org_number"] or "",
-                "notice" if r["notice"] else "failure",
-                r["error_code"],
-                r["message"],
-            )
+        ("record", "org number", "kind", "code"),
+        [
+            (r["record_id"], r["org_number"] or "", "notice" if r["notice"] else "failure", r["error_code"])
             for r in rows
-        ),
+        ],
+        "message",
+        [r["message"] for r in rows],
     )

@@ -5,9 +5,12 @@ Mass update is off until an admin enables the connection; every change here is a
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 from typing import Annotated, Any
 
 import typer
+from croniter import croniter
 
 from worker.cli.admin import ActorOption, JsonOption, check_and_report, ledger, note, say
 from worker.cli.common import handles_errors, print_json, require_actor
@@ -17,6 +20,18 @@ from worker.scheduling.spec import ScheduleSpec, make_schedule_spec
 from worker.scheduling.store import find_connection, schedule_view, set_enabled, set_schedule
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Set and show when a connection runs by itself.")
+
+#: Seconds between two slots below which `schedule set` warns (it still sets the schedule).
+FREQUENT = 5 * 60
+
+
+def shortest_gap(cron: str, steps: int = 200) -> int:
+    """The shortest time between two consecutive slots of ``cron``, in seconds, over its next ``steps`` slots
+    (on the wall clock: enough to tell "every minute for an hour" from "daily")."""
+    walker = croniter(cron, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    slots = [walker.get_next(dt.datetime) for _ in range(steps)]
+    return int(min((b - a).total_seconds() for a, b in itertools.pairwise(slots)))
+
 
 ConnectionArg = Annotated[str, typer.Argument(help="The connection's name.")]
 
@@ -50,6 +65,12 @@ def schedule_set(
     say(
         f"schedule of {connection} {action}: {spec.cron!r} in {spec.timezone}, concurrency {spec.concurrency}"
     )
+    gap = shortest_gap(spec.cron)
+    if gap < FREQUENT:
+        note(
+            f"warning: {spec.cron!r} fires as often as every {gap // 60} min, more often than every 5 min; "
+            "each run spends Salesforce and registry API calls (the schedule is set)"
+        )
     if not enabled:
         note(f"{connection} is disabled: nothing runs by itself until `regsync enable {connection}`")
 
@@ -88,12 +109,12 @@ def _preflight(connection: str) -> None:
     check_and_report(spec, credential, enforce_least_privilege=spec.salesforce.require_least_privilege)
 
 
-def _toggle(connection: str, enabled: bool, actor: str | None) -> None:
+def _toggle(connection: str, enabled: bool, actor: str | None, *, without_notices: bool = False) -> None:
     who = require_actor(actor)
     if enabled:
         _preflight(connection)
     with ledger() as session:
-        changed = set_enabled(session, connection, enabled, who)
+        changed = set_enabled(session, connection, enabled, who, without_notices=without_notices)
         view = schedule_view(session, connection)
     word = "enabled" if enabled else "disabled"
     say(f"{connection} {word}" if changed else f"{connection} was already {word}; nothing changed")
@@ -103,10 +124,25 @@ def _toggle(connection: str, enabled: bool, actor: str | None) -> None:
         )
 
 
+WithoutNoticesOption = Annotated[
+    bool,
+    typer.Option(
+        "--without-notices",
+        help="Enable although the connection has no alert channel: nobody is told when its runs fail. "
+        "Audited.",
+    ),
+]
+
+
 @handles_errors
-def enable_command(connection: ConnectionArg, actor: ActorOption = None) -> None:
-    """Let CONNECTION's schedule start mass updates by itself (audited)."""
-    _toggle(connection, True, actor)
+def enable_command(
+    connection: ConnectionArg, actor: ActorOption = None, without_notices: WithoutNoticesOption = False
+) -> None:
+    """Let CONNECTION's schedule start mass updates by itself (audited).
+
+    Refused while the connection has no alert channel, unless --without-notices is given.
+    """
+    _toggle(connection, True, actor, without_notices=without_notices)
 
 
 @handles_errors

@@ -12,6 +12,7 @@ folded cell by cell.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 
 from rich.cells import cell_len
@@ -52,6 +53,45 @@ def print_table(
     if title:
         console.print(Text(title, style="italic"), soft_wrap=True)
     console.print(render_table(headers, rows, right=right), soft_wrap=True)
+
+
+def print_table_with_notes(
+    console: Console,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    note: str,
+    notes: Sequence[str],
+    *,
+    title: str | None = None,
+) -> None:
+    """A table whose last column ``note`` holds free text (a message): as a column while the table fits the
+    terminal, else each row's note on lines of its own under it, indented and wrapped between words. The other
+    cells (Ids, codes) are never cut or wrapped."""
+    with_notes = [[*row, text] for row, text in zip(rows, notes, strict=True)]
+    table = render_table([*headers, note], with_notes)
+    if max((cell_len(line) for line in table.plain.splitlines()), default=0) <= console.width:
+        print_table(console, [*headers, note], with_notes, title=title)
+        return
+    lines = render_table(headers, rows).plain.splitlines()
+    text = Text(end="")
+    text.append(lines[0], style="bold")
+    text.append("\n" + lines[1])
+    for line, message in zip(lines[2:], notes, strict=True):
+        text.append("\n" + line)
+        for part in wrap_words(_printable(message), console.width - len(NOTE_INDENT)):
+            text.append("\n" + NOTE_INDENT + part)
+    if title:
+        console.print(Text(title, style="italic"), soft_wrap=True)
+    console.print(text, soft_wrap=True)
+
+
+#: How far a row's note is indented under the row.
+NOTE_INDENT = "    "
+
+
+def wrap_words(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken between words only (a longer word keeps its line)."""
+    return textwrap.wrap(text, max(width, 20), break_long_words=False, break_on_hyphens=False) or [""]
 
 
 def _printable(cell: str) -> str:

@@ -51,8 +51,9 @@ def prepare(
 
     if directory.exists():
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    database_url = f"sqlite:///{directory / 'ledger.sqlite3'}"
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700)
+    database_url = f"sqlite:///{private_file(directory / 'ledger.sqlite3')}"
     use_redis = redis_answers(redis_url) if use_redis is None else use_redis
     if use_redis and not redis_answers(redis_url):
         raise ConfigurationError(
@@ -71,6 +72,14 @@ def prepare(
 
     reset_process_state()  # everything cached from the environment before it was rewritten above
     return DemoEnvironment(directory, database_url, broker_url)
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty, readable and writable by its owner only (0600), before SQLite opens it: the
+    ledger holds the encrypted secrets and the audit trail. SQLite gives its journal the same mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)  # whatever the umask
+    return path
 
 
 def create_connection(spec_data: dict[str, Any], secrets: dict[str, str]) -> None:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.errors import ConnectionNotFound
+from worker.alerts.config import AlertsSpec
+from worker.errors import ConnectionNotFound, NoticeSettingsRefused
 from worker.ledger.audit import append_event
 from worker.ledger.models import Connection, utcnow
 from worker.scheduling.cron import CronSchedule
@@ -20,6 +21,15 @@ from worker.scheduling.models import Schedule
 from worker.scheduling.spec import ScheduleSpec
 
 SetAction = Literal["created", "updated", "unchanged"]
+
+
+class NoAlertChannel(NoticeSettingsRefused):
+    """The connection has no alert channel, so nobody would be told when its runs fail: add a channel to the
+    [alerts] table of its connection file, or enable it explicitly without notices."""
+
+    code = "NO_ALERT_CHANNEL"
+
+
 _TIMING = ("cron", "timezone")
 
 
@@ -92,13 +102,28 @@ def set_schedule(
 
 
 def set_enabled(
-    session: Session, name: str, enabled: bool, actor: str, now: dt.datetime | None = None
+    session: Session,
+    name: str,
+    enabled: bool,
+    actor: str,
+    now: dt.datetime | None = None,
+    *,
+    without_notices: bool = False,
 ) -> bool:
     """Enable or disable the connection's background runs; audited. False when it already was so.
 
     Enabling restarts the schedule's cursor at ``now``: slots that passed while disabled never run.
+
+    Args:
+        without_notices: Enable even though the connection has no alert channel (audited as such).
+
+    Raises:
+        NoAlertChannel: Enabling a connection without an alert channel, and ``without_notices`` not given.
     """
     connection = find_connection(session, name, lock=True)
+    silent = enabled and not has_alert_channel(connection)
+    if silent and not without_notices:
+        raise NoAlertChannel(no_channel_message(name))
     if connection.enabled == enabled:
         return False
     connection.enabled = enabled
@@ -106,15 +131,30 @@ def set_enabled(
     if enabled and row is not None:
         restart_cursor(row, now or utcnow())
     session.flush()
+    after: dict[str, Any] = {"enabled": enabled} | ({"without_notices": True} if silent else {})
     append_event(
         session,
         actor=actor,
         action="connection.enable" if enabled else "connection.disable",
         target=f"connection:{name}",
         before={"enabled": not enabled},
-        after={"enabled": enabled},
+        after=after,
     )
     return True
+
+
+def has_alert_channel(connection: Connection) -> bool:
+    """Whether the connection's stored ``[alerts]`` table names at least one channel."""
+    return bool(AlertsSpec.model_validate(connection.spec.get("alerts") or {}).channels)
+
+
+def no_channel_message(name: str, override: str = "--without-notices") -> str:
+    """Why enabling ``name`` is refused, and the two ways on; ``override`` is how the caller says "without
+    notices" (the CLI's flag, the API's field)."""
+    return (
+        f"{name} has no alert channel, so nobody would be told when its runs fail: add one to the [alerts] "
+        f"table of its connection file and apply it, or enable it with {override} (audited)"
+    )
 
 
 def _iso(value: dt.datetime | None) -> str | None:

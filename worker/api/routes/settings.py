@@ -20,7 +20,7 @@ from worker.connections.apply import load_connection
 from worker.connections.preflight import check_before_enable, check_stored
 from worker.ledger.db import session_scope
 from worker.roles import Role
-from worker.scheduling.store import schedule_view, set_enabled
+from worker.scheduling.store import NoAlertChannel, no_channel_message, schedule_view, set_enabled
 
 router = APIRouter(tags=["settings"])
 
@@ -45,6 +45,10 @@ class SettingsPatch(Body):
 
     enabled: StrictBool | None = Field(
         default=None, description="Whether scheduled runs start by themselves."
+    )
+    without_notices: StrictBool = Field(
+        default=False,
+        description="Enable a connection that has no alert channel (nobody is told when its runs fail); audited.",
     )
     alerts: AlertThresholds | None = None
 
@@ -103,9 +107,18 @@ def patch_settings(
                     session, scope.name, changes, actor=scope.who.actor, role=scope.who.role.value
                 )
         if body.enabled is not None:
-            set_enabled(session, scope.name, body.enabled, scope.who.actor)
+            _set_enabled(session, scope.name, body, scope.who.actor)
     with session_scope() as session:
         return _settings(session, scope.name)
+
+
+def _set_enabled(session: Session, name: str, body: SettingsPatch, actor: str) -> None:
+    """set_enabled, refusing (422 NO_ALERT_CHANNEL) to enable a connection nobody would hear from."""
+    assert body.enabled is not None
+    try:
+        set_enabled(session, name, body.enabled, actor, without_notices=body.without_notices)
+    except NoAlertChannel:
+        raise NoAlertChannel(no_channel_message(name, '"without_notices": true')) from None
 
 
 def _check_before_enable(name: str) -> None:
