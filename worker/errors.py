@@ -119,6 +119,13 @@ class NoticeSettingsRefused(ConfigurationError):
     code = "NOTICE_SETTINGS_REFUSED"
 
 
+class NoAlertChannel(NoticeSettingsRefused):
+    """The connection has no alert channel, so nobody would be told when its runs fail: add a channel to the
+    [alerts] table of its connection file, or enable it explicitly without notices."""
+
+    code = "NO_ALERT_CHANNEL"
+
+
 # --- CRM ---------------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.alerts.config import AlertsSpec
-from worker.errors import ConnectionNotFound, NoticeSettingsRefused
+from worker.errors import ConnectionNotFound, NoAlertChannel
 from worker.ledger.audit import append_event
 from worker.ledger.models import Connection, utcnow
 from worker.scheduling.cron import CronSchedule
@@ -21,13 +21,6 @@ from worker.scheduling.models import Schedule
 from worker.scheduling.spec import ScheduleSpec
 
 SetAction = Literal["created", "updated", "unchanged"]
-
-
-class NoAlertChannel(NoticeSettingsRefused):
-    """The connection has no alert channel, so nobody would be told when its runs fail: add a channel to the
-    [alerts] table of its connection file, or enable it explicitly without notices."""
-
-    code = "NO_ALERT_CHANNEL"
 
 
 _TIMING = ("cron", "timezone")

@@ -18,9 +18,10 @@ from worker.api.deps import Scoped, scoped
 from worker.api.schemas import Body
 from worker.connections.apply import load_connection
 from worker.connections.preflight import check_before_enable, check_stored
+from worker.errors import NoAlertChannel
 from worker.ledger.db import session_scope
 from worker.roles import Role
-from worker.scheduling.store import NoAlertChannel, no_channel_message, schedule_view, set_enabled
+from worker.scheduling.store import no_channel_message, schedule_view, set_enabled
 
 router = APIRouter(tags=["settings"])
 
