@@ -101,10 +101,11 @@ def test_schedule_enable_skip_and_audit_through_the_cli(
     # A forbid overlap: the first slot's run is still queued when the second slot comes.
     busy = ticks(utcnow(), minutes=2)
     views = json.loads(regsync(tmp_path, "runs", "list", "--json").stdout)
-    assert [(v["kind"], v["status"], v["error_code"]) for v in reversed(views)] == [
-        ("scheduled", "queued", None),
-        ("scheduled", "skipped", "OVERLAP"),
-    ]
+    # Two or three every-minute slots fall into these two minutes, by where the clock stands: the first is
+    # queued, every later one is skipped.
+    seen = [(v["kind"], v["status"], v["error_code"]) for v in reversed(views)]
+    assert 2 <= len(seen) <= 3, seen
+    assert seen == [("scheduled", "queued", None)] + [("scheduled", "skipped", "OVERLAP")] * (len(seen) - 1)
     assert busy.plans == [views[-1]["id"]]
 
     events = json.loads(regsync(tmp_path, "audit", "list", "--json").stdout)
