@@ -230,8 +230,8 @@ class Planner:
             self._count(session, page, final, now)
             closed = runs.maybe_close(session, self.run_id, now, listener=self.dispatch) if final else None
         if chunk_ids:
+            self._start_pump()  # first: its message must not queue behind the chunks it should run ahead of
             self.dispatch.sync(chunk_ids)
-            self._start_pump()
         if closed is not None:
             log.info("run finished", extra={"run_id": self.run_id, "status": closed.value})
 

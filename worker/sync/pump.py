@@ -64,7 +64,8 @@ def start_pump(run_id: int, *, settings: Settings | None = None, wait_for_it: bo
 
 def run_claimed(claim: PumpClaim, settings: Settings) -> None:
     """Run a claimed pump to its end; an error releases it for the sweeper (chunks fetch meanwhile)."""
-    extra = {"run_id": claim.run_id, "attempt": claim.attempt}
+    extra = {"run_id": claim.run_id, "attempt": claim.attempt, "seq": claim.seq}
+    log.info("registry pump started", extra=extra)
     try:
         with _opened(claim, settings) as (registry, limiter, cache, rate):
             pace = Pace(

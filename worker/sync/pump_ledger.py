@@ -18,8 +18,17 @@ from worker.infra.shared_state import row_tag
 from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
 
-#: Seconds a pump's claim holds without a heartbeat (it beats several times a second).
+#: Longest time a pump's claim holds without a heartbeat (it beats several times a second); never longer than a
+#: chunk's lease (``chunk_lease_s``), so that a dead pump is resumed no later than a dead chunk.
 PUMP_LEASE_S = 30.0
+
+
+def lease_s() -> float:
+    from config.settings import get_settings
+
+    return min(PUMP_LEASE_S, float(get_settings().chunk_lease_s))
+
+
 _OPEN_CHUNK = (ChunkStatus.QUEUED.value, ChunkStatus.RUNNING.value)
 
 
@@ -59,7 +68,7 @@ def claim(run_id: int, max_attempts: int) -> PumpClaim | None:
             update(Run)
             .where(_claimable(run_id, now), Run.pump_attempts < max_attempts)
             .values(
-                pump_lease_until=now + dt.timedelta(seconds=PUMP_LEASE_S), pump_attempts=Run.pump_attempts + 1
+                pump_lease_until=now + dt.timedelta(seconds=lease_s()), pump_attempts=Run.pump_attempts + 1
             )
         )
         if not updated_one(won):
@@ -87,7 +96,7 @@ def beat(claim: PumpClaim, seq: int, calls: int) -> RunState:
             return RunState(False, "lost", bool(row.planned_complete))
         values: dict[str, object] = {"pump_seq": seq, "registry_calls": Run.registry_calls + calls}
         stop = _stop_reason(row.status, bool(row.cancel_requested), row.error_code)
-        values["pump_lease_until"] = now if stop else now + dt.timedelta(seconds=PUMP_LEASE_S)
+        values["pump_lease_until"] = now if stop else now + dt.timedelta(seconds=lease_s())
         session.execute(update(Run).where(_is_mine(claim)).values(**values))
     return RunState(True, stop, bool(row.planned_complete))
 
