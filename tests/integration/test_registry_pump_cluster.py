@@ -35,7 +35,7 @@ from worker.sandbox.stack import Stack, sandbox_stack
 from worker.sync.runner import start_run
 
 NAME = "pumped"
-DUPLICATES: dict[str, float] = {"stale_share": 0.05, "invalid_share": 0.03, "duplicate_share": 0.05}
+DUPLICATES: dict[str, Any] = {"stale_share": 0.05, "invalid_share": 0.03, "duplicate_share": 0.05}
 
 
 @dataclass
