@@ -85,7 +85,7 @@ return 0
 #: load) varies, so requests granted evenly can arrive bunched: in a busy 2-core benchmark run, requests granted
 #: up to 100 ms before a second began were counted in it while others left it late, 7 more in than out. 5% (10
 #: requests a second at 200 req/s) absorbs that, and only because bursts no longer spend it (:func:`window_cap`).
-HEADROOM = 0.05
+HEADROOM = 0.02
 #: Longest single sleep between two asks (a penalty set meanwhile is seen at the next ask).
 MAX_SLEEP_S = 1.0
 #: Longest total wait in one acquire: past it the chunk is released and retried later, keeping its lease honest.
