@@ -149,3 +149,30 @@ def test_cancel_stops_the_pump_within_a_second(world: World) -> None:
     assert run.status == "cancelled" and not run.pump_done
     assert last - cancelled_at < 1.0, f"registry asked {last - cancelled_at:.2f} s after the cancel"
     assert len(world.stack.registry.requests) < 4000 * 0.9  # it did stop: not every number was asked
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("world", [(3000, 200.0, 10)], indirect=True)
+def test_a_killed_pump_costs_at_most_its_in_flight_window_and_is_resumed(world: World) -> None:
+    from config.settings import get_settings
+
+    world.stack.salesforce.latency_s = 0.4
+    world.stack.registry.latency_s = 0.02
+    with celery_cluster(world.env, world.directory / "workers", 2) as cluster, sweeper_loop() as sweeper:
+        run_id = start_run(NAME, CeleryDispatcher(), triggered_by="test")
+        wait_for(lambda: len(world.stack.registry.requests) >= 600, 40, "the pump to fetch ahead")
+        (victim,) = [w for w in cluster.workers if "registry pump started" in w.output()]
+        victim.kill()  # the pump's process, and whatever chunk it was running, die without a word
+        cluster.start(1)
+        wait_for(lambda: RunStatus(run_row(run_id).status).final, 55, "the run to end")
+        resent = sweeper.totals().get("pumps_resent", 0)
+    run, truth, numbers = run_row(run_id), world.stack.truth(world.stack.spec(NAME)), asked(world.stack)
+
+    settings = get_settings()
+    window = settings.registry_pump_max_in_flight + settings.registry_concurrency  # the pump's + one chunk's
+    asked_again = sum(count - 1 for count in numbers.values())
+    assert asked_again <= window, f"{asked_again} numbers asked again"
+    assert len(numbers) == truth.unique_valid_org_numbers and not invalid_sent(numbers)
+    assert resent >= 1 and run.pump_attempts == 2 and run.pump_done
+    assert not written_twice(world.stack)
+    assert (run.failed, run.updated, run.unchanged) == (0, truth.updated, truth.unchanged)
