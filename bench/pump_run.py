@@ -51,6 +51,7 @@ class PumpResult:
     statuses: dict[int, int]
     salesforce: dict[str, int]
     truth: dict[str, Any]
+    peak_rss_mb: float
 
 
 class World:
@@ -149,7 +150,7 @@ def run_pump_row(setup: PumpSetup, services: Services, workdir: Path) -> PumpRes
             "registry_token": ready["registry_token"],
         }
         create_connection(ready["spec_data"], secrets)
-        scope.enter_context(
+        workers = scope.enter_context(
             celery_workers(
                 setup.workers, workdir / "workers", pool=setup.pool, concurrency=setup.worker_concurrency
             )
@@ -165,6 +166,7 @@ def run_pump_row(setup: PumpSetup, services: Services, workdir: Path) -> PumpRes
         view, wall_s, plan_s = _start_and_wait(ready["spec_data"]["name"], setup)
         time.sleep(0.3)  # replies still being written when the ledger already said "done"
         seen = world.ask({"cmd": "report"})
+        peak_mb = max(worker.peak_rss_mb() for worker in workers)
     return PumpResult(
         setup=setup,
         view=view,
@@ -175,6 +177,7 @@ def run_pump_row(setup: PumpSetup, services: Services, workdir: Path) -> PumpRes
         statuses={int(k): v for k, v in seen["statuses"].items()},
         salesforce=seen["salesforce"],
         truth=ready["truth"],
+        peak_rss_mb=peak_mb,
     )
 
 

@@ -15,6 +15,7 @@ from bench.sections_sync import salesforce_lower_bound
 
 RATE_TARGET = 0.97
 WALL_TARGET = 1.08
+MEMORY_TARGET_MB = 200.0
 
 
 def default_setups(accounts: int, small_accounts: int, latencies_s: Sequence[float]) -> list[PumpSetup]:
@@ -90,6 +91,13 @@ def _rows(section: Section, result: PumpResult) -> None:
     )
     _wall_row(section, result, label)
     _salesforce_row(section, result, label)
+    section.add(
+        f"{label}peak RSS of a worker process",
+        f"{result.peak_rss_mb:.0f} MB",
+        f"{setup.accounts:,} Accounts",
+        target="< 200 MB",
+        met=result.peak_rss_mb < MEMORY_TARGET_MB,
+    )
 
 
 def _wall_row(section: Section, result: PumpResult, label: str) -> None:
