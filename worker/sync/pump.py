@@ -62,6 +62,25 @@ def start_pump(run_id: int, *, settings: Settings | None = None, wait_for_it: bo
     return PumpOutcome.STARTED
 
 
+def resume_if_lost(run_id: int, settings: Settings) -> None:
+    """A chunk's check as it starts: the run's pump died (lease ran out)? Resume it in this process, now.
+
+    The sweeper resends a lost pump too, but its message queues behind the run's chunks; this does not. One
+    conditional UPDATE that matches nothing while the pump lives. Never fails the chunk.
+    """
+    if not pump_wanted(settings):
+        return
+    try:
+        claim = pump_ledger.claim(run_id, settings.plan_max_attempts, resume_only=True)
+    except RegsyncError as exc:
+        log.warning("registry pump not checked: %s", exc.message, extra={"run_id": run_id})
+        return
+    if claim is not None:
+        threading.Thread(
+            target=run_claimed, args=(claim, settings), name=f"pump-{run_id}", daemon=True
+        ).start()
+
+
 def run_claimed(claim: PumpClaim, settings: Settings) -> None:
     """Run a claimed pump to its end; an error releases it for the sweeper (chunks fetch meanwhile)."""
     extra = {"run_id": claim.run_id, "attempt": claim.attempt, "seq": claim.seq}

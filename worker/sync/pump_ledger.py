@@ -60,13 +60,18 @@ def _claimable(run_id: int, now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
-def claim(run_id: int, max_attempts: int) -> PumpClaim | None:
-    """Take run ``run_id``'s pump (nobody holds it, or its holder's lease ran out); None if not now."""
+def claim(run_id: int, max_attempts: int, *, resume_only: bool = False) -> PumpClaim | None:
+    """Take run ``run_id``'s pump (nobody holds it, or its holder's lease ran out); None if not now.
+
+    Args:
+        resume_only: only a pump that ran before and was lost (a chunk's check, worker.sync.pump.resume_if_lost).
+    """
     now = utcnow()
+    started_before = Run.pump_attempts > 0 if resume_only else Run.pump_attempts >= 0
     with session_scope() as session:
         won = session.execute(
             update(Run)
-            .where(_claimable(run_id, now), Run.pump_attempts < max_attempts)
+            .where(_claimable(run_id, now), Run.pump_attempts < max_attempts, started_before)
             .values(
                 pump_lease_until=now + dt.timedelta(seconds=lease_s()), pump_attempts=Run.pump_attempts + 1
             )

@@ -225,16 +225,25 @@ def _lost_pumps(session: Session, now: dt.datetime, settings: Settings) -> list[
     if not pump_wanted(settings):
         return []
     cutoff = now - dt.timedelta(seconds=settings.chunk_requeue_after_s)
-    never_started = (Run.pump_attempts == 0) & (Run.chunks_total > 0) & (Run.heartbeat_at < cutoff)
-    lease_expired = (Run.pump_attempts > 0) & (Run.pump_lease_until < now)
-    query = select(Run.id).where(
-        Run.status == RunStatus.RUNNING.value,
-        Run.pump_done.is_(False),
-        Run.cancel_requested.is_(False),
-        Run.pump_attempts < settings.plan_max_attempts,
-        never_started | lease_expired,
+    never_started = (Run.pump_attempts == 0) & (Run.pump_lease_until.is_(None)) & (Run.heartbeat_at < cutoff)
+    lease_expired = Run.pump_lease_until < now
+    # Resent (lease cleared below) and nobody claimed it since: the resent message was lost too.
+    resend_lost = (Run.pump_attempts > 0) & Run.pump_lease_until.is_(None) & (Run.heartbeat_at < cutoff)
+    pumpable = (
+        (Run.status == RunStatus.RUNNING.value)
+        & Run.pump_done.is_(False)
+        & Run.cancel_requested.is_(False)
+        & (Run.chunks_total > 0)
+        & (Run.pump_attempts < settings.plan_max_attempts)
     )
-    return list(session.execute(query).scalars())
+    ids = list(
+        session.execute(
+            select(Run.id).where(pumpable & (never_started | lease_expired | resend_lost))
+        ).scalars()
+    )
+    if ids:  # claimable at once, and not resent on every tick while the message waits behind chunks
+        session.execute(update(Run).where(Run.id.in_(ids)).values(pump_lease_until=None))
+    return ids
 
 
 def _close_finished(session: Session, now: dt.datetime, dispatch: Dispatcher) -> int:
