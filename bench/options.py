@@ -24,6 +24,7 @@ class Sizes:
     pump_accounts: int = 20_000  # registry-pump rows at R = 200
     pump_small_accounts: int = 2_000  # the R = 10 row
     pump_latencies_s: tuple[float, ...] = (0.0, 0.4, 1.0)  # Salesforce latency per row
+    pump_memory_accounts: int = 100_000  # the peak-memory row (0: none)
 
 
 FULL = Sizes()
@@ -39,6 +40,7 @@ QUICK = Sizes(
     pump_accounts=600,
     pump_small_accounts=60,
     pump_latencies_s=(0.0,),
+    pump_memory_accounts=0,
 )
 
 

@@ -36,6 +36,7 @@ class PumpSetup:
     pool: str = "prefork"
     worker_concurrency: int = 1
     tuned: bool = False
+    memory_only: bool = False  # a row for peak memory at scale: its rate is reported, not a target
     extra_env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 1200.0
 

@@ -21,7 +21,7 @@ from bench.options import BENCHMARKS, Options, parse
 from bench.pump_run import run_pump_row
 from bench.report import Section, print_table, write_results
 from bench.scale import run_scale
-from bench.sections_pump import default_setups, pump_section
+from bench.sections_pump import default_setups, memory_setup, pump_section
 from bench.sections_scale import ledger_section, scale_section
 from bench.sections_sync import baseline_section, calls_section, throughput_section, variant_rows
 from bench.services import Services
@@ -141,6 +141,7 @@ class Suite:
     def registry_pump(self) -> Section:
         sizes = self.options.sizes
         setups = default_setups(sizes.pump_accounts, sizes.pump_small_accounts, sizes.pump_latencies_s)
+        setups += [memory_setup(sizes.pump_memory_accounts)] if sizes.pump_memory_accounts else []
         results = []
         for index, setup in enumerate(setups):
             self._say(f"registry pump: {setup.label}, {setup.accounts:,} Accounts, R = {setup.rps:.0f}")
