@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger")
+BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "registry-pump")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,10 @@ class Sizes:
     ledger_chunks: int = 5_000_000
     samples: int = 300
     cold_cli_repeat: int = 3
+    pump_accounts: int = 20_000  # registry-pump rows at R = 200
+    pump_small_accounts: int = 2_000  # the R = 10 row
+    pump_latencies_s: tuple[float, ...] = (0.0, 0.4, 1.0)  # Salesforce latency per row
+    pump_memory_accounts: int = 100_000  # the peak-memory row (0: none)
 
 
 FULL = Sizes()
@@ -33,6 +37,10 @@ QUICK = Sizes(
     ledger_chunks=20_000,
     samples=30,
     cold_cli_repeat=1,
+    pump_accounts=600,
+    pump_small_accounts=60,
+    pump_latencies_s=(0.0,),
+    pump_memory_accounts=0,
 )
 
 

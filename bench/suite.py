@@ -17,9 +17,11 @@ from rich.console import Console
 from bench.baseline import run_naive
 from bench.ledger import run_ledger
 from bench.machine import describe_machine
-from bench.options import Options, parse
+from bench.options import BENCHMARKS, Options, parse
+from bench.pump_run import run_pump_row
 from bench.report import Section, print_table, write_results
 from bench.scale import run_scale
+from bench.sections_pump import default_setups, memory_setup, pump_section
 from bench.sections_scale import ledger_section, scale_section
 from bench.sections_sync import baseline_section, calls_section, throughput_section, variant_rows
 from bench.services import Services
@@ -136,6 +138,16 @@ class Suite:
         )
         return ledger_section(result)
 
+    def registry_pump(self) -> Section:
+        sizes = self.options.sizes
+        setups = default_setups(sizes.pump_accounts, sizes.pump_small_accounts, sizes.pump_latencies_s)
+        setups += [memory_setup(sizes.pump_memory_accounts)] if sizes.pump_memory_accounts else []
+        results = []
+        for index, setup in enumerate(setups):
+            self._say(f"registry pump: {setup.label}, {setup.accounts:,} Accounts, R = {setup.rps:.0f}")
+            results.append(run_pump_row(setup, self.services, self.workdir / f"pump-{index}"))
+        return pump_section(results)
+
     def run_one(self, name: str, build: Callable[[], Section]) -> None:
         started = time.monotonic()
         try:
@@ -161,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine(services.dsn(), f"{services.redis_base}/0")
     machine["load average at start (1/5/15 min)"] = "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     suite = Suite(options, services, workdir)
-    for name in ("throughput", "calls", "baseline", "scale", "ledger"):
+    for name in BENCHMARKS:
         if suite.wants(name):
-            suite.run_one(name, getattr(suite, name))
+            suite.run_one(name, getattr(suite, name.replace("-", "_")))
     machine["load average at end (1/5/15 min)"] = "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     print_table(suite.sections)
     results = options.results or workdir / "RESULTS.md"

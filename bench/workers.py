@@ -47,9 +47,30 @@ class WorkerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=STOP_GRACE_S)
 
+    def peak_rss_mb(self) -> float:
+        """The largest peak RSS of this worker's processes (a pool child runs the tasks and the pump)."""
+        return group_peak_rss_mb(self.popen.pid)
+
     def cpu_s(self) -> float:
         """CPU seconds used so far by the live processes of this worker's group (parent and pool child)."""
         return group_cpu_s(self.popen.pid)
+
+
+def group_peak_rss_mb(pgid: int) -> float:
+    """The largest peak resident set (VmHWM) of any live process in process group ``pgid``, in MB."""
+    peak = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            in_group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid
+            status = (entry / "status").read_text() if in_group else ""
+        except OSError:
+            continue  # exited meanwhile
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]))
+    return peak / 1024
 
 
 def group_cpu_s(pgid: int) -> float:

@@ -95,6 +95,30 @@ class Settings(BaseSettings):
     registry_concurrency: int = Field(
         default=8, ge=1, le=64, description="Parallel registry requests per chunk."
     )
+    registry_pump: bool = Field(
+        default=True,
+        description=(
+            "Run a registry pump per run (cluster only): it fetches the planned org numbers ahead of the chunks at "
+            "the registry's rate, so the registry is busy while chunks talk to Salesforce."
+        ),
+    )
+    registry_pump_window_chunks: int = Field(
+        default=40, ge=1, le=1000, description="Chunks the pump may run ahead of the first unfinished chunk."
+    )
+    registry_pump_max_in_flight: int = Field(
+        default=64, ge=1, le=64, description="Most registry requests the pump keeps in flight (the cap)."
+    )
+    registry_pump_latency_guess_s: float = Field(
+        default=0.1,
+        gt=0,
+        description="Registry latency the pump assumes until it has measured some, seconds.",
+    )
+    registry_pump_headroom: float = Field(
+        default=1.5,
+        ge=1.0,
+        le=10.0,
+        description="In flight = ceil(rate × observed latency × headroom) + 1, within the cap (Little's law).",
+    )
     crm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request Salesforce timeout, seconds.")
     shared_state: Literal["auto", "redis", "local"] = Field(
         default="auto",

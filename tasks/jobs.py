@@ -13,7 +13,7 @@ from collections.abc import Callable
 from celery import Task
 
 from config.settings import Settings, get_settings
-from config.task_names import ALERTS_EVALUATE, PLAN_RUN, SWEEP, SYNC_CHUNK, TICK
+from config.task_names import ALERTS_EVALUATE, PLAN_RUN, PUMP_REGISTRY, SWEEP, SYNC_CHUNK, TICK
 from tasks.app import app
 from worker.errors import LedgerNotMigrated
 from worker.infra.dispatch import CeleryDispatcher
@@ -66,6 +66,15 @@ def sync_chunk(self: Task, chunk_id: int) -> str:
         return timed_chunk(lambda: sync(int(chunk_id), dispatch=_dispatcher())).value
 
     return _retrying(self, work, get_settings().chunk_max_attempts)
+
+
+@app.task(name=PUMP_REGISTRY, acks_late=True)
+def pump_registry(run_id: int) -> str:
+    """Claim the run's registry pump and start it in a thread of this worker process (it takes no pool slot);
+    a pump that dies is resent by the sweeper, so a failed claim is not retried here."""
+    from worker.sync.pump import start_pump
+
+    return start_pump(int(run_id)).value
 
 
 def _periodic(work: Callable[[], dict[str, int]]) -> dict[str, int]:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from config.task_names import ALERTS_EVALUATE, PLAN_RUN, SYNC_CHUNK
+from config.task_names import ALERTS_EVALUATE, PLAN_RUN, PUMP_REGISTRY, SYNC_CHUNK
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ class CeleryDispatcher:
         with app.producer_or_acquire() as producer:
             for chunk_id in chunk_ids:
                 app.send_task(SYNC_CHUNK, args=[chunk_id], producer=producer)
+
+    def pump(self, run_id: int) -> None:
+        """Send run ``run_id``'s registry pump (worker.sync.pump); a duplicate finds it claimed and does nothing."""
+        from config.celery import get_app
+
+        get_app().send_task(PUMP_REGISTRY, args=[run_id])
 
     def run_closed(self, run_id: int) -> None:
         """Evaluate the alerts after the run (if asked to); a failed send is logged: beat evaluates them anyway."""

@@ -16,12 +16,29 @@ from worker.ledger.db import updated_count, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, RecordFailure, Run, RunStatus
 
 
-def add_chunks(session: Session, run: Run, batches: Sequence[Sequence[str]], now: dt.datetime) -> list[int]:
-    """Insert one queued chunk per batch of record Ids and count them on the run; returns the chunk ids."""
+def add_chunks(
+    session: Session,
+    run: Run,
+    batches: Sequence[Sequence[str]],
+    now: dt.datetime,
+    keys: Sequence[Sequence[str]] | None = None,
+) -> list[int]:
+    """Insert one queued chunk per batch of record Ids and count them on the run; returns the chunk ids.
+
+    Args:
+        keys: per batch, its unique planned org numbers (``CC:orgnr``) for the registry pump (worker.sync.pump).
+    """
     first_seq = run.chunks_total
     ids: list[int] = []
     for offset, record_ids in enumerate(batches):
-        chunk = Chunk(run_id=run.id, seq=first_seq + offset, record_ids=list(record_ids), enqueued_at=now)
+        org_keys = list(keys[offset]) if keys is not None else None
+        chunk = Chunk(
+            run_id=run.id,
+            seq=first_seq + offset,
+            record_ids=list(record_ids),
+            org_keys=org_keys,
+            enqueued_at=now,
+        )
         session.add(chunk)
         session.flush()
         ids.append(chunk.id)

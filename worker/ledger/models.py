@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -201,6 +202,11 @@ class Run(SyncCounters, Base):
     plan_lease_until: Mapped[dt.datetime | None]
     #: Times planning was started or resumed; the current planner's claim token (worker.sync.plan).
     plan_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The registry pump (worker.sync.pump): next chunk seq to fetch, lease, claim token, finished.
+    pump_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pump_lease_until: Mapped[dt.datetime | None]
+    pump_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pump_done: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     planned: Mapped[int] = mapped_column(Integer, default=0)
@@ -225,6 +231,8 @@ class Chunk(SyncCounters, Base):
     seq: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=ChunkStatus.QUEUED.value)
     record_ids: Mapped[list[Any]]
+    #: The chunk's planned org numbers (``CC:orgnr``, unique), for the registry pump; None: planned before it.
+    org_keys: Mapped[list[Any] | None]
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     enqueued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]

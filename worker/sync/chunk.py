@@ -36,6 +36,7 @@ from worker.sync.chunk_work import ChunkWork, Outcome
 from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import ChunkOutcome
+from worker.sync.pump import resume_if_lost
 from worker.sync.runtime import (
     ClientFactory,
     counting_registry_sends,
@@ -89,6 +90,9 @@ def _attempt(claim: Claim, settings: Settings, clients: ClientFactory, dispatch:
     """Sync the chunk and record it; recording is part of the attempt (a refused commit is retried too)."""
     if claim.took_over:  # the attempt before this one died without counting its registry calls
         _charge_dead_attempt(claim, settings)
+    resume_if_lost(
+        claim.run_id, settings
+    )  # the run's registry pump died: go on with it here (worker.sync.pump)
     tally = tally_for(settings, claim.run_tag, claim.chunk_id, claim.attempt)
     stores = shared_stores(settings)
     with (

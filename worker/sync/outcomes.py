@@ -40,3 +40,14 @@ class PlanOutcome(StrEnum):
     PAUSED = "paused"
     #: Another planner took the run over (this one outlived its lease); it stopped.
     TAKEN_OVER = "taken_over"
+
+
+class PumpOutcome(StrEnum):
+    """What the registry pump task did with one run (the pump itself runs on in a thread of that worker)."""
+
+    #: This worker took the run's pump and started it.
+    STARTED = "started"
+    #: Another pump holds the run, the run is not running, the pump is done, or out of attempts.
+    NOT_CLAIMED = "not_claimed"
+    #: No pump in this deployment (REGSYNC_REGISTRY_PUMP off, or no shared Redis).
+    DISABLED = "disabled"

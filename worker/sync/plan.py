@@ -38,6 +38,7 @@ from worker.ledger.models import Run, RunStatus, utcnow
 from worker.orgnr import normalise
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import PlanOutcome
+from worker.sync.pump_start import PumpStarter, pump_wanted
 from worker.sync.runtime import ClientFactory, Runtime, open_clients
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Page:
     """Records planned since the last commit; every one of them is stored by the next commit."""
 
     valid: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # per valid record, its ``CC:orgnr`` (the registry pump's)
     failures: list[Failure] = field(default_factory=list)
     planned: int = 0
     opted_out: int = 0
@@ -146,6 +148,7 @@ class Planner:
         self.calls_reported = 0
         self.selection = selection_for(run, runtime.spec)  # every record, or what a backfill selects
         self.stopping = bool(run.cancel_requested or run.error_code)
+        self.pump_sent = False
         self.beat_at = time.monotonic() + self.settings.chunk_lease_s / HEARTBEATS_PER_LEASE
 
     def run(self) -> None:
@@ -204,30 +207,41 @@ class Planner:
         country = sf.country or record.get(sf.country_field or "")
         raw = record.get(sf.org_number_field)
         try:
-            normalise(None if country is None else str(country), None if raw is None else str(raw))
+            number = normalise(None if country is None else str(country), None if raw is None else str(raw))
         except InvalidOrgNumber as exc:
             org = None if raw is None else str(raw)[:32]
             page.failures.append(Failure(record_id, org, exc.code, exc.message))
             return
         page.valid.append(record_id)
+        page.keys.append(f"{str(country).upper()}:{number}")
 
     def _commit(self, page: Page, *, final: bool) -> None:
         """Store this page's chunks, failures, counts and cursor in one transaction, then enqueue the chunks."""
         size = self.chunk_size
         batches = [page.valid[i : i + size] for i in range(0, len(page.valid), size)]
+        keys = [list(dict.fromkeys(page.keys[i : i + size])) for i in range(0, len(page.keys), size)]
         now = utcnow()
         with session_scope() as session:
             self._still_mine(session)
             run = runs.get_run(session, self.run_id)
             self.stopping = bool(run.cancel_requested or run.error_code)
-            chunk_ids = chunks.add_chunks(session, run, batches, now)
+            chunk_ids = chunks.add_chunks(session, run, batches, now, keys)
             chunks.add_failures(session, self.run_id, None, page.failures)
             self._count(session, page, final, now)
             closed = runs.maybe_close(session, self.run_id, now, listener=self.dispatch) if final else None
         if chunk_ids:
+            self._start_pump()  # first: its message must not queue behind the chunks it should run ahead of
             self.dispatch.sync(chunk_ids)
         if closed is not None:
             log.info("run finished", extra={"run_id": self.run_id, "status": closed.value})
+
+    def _start_pump(self) -> None:
+        """Once per planner, with its first chunks: send the run's registry pump (a duplicate finds it claimed)."""
+        if self.pump_sent:
+            return
+        self.pump_sent = True
+        if pump_wanted(self.settings) and isinstance(self.dispatch, PumpStarter):
+            self.dispatch.pump(self.run_id)
 
     def _count(self, session: Session, page: Page, final: bool, now: dt.datetime) -> None:
         calls, self.calls_reported = self.crm.calls - self.calls_reported, self.crm.calls

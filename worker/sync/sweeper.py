@@ -19,6 +19,7 @@ from worker.infra.shared_state import row_tag
 from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
+from worker.sync.pump_start import PumpStarter, pump_wanted
 from worker.sync.send_tally import charge_dead_attempt, sent_by
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ class SweepReport:
     runs_resumed: int = 0
     chunks_given_up: int = 0  # lost again and again: out of attempts, their records failed (CHUNK_LOST)
     runs_failed: int = 0  # planner lost again and again: out of plan attempts (PLANNER_LOST)
+    pumps_resent: int = (
+        0  # registry pumps whose lease ran out (died, stopped on an error, or paused and resumed)
+    )
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -58,13 +62,17 @@ def sweep(
         report.runs_closed = _close_finished(session, now, dispatch)
         resumed = _resume_paused(session, now, settings)
         plans += _unfinished_plans(session, list(resumed))
+        pumps = _lost_pumps(session, now, settings) if isinstance(dispatch, PumpStarter) else []
     report.expired_chunks, report.stalled_chunks, report.plans_resent = len(expired), len(stalled), len(plans)
-    report.runs_resumed = len(resumed)
+    report.runs_resumed, report.pumps_resent = len(resumed), len(pumps)
     unpaused = [chunk_id for ids in resumed.values() for chunk_id in ids]
     if expired or stalled or unpaused:
         dispatch.sync(expired + stalled + unpaused)
     for run_id in plans:
         dispatch.plan(run_id)
+    for run_id in pumps:
+        assert isinstance(dispatch, PumpStarter)
+        dispatch.pump(run_id)
     if any(report.as_dict().values()):
         log.info("sweep resent lost work", extra=report.as_dict())
     return report
@@ -206,6 +214,35 @@ def _lost_plans(session: Session, now: dt.datetime, settings: Settings) -> list[
             .where(Run.id.in_(ids), Run.status == RunStatus.RUNNING.value, lease_expired)
             .values(plan_lease_until=None)
         )
+    return ids
+
+
+def _lost_pumps(session: Session, now: dt.datetime, settings: Settings) -> list[int]:
+    """Running runs whose registry pump died or stopped (lease ran out), or whose first pump message was lost.
+
+    Resent like a dead planner, from its cursor; a pump out of attempts is not (chunks fetch for themselves).
+    """
+    if not pump_wanted(settings):
+        return []
+    cutoff = now - dt.timedelta(seconds=settings.chunk_requeue_after_s)
+    never_started = (Run.pump_attempts == 0) & (Run.pump_lease_until.is_(None)) & (Run.heartbeat_at < cutoff)
+    lease_expired = Run.pump_lease_until < now
+    # Resent (lease cleared below) and nobody claimed it since: the resent message was lost too.
+    resend_lost = (Run.pump_attempts > 0) & Run.pump_lease_until.is_(None) & (Run.heartbeat_at < cutoff)
+    pumpable = (
+        (Run.status == RunStatus.RUNNING.value)
+        & Run.pump_done.is_(False)
+        & Run.cancel_requested.is_(False)
+        & (Run.chunks_total > 0)
+        & (Run.pump_attempts < settings.plan_max_attempts)
+    )
+    ids = list(
+        session.execute(
+            select(Run.id).where(pumpable & (never_started | lease_expired | resend_lost))
+        ).scalars()
+    )
+    if ids:  # claimable at once, and not resent on every tick while the message waits behind chunks
+        session.execute(update(Run).where(Run.id.in_(ids)).values(pump_lease_until=None))
     return ids
 
 

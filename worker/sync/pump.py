@@ -1,0 +1,249 @@
+"""The registry pump: one per run, it keeps the registry busy at its rate while chunks talk to Salesforce.
+
+It walks the run's planned org numbers (``Chunk.org_keys``) in chunk order, at most
+``registry_pump_window_chunks`` ahead of the first unfinished chunk, and fetches each key through the run's
+company cache (claim → GET → put: worker.sync.company_cache), so a key is asked once per run whoever asks it. The
+connection's limiter paces it (cluster-wide, shared 429 back-off); requests in flight follow Little's law
+(worker.sync.pump_pace). Chunks read the cache; a key the pump has not reached yet a chunk fetches itself, as
+without a pump, so nothing ever waits on a dead pump for longer than its claims' ttl.
+
+The pump runs in a thread of the worker process whose task claimed it (``start_pump``), so it takes no pool
+slot from the chunks. Its heartbeat (several a second) extends its lease, stores its cursor, counts its calls
+and reads the run: cancel, a budget pause or the run's end stop it within a beat. A pump that dies is resumed
+by the sweeper from its cursor (worker.sync.sweeper), like a planner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+
+from config.settings import Settings, get_settings
+from worker.company import CompanyKey
+from worker.errors import RegsyncError
+from worker.registry.brreg import MAX_BATCH
+from worker.registry.port import RegistryProvider
+from worker.sync import pump_ledger
+from worker.sync.company_cache import CompanyCache
+from worker.sync.outcomes import PumpOutcome
+from worker.sync.pump_ledger import PumpClaim
+from worker.sync.pump_pace import Pace, TimedLimiter
+from worker.sync.pump_start import pump_wanted
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two heartbeats (cancel is seen within one).
+BEAT_S = 0.25
+#: Seconds between two looks for new chunks when the window is full or planning has not stored more yet.
+IDLE_S = 0.1
+
+Item = tuple[int, CompanyKey]
+
+
+def start_pump(run_id: int, *, settings: Settings | None = None, wait_for_it: bool = False) -> PumpOutcome:
+    """Claim run ``run_id``'s pump and run it in a daemon thread of this process (or here, ``wait_for_it``)."""
+    settings = settings or get_settings()
+    if not pump_wanted(settings):
+        return PumpOutcome.DISABLED
+    claim = pump_ledger.claim(run_id, settings.plan_max_attempts)
+    if claim is None:
+        return PumpOutcome.NOT_CLAIMED
+    if wait_for_it:
+        run_claimed(claim, settings)
+    else:
+        threading.Thread(
+            target=run_claimed, args=(claim, settings), name=f"pump-{run_id}", daemon=True
+        ).start()
+    return PumpOutcome.STARTED
+
+
+def resume_if_lost(run_id: int, settings: Settings) -> None:
+    """A chunk's check as it starts: the run's pump died (lease ran out)? Resume it in this process, now.
+
+    The sweeper resends a lost pump too, but its message queues behind the run's chunks; this does not. One
+    conditional UPDATE that matches nothing while the pump lives. Never fails the chunk.
+    """
+    if not pump_wanted(settings):
+        return
+    try:
+        claim = pump_ledger.claim(run_id, settings.plan_max_attempts, resume_only=True)
+    except RegsyncError as exc:
+        log.warning("registry pump not checked: %s", exc.message, extra={"run_id": run_id})
+        return
+    if claim is not None:
+        threading.Thread(
+            target=run_claimed, args=(claim, settings), name=f"pump-{run_id}", daemon=True
+        ).start()
+
+
+def run_claimed(claim: PumpClaim, settings: Settings) -> None:
+    """Run a claimed pump to its end; an error releases it for the sweeper (chunks fetch meanwhile)."""
+    extra = {"run_id": claim.run_id, "attempt": claim.attempt, "seq": claim.seq}
+    log.info("registry pump started", extra=extra)
+    try:
+        with _opened(claim, settings) as (registry, limiter, cache, rate):
+            pace = Pace(
+                rate,
+                settings.registry_pump_latency_guess_s,
+                settings.registry_pump_headroom,
+                settings.registry_pump_max_in_flight,
+            )
+            Pump(claim, registry, limiter, cache, pace, settings=settings).run()
+    except Exception as exc:  # a thread's last word: logged, the lease released, the run goes on without it
+        message = exc.message if isinstance(exc, RegsyncError) else repr(exc)
+        log.warning("registry pump stopped: %s", message, extra=extra)
+
+
+@contextmanager
+def _opened(
+    claim: PumpClaim, settings: Settings
+) -> Iterator[tuple[RegistryProvider, TimedLimiter, CompanyCache, float]]:
+    from worker.registry.factory import make_provider
+    from worker.sync.runtime import load_runtime, shared_stores
+
+    runtime = load_runtime(claim.connection_id)
+    stores = shared_stores(settings)
+    limiter = TimedLimiter(stores.limiter(runtime))
+    wide = settings.model_copy(update={"registry_concurrency": settings.registry_pump_max_in_flight})
+    registry = make_provider(runtime.spec.registry, runtime.registry_token, limiter, wide)
+    try:
+        yield registry, limiter, stores.company_cache(claim.run_id), runtime.spec.registry.requests_per_second
+    finally:
+        registry.close()
+
+
+class Pump:
+    """One claimed pump's loop: refill keys from the ledger, keep ``pace.in_flight`` lookups going, beat."""
+
+    def __init__(
+        self,
+        claim: PumpClaim,
+        registry: RegistryProvider,
+        limiter: TimedLimiter,
+        cache: CompanyCache,
+        pace: Pace,
+        *,
+        settings: Settings,
+    ) -> None:
+        self.claim = claim
+        self.registry = registry
+        self.limiter = limiter
+        self.cache = cache
+        self.pace = pace
+        self.settings = settings
+        self.owner = f"pump:{claim.attempt}"  # a later pump inherits a dead one's claims (same prefix)
+        self.claim_ttl_s = settings.registry_timeout_s * 2 + 5.0
+        self.unit = MAX_BATCH if type(registry).__name__.startswith("Brreg") else 1
+        self.next_seq = claim.seq  # the first chunk seq not read into ``pending`` yet
+        self.pending: deque[Item] = deque()
+        self.in_flight: dict[Future[None], list[Item]] = {}
+        self.refill_at = 0.0
+        self.counted = registry.calls
+        self.planned_complete = False
+        self.chunks_total = 0
+        self._pool = ThreadPoolExecutor(max_workers=pace.cap, thread_name_prefix=f"pump-{claim.run_id}")
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            pump_ledger.release(self.claim, self._cursor(), self._new_calls())
+            raise
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _loop(self) -> None:
+        beat_at = 0.0
+        while True:
+            if time.monotonic() >= beat_at:
+                if self._beat():
+                    return
+                beat_at = time.monotonic() + BEAT_S
+            self._refill()
+            if self._finished():
+                pump_ledger.finish(self.claim, self.next_seq, self._new_calls())
+                log.info("registry pump done", extra={"run_id": self.claim.run_id})
+                return
+            self._submit()
+            self._collect()
+
+    def _beat(self) -> bool:
+        """Heartbeat; True when the pump must stop (cancel, pause, run ended, taken over)."""
+        state = pump_ledger.beat(self.claim, self._cursor(), self._new_calls())
+        self.planned_complete = state.planned_complete
+        if state.stop is not None:
+            log.info("registry pump stopped: %s", state.stop, extra={"run_id": self.claim.run_id})
+            self.pending.clear()
+            for future, part in self.in_flight.items():
+                if future.cancel():  # never started: its keys' claims go back at once
+                    self.cache.release([key for _, key in part], self.owner)
+        return state.stop is not None
+
+    def _refill(self) -> None:
+        """Read the open chunks ahead into ``pending``, when it runs low (at most every IDLE_S while idle)."""
+        if len(self.pending) >= 2 * self.pace.cap or time.monotonic() < self.refill_at:
+            return
+        window = self.settings.registry_pump_window_chunks
+        ahead = pump_ledger.chunks_ahead(self.claim, self.next_seq, window)
+        self.chunks_total = ahead.total
+        self.next_seq = max(self.next_seq, ahead.start)  # chunks before it finished without the pump
+        for seq, keys in ahead.chunks:
+            self.pending.extend((seq, key) for key in keys)
+            self.next_seq = seq + 1
+        self.refill_at = 0.0 if ahead.chunks else time.monotonic() + IDLE_S
+
+    def _finished(self) -> bool:
+        done = not self.pending and not self.in_flight
+        return done and self.planned_complete and self.next_seq >= self.chunks_total
+
+    def _submit(self) -> None:
+        room = self.pace.in_flight - len(self.in_flight)
+        while room > 0 and self.pending:
+            batch = [self.pending.popleft() for _ in range(min(len(self.pending), room * self.unit))]
+            won = set(self.cache.claim([key for _, key in batch], self.owner, self.claim_ttl_s))
+            mine = [(seq, key) for seq, key in batch if key in won]
+            for start in range(0, len(mine), self.unit):
+                part = mine[start : start + self.unit]
+                future = self._pool.submit(self._fetch, [key for _, key in part])
+                self.in_flight[future] = part
+                room -= 1
+
+    def _collect(self) -> None:
+        if not self.in_flight:
+            time.sleep(IDLE_S if not self.pending else 0)
+            return
+        done, _ = wait(list(self.in_flight), timeout=IDLE_S, return_when=FIRST_COMPLETED)
+        for future in done:
+            self.in_flight.pop(future)
+            if not future.cancelled():
+                future.result()  # an error (auth, limiter wait, Redis) stops the pump: chunks fetch themselves
+
+    def _fetch(self, keys: list[CompanyKey]) -> None:
+        """One request's worth of keys: GET, store what was found, release the rest (a chunk asks again)."""
+        self.limiter.forget()
+        try:
+            results = self.registry.lookup_many(keys)
+        except BaseException:
+            self.cache.release(keys, self.owner)
+            raise
+        granted = self.limiter.granted_at()
+        if granted is not None:
+            self.pace.observe(time.monotonic() - granted)
+        found = {key: result.company for key, result in results.items() if result.company is not None}
+        self.cache.put_many(found, self.owner)
+        self.cache.release([key for key in keys if key not in found], self.owner)
+
+    def _cursor(self) -> int:
+        """The first chunk seq with a key not fetched yet (where a resumed pump starts)."""
+        seqs = [self.pending[0][0]] if self.pending else []
+        seqs += [part[0][0] for part in self.in_flight.values()]
+        return min(seqs, default=self.next_seq)
+
+    def _new_calls(self) -> int:
+        calls, self.counted = self.registry.calls - self.counted, self.registry.calls
+        return calls

@@ -1,0 +1,182 @@
+"""The registry pump's rows in the ledger: its claim (lease + token) on the run, its cursor, and the chunks ahead.
+
+A pump claims its run like a planner does (compare-and-set on ``pump_attempts``, the token, with a lease); its
+heartbeat extends the lease, moves ``pump_seq`` (the next chunk seq it has not finished) and adds the registry
+calls it sent to the run's count. A pump whose lease ran out is resumed by the sweeper from ``pump_seq``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, func, select, update
+
+from worker.company import CompanyKey
+from worker.infra.shared_state import row_tag
+from worker.ledger.db import session_scope, updated_one
+from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
+
+#: Longest time a pump's claim holds without a heartbeat (it beats several times a second); never longer than a
+#: chunk's lease (``chunk_lease_s``), so that a dead pump is resumed no later than a dead chunk.
+PUMP_LEASE_S = 30.0
+
+
+def lease_s() -> float:
+    from config.settings import get_settings
+
+    return min(PUMP_LEASE_S, float(get_settings().chunk_lease_s))
+
+
+_OPEN_CHUNK = (ChunkStatus.QUEUED.value, ChunkStatus.RUNNING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class PumpClaim:
+    run_id: int
+    attempt: int  # the pump's token: every write checks it
+    connection_id: int
+    run_tag: str
+    seq: int  # the first chunk seq still to fetch
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """What the pump's heartbeat read back: go on, or stop (and why)."""
+
+    mine: bool
+    stop: str | None  # "cancelled", "paused", "ended", "lost" (another pump took over), or None: go on
+    planned_complete: bool
+
+
+def _claimable(run_id: int, now: dt.datetime) -> ColumnElement[bool]:
+    return (
+        (Run.id == run_id)
+        & (Run.status == RunStatus.RUNNING.value)
+        & Run.pump_done.is_(False)
+        & Run.cancel_requested.is_(False)
+        & (Run.pump_lease_until.is_(None) | (Run.pump_lease_until < now))
+    )
+
+
+def claim(run_id: int, max_attempts: int, *, resume_only: bool = False) -> PumpClaim | None:
+    """Take run ``run_id``'s pump (nobody holds it, or its holder's lease ran out); None if not now.
+
+    Args:
+        resume_only: only a pump that ran before and was lost (a chunk's check, worker.sync.pump.resume_if_lost).
+    """
+    now = utcnow()
+    started_before = Run.pump_attempts > 0 if resume_only else Run.pump_attempts >= 0
+    with session_scope() as session:
+        won = session.execute(
+            update(Run)
+            .where(_claimable(run_id, now), Run.pump_attempts < max_attempts, started_before)
+            .values(
+                pump_lease_until=now + dt.timedelta(seconds=lease_s()), pump_attempts=Run.pump_attempts + 1
+            )
+        )
+        if not updated_one(won):
+            return None
+        run = session.execute(select(Run).where(Run.id == run_id)).scalar_one()
+        return PumpClaim(
+            run.id, run.pump_attempts, run.connection_id, row_tag(run.id, run.queued_at), run.pump_seq
+        )
+
+
+def _is_mine(claim: PumpClaim) -> ColumnElement[bool]:
+    return (Run.id == claim.run_id) & (Run.pump_attempts == claim.attempt)
+
+
+def beat(claim: PumpClaim, seq: int, calls: int) -> RunState:
+    """Extend the lease, store the cursor and add ``calls`` registry requests to the run; read whether to stop."""
+    now = utcnow()
+    with session_scope() as session:
+        row = session.execute(
+            select(Run.status, Run.cancel_requested, Run.error_code, Run.planned_complete, Run.pump_attempts)
+            .where(Run.id == claim.run_id)
+            .with_for_update()
+        ).one()
+        if row.pump_attempts != claim.attempt:
+            return RunState(False, "lost", bool(row.planned_complete))
+        values: dict[str, object] = {"pump_seq": seq, "registry_calls": Run.registry_calls + calls}
+        stop = _stop_reason(row.status, bool(row.cancel_requested), row.error_code)
+        values["pump_lease_until"] = now if stop else now + dt.timedelta(seconds=lease_s())
+        session.execute(update(Run).where(_is_mine(claim)).values(**values))
+    return RunState(True, stop, bool(row.planned_complete))
+
+
+def _stop_reason(status: str, cancel_requested: bool, error_code: str | None) -> str | None:
+    if cancel_requested:
+        return "cancelled"
+    if status == RunStatus.PAUSED_BUDGET.value:
+        return "paused"  # lease left expired: the sweeper sends the pump again when the run resumes
+    if status != RunStatus.RUNNING.value or error_code:
+        return "ended"
+    return None
+
+
+def release(claim: PumpClaim, seq: int, calls: int) -> None:
+    """The pump stopped on an error: count its calls and let its lease run out now (the sweeper resends it)."""
+    with session_scope() as session:
+        session.execute(
+            update(Run)
+            .where(_is_mine(claim))
+            .values(pump_seq=seq, pump_lease_until=utcnow(), registry_calls=Run.registry_calls + calls)
+        )
+
+
+def finish(claim: PumpClaim, seq: int, calls: int) -> None:
+    """Every planned chunk is fetched: the pump is done for this run (never sent again)."""
+    with session_scope() as session:
+        session.execute(
+            update(Run)
+            .where(_is_mine(claim))
+            .values(
+                pump_seq=seq, pump_done=True, pump_lease_until=None, registry_calls=Run.registry_calls + calls
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """The chunks a pump may fetch now."""
+
+    total: int  # chunks planned so far
+    start: int  # the first seq that may still need the pump (every open chunk is at or after it)
+    chunks: list[tuple[int, list[CompanyKey]]]  # open chunks from ``start``, within the window, in seq order
+
+
+def chunks_ahead(claim: PumpClaim, seq: int, window: int) -> Ahead:
+    """The open chunks from ``seq`` that lie within ``window`` chunks of the first open chunk.
+
+    Open: queued or running. A finished chunk needs nothing; a chunk planned before the pump existed has no keys.
+    """
+    with session_scope() as session:
+        total, first_open = session.execute(
+            select(
+                select(Run.chunks_total).where(Run.id == claim.run_id).scalar_subquery(),
+                select(func.min(Chunk.seq))
+                .where(Chunk.run_id == claim.run_id, Chunk.status.in_(_OPEN_CHUNK))
+                .scalar_subquery(),
+            )
+        ).one()
+        total = int(total or 0)
+        floor = first_open if first_open is not None else max(seq, total)  # none open: all done so far
+        start = max(seq, floor)
+        rows = session.execute(
+            select(Chunk.seq, Chunk.org_keys)
+            .where(
+                Chunk.run_id == claim.run_id,
+                Chunk.seq >= start,
+                Chunk.seq < floor + window,
+                Chunk.status.in_(_OPEN_CHUNK),
+            )
+            .order_by(Chunk.seq)
+        ).all()
+    return Ahead(total, start, [(s, parse_keys(keys or [])) for s, keys in rows])
+
+
+def parse_keys(fields: Sequence[str]) -> list[CompanyKey]:
+    """``CC:orgnr`` strings (worker.sync.company_cache.field_of) back to keys."""
+    return [CompanyKey(*field.split(":", 1)) for field in fields]
