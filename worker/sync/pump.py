@@ -142,6 +142,9 @@ class Pump:
         self.next_seq = claim.seq  # the first chunk seq not read into ``pending`` yet
         self.pending: deque[Item] = deque()
         self.in_flight: dict[Future[None], list[Item]] = {}
+        #: Keys of the requests in flight. The cache grants a key again to the owner that holds its claim, so
+        #: a number that two chunks share would otherwise be asked twice while its first answer is on the way.
+        self.asking: set[CompanyKey] = set()
         self.refill_at = 0.0
         self.counted = registry.calls
         self.planned_complete = False
@@ -204,14 +207,24 @@ class Pump:
     def _submit(self) -> None:
         room = self.pace.in_flight - len(self.in_flight)
         while room > 0 and self.pending:
-            batch = [self.pending.popleft() for _ in range(min(len(self.pending), room * self.unit))]
+            batch = self._next_batch(room * self.unit)
             won = set(self.cache.claim([key for _, key in batch], self.owner, self.claim_ttl_s))
             mine = [(seq, key) for seq, key in batch if key in won]
             for start in range(0, len(mine), self.unit):
                 part = mine[start : start + self.unit]
                 future = self._pool.submit(self._fetch, [key for _, key in part])
                 self.in_flight[future] = part
+                self.asking.update(key for _, key in part)
                 room -= 1
+
+    def _next_batch(self, size: int) -> list[Item]:
+        """Up to ``size`` pending items whose key is neither in flight nor earlier in the batch."""
+        batch: dict[CompanyKey, Item] = {}
+        while self.pending and len(batch) < size:
+            seq, key = self.pending.popleft()
+            if key not in self.asking and key not in batch:
+                batch[key] = (seq, key)
+        return list(batch.values())
 
     def _collect(self) -> None:
         if not self.in_flight:
@@ -219,7 +232,7 @@ class Pump:
             return
         done, _ = wait(list(self.in_flight), timeout=IDLE_S, return_when=FIRST_COMPLETED)
         for future in done:
-            self.in_flight.pop(future)
+            self.asking.difference_update(key for _, key in self.in_flight.pop(future))
             if not future.cancelled():
                 future.result()  # an error (auth, limiter wait, Redis) stops the pump: chunks fetch themselves
 
