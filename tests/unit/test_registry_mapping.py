@@ -656,3 +656,15 @@ def test_brreg_base_url_with_another_path_is_refused_in_one_line(given: str) -> 
     message = caught.value.message
     assert "\n" not in message and "must end with /enhetsregisteret/api" in message
     assert "https://data.brreg.no/enhetsregisteret/api" in message
+
+
+def test_http_keeps_the_query_a_url_carries_and_adds_the_params() -> None:
+    http, (seen, _sleeps) = scripted_http([httpx.Response(200, json={}), httpx.Response(200, json={})])
+
+    http.get("https://registry.test/api/changes/register/NO?scrollId=c2Nyb2xs")
+    http.get("https://registry.test/enheter?size=5", params={"organisasjonsnummer": "915238475"})
+
+    assert [dict(request.url.params) for request in seen] == [
+        {"scrollId": "c2Nyb2xs"},
+        {"size": "5", "organisasjonsnummer": "915238475"},
+    ]

@@ -259,7 +259,7 @@ class RegistryHttp:
         headers: Mapping[str, str] | None,
         attempt: int,
     ) -> httpx.Response | _Retry:
-        target = httpx.URL(url, params=params)
+        target = httpx.URL(url).copy_merge_params(params or {})  # keeps a query the URL carries (a scroll id)
         correlation_id = str(uuid.uuid4())
         request_headers = {**(headers or {}), CORRELATION_HEADER: correlation_id}
         started = time.perf_counter()
