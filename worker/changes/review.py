@@ -270,7 +270,7 @@ def _apply(spec: ConnectionSpec, waiting: Sequence[_Waiting], crm: CrmClient) ->
             applied.moved[item.id] = record.get(targets[item.id])
     applied.decisions.update(_write(crm, to_write, targets))
     applied.written = [
-        item for item in to_write if applied.decisions[item.id].outcome is ChangeOutcome.APPROVED
+        item for item in mapped if applied.decisions[item.id].outcome is ChangeOutcome.APPROVED
     ]
     return applied
 
