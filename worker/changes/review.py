@@ -362,3 +362,30 @@ def _audit(session: Session, name: str, actor: str, action: str, decisions: Sequ
     append_event(session, actor=actor, action=action, target=f"connection:{name}", after={"events": outcomes})
     tally = Counter(d.outcome.value for d in decisions)
     log.info("%s by %s: %s", action, actor, dict(sorted(tally.items())), extra={"connection": name})
+
+
+def event_view(event: ChangeEvent) -> dict[str, Any]:
+    """One event as the CLI and the API show it to the admin (values included while it waits in review)."""
+    return {
+        "id": event.id,
+        "run_id": event.run_id,
+        "source": event.source,
+        "item_id": event.item_id,
+        "change_type": event.change_type,
+        "country": event.country,
+        "org_number": event.org_number,
+        "record_id": event.record_id,
+        "field": event.field,
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "old_value": event.old_value,
+        "new_value": event.new_value,
+        "decided_by": event.decided_by,
+        "decided_at": event.decided_at,
+        "created_at": event.created_at,
+    }
+
+
+def events_by_id(session: Session, ids: Collection[int]) -> list[ChangeEvent]:
+    """The events with these ids, in id order."""
+    return list(session.scalars(select(ChangeEvent).where(ChangeEvent.id.in_(ids)).order_by(ChangeEvent.id)))
