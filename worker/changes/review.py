@@ -107,6 +107,14 @@ def connections_of(session: Session, ids: Collection[int]) -> dict[int, list[int
     return grouped
 
 
+def require_own(session: Session, connection_id: int, ids: Collection[int]) -> None:
+    """Raises ChangeNotFound unless every id is an event of this connection (checked before any CRM call)."""
+    found = session.scalars(
+        select(ChangeEvent.id).where(ChangeEvent.connection_id == connection_id, ChangeEvent.id.in_(ids))
+    ).all()
+    _require_found(ids, found)
+
+
 def reject(session: Session, connection: tuple[int, str], ids: Collection[int], actor: str) -> list[Decision]:
     """Reject changes waiting in review: the CRM is left alone; audited in the caller's transaction.
 

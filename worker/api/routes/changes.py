@@ -94,8 +94,11 @@ def list_changes(
     summary="Approve changes in review: written only if the CRM still holds the value each event saw",
 )
 def approve(body: DecisionIn, scope: Annotated[Scoped, Depends(scoped(Role.OPERATOR))]) -> dict[str, object]:
-    with _owned(), review.connection_crm(scope.id) as (spec, crm):
-        review.approve(spec, scope.id, body.ids, scope.who.actor, crm)
+    with _owned():
+        with session_scope() as session:
+            review.require_own(session, scope.id, body.ids)  # before Salesforce is asked anything
+        with review.connection_crm(scope.id) as (spec, crm):
+            review.approve(spec, scope.id, body.ids, scope.who.actor, crm)
     return _decided(body.ids)
 
 
