@@ -110,7 +110,7 @@ def calls(app: FastAPI, world: World, who: str) -> list[Call]:
         path_a = _fill(template, {"c": A, "run_id": str(runs_a[entry.run]), "alert_id": str(a_alert)})
         path_b = _fill(template, {"c": B, "run_id": str(runs_b[entry.run]), "alert_id": str(B_ALERT_ID)})
         name = f"{method} {template}"
-        body = {"ids": [A_EVENTS[entry.event]]} if entry.event else entry.body
+        body: dict[str, object] | None = {"ids": [A_EVENTS[entry.event]]} if entry.event else entry.body
         found.append(Call(name, method, path_a, path_b + entry.query_b, entry.needs, body, entry.ok))
     return found
 

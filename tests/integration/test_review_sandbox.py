@@ -68,21 +68,21 @@ def test_review_changes_wait_and_each_decision_does_what_it_says(
     assert all("Name" not in change.changed for change in sf.changes)  # no name was written
     for event in waiting:
         assert (event.field, event.source, event.item_id) == ("name", "run:full", str(first["id"]))
-        assert event.old_value == sf.snapshot()[event.record_id]["Name"] != event.new_value
+        assert event.old_value == sf.snapshot()[str(event.record_id)]["Name"] != event.new_value
 
     second = world.manual()  # a re-run sees the same changes: counted again, recorded once
     assert second["review"] == first["review"]
     assert len(_events()) == len(waiting)
 
     approved, rejected, moved = waiting[0], waiting[1], waiting[2]
-    sf.edit(moved.record_id, Name="Edited By Hand AS")
+    sf.edit(str(moved.record_id), Name="Edited By Hand AS")
     decisions = {d.event_id: d for d in _approve([approved.id, moved.id])}
     rejects = _reject([rejected.id])
 
     accounts = sf.snapshot()
-    assert accounts[approved.record_id]["Name"] == approved.new_value
-    assert accounts[rejected.record_id]["Name"] == rejected.old_value
-    assert accounts[moved.record_id]["Name"] == "Edited By Hand AS"
+    assert accounts[str(approved.record_id)]["Name"] == approved.new_value
+    assert accounts[str(rejected.record_id)]["Name"] == rejected.old_value
+    assert accounts[str(moved.record_id)]["Name"] == "Edited By Hand AS"
     assert decisions[approved.id].outcome is ChangeOutcome.APPROVED
     assert decisions[moved.id].outcome is ChangeOutcome.REVIEW and decisions[moved.id].reason == review.MOVED
     assert [d.outcome for d in rejects] == [ChangeOutcome.REJECTED]
@@ -121,7 +121,7 @@ def test_review_changes_wait_and_each_decision_does_what_it_says(
 
     # The moved change, approved again now that the admin saw the new old value, is written.
     assert _approve([moved.id])[0].outcome is ChangeOutcome.APPROVED
-    assert sf.snapshot()[moved.record_id]["Name"] == moved.new_value
+    assert sf.snapshot()[str(moved.record_id)]["Name"] == moved.new_value
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
