@@ -182,3 +182,23 @@ def _offline_spec() -> dict[str, Any]:
         "registry": {"provider": "brreg", "base_url": "https://data.brreg.no/enhetsregisteret/api"},
         "mapping": MAPPING,
     }
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_the_cli_lists_the_queue_and_decides_with_an_actor(world: World) -> None:
+    from typer.testing import CliRunner
+
+    from worker.cli.main import app
+
+    world.manual()
+    runner = CliRunner()
+    listed = runner.invoke(app, ["changes", "list", NAME, "--status", "review", "--json"])
+    items = json.loads(listed.stdout)["items"]
+    assert listed.exit_code == 0 and items and items[0]["new_value"]  # values are shown to the admin
+    target = str(items[0]["id"])
+    assert runner.invoke(app, ["changes", "reject", target]).exit_code == 2  # no actor: refused
+    decided = runner.invoke(app, ["changes", "reject", target, "--actor", "carol", "--json"])
+    assert decided.exit_code == 0 and json.loads(decided.stdout)[0]["outcome"] == "rejected"
+    assert runner.invoke(app, ["changes", "approve", "999999", "--actor", "carol"]).exit_code == 2
+    conflict = runner.invoke(app, ["changes", "approve", target, "--actor", "carol"])
+    assert conflict.exit_code == 1 and "already decided" in conflict.output
