@@ -283,6 +283,13 @@ class StateConflict(LedgerError):
     code = "STATE_CONFLICT"
 
 
+class ChangeNotFound(LedgerError):
+    """No such change event in this connection; list them with `regsync changes list CONNECTION`."""
+
+    run_wide = False
+    code = "CHANGE_NOT_FOUND"
+
+
 class LedgerNotMigrated(LedgerError):
     """The ledger's tables are missing or older than this regsync; run `alembic upgrade head` with
     REGSYNC_DATABASE_URL pointing at this ledger."""

@@ -12,11 +12,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tests.integration.api_world import B_ALERT_ID, B_MARKERS, B_RUN_IDS, A, B, World, build_world, ledger_env
 from tests.unit.fakes import FakeDispatcher
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
+from worker.changes.models import ChangeEvent, ChangeType
 from worker.connections.apply import apply_connection
 from worker.connections.spec import parse_spec
 from worker.ledger.db import session_scope
@@ -48,6 +50,7 @@ class Entry:
     ok: int = 200
     run: str = "failed"  # which of A's runs a {run_id} names: "failed", or the role's own "cancellable" one
     query_b: str = ""  # for a route with no connection in its path: how the same call aims at B
+    event: str | None = None  # a decision's body names this change event of A (see A_EVENTS)
 
 
 #: Every route that takes an API key, by (method, path template). A route the app has and this lacks fails
@@ -65,7 +68,12 @@ MATRIX = {
     ),
     ("POST", "/v1/alerts/{alert_id}/ack"): Entry("operator"),
     ("GET", "/v1/connections/{c}/report/compliance"): Entry("viewer"),
+    ("GET", "/v1/connections/{c}/changes"): Entry("viewer"),
+    ("POST", "/v1/connections/{c}/changes/approve"): Entry("operator", event="approve"),
+    ("POST", "/v1/connections/{c}/changes/reject"): Entry("operator", event="reject"),
 }
+#: Change events waiting in review, seeded by the ``api`` fixture: A's to approve and to reject, and B's.
+A_EVENTS: dict[str, int] = {}
 #: Routes that take no API key, each with the reason (and where it is tested instead).
 UNKEYED = {
     ("GET", "/v1/openapi.json"): "the published contract (test_api_schemathesis)",
@@ -102,7 +110,8 @@ def calls(app: FastAPI, world: World, who: str) -> list[Call]:
         path_a = _fill(template, {"c": A, "run_id": str(runs_a[entry.run]), "alert_id": str(a_alert)})
         path_b = _fill(template, {"c": B, "run_id": str(runs_b[entry.run]), "alert_id": str(B_ALERT_ID)})
         name = f"{method} {template}"
-        found.append(Call(name, method, path_a, path_b + entry.query_b, entry.needs, entry.body, entry.ok))
+        body: dict[str, object] | None = {"ids": [A_EVENTS[entry.event]]} if entry.event else entry.body
+        found.append(Call(name, method, path_a, path_b + entry.query_b, entry.needs, body, entry.ok))
     return found
 
 
@@ -141,10 +150,40 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         for name, value in stack.trust_env().items():
             patch.setenv(name, value)
         world = build_world(a_spec(stack), {"salesforce_client_secret": stack.client_secret})
+        A_EVENTS.update(_seed_review(stack))
         dispatcher = FakeDispatcher()
         app = create_app(throttle=MemoryThrottle(10_000), dispatcher=dispatcher)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield Api(app, client, world, dispatcher, [], stack)
+
+
+def _seed_review(stack: Stack) -> dict[str, int]:
+    """Two of A's sandbox accounts with a name change waiting in review, and one of B's (B's org number is one
+    of B's markers)."""
+    from worker.changes.events import Origin, ReviewItem, record_review
+    from worker.company import CompanyKey
+    from worker.ledger.models import Connection
+
+    accounts = list(stack.salesforce.snapshot().items())[:2]
+    with session_scope() as session:
+        ids = {c.name: c.id for c in session.query(Connection)}
+        origin = Origin("run:full", "1", ChangeType.CHANGED, None)
+        items = [
+            ReviewItem(origin, record_id, CompanyKey("NO", "923609016"), "name", account["Name"], "Matrix AS")
+            for record_id, account in accounts
+        ]
+        record_review(session, ids[A], items)
+        record_review(
+            session,
+            ids[B],
+            [ReviewItem(origin, "001BRAVOSECRET01", CompanyKey("NO", "912345678"), "name", "x", "y")],
+        )
+    with session_scope() as session:
+        rows = session.execute(
+            select(ChangeEvent.id, ChangeEvent.connection_id).order_by(ChangeEvent.id)
+        ).all()
+    a_ids = [event_id for event_id, connection_id in rows if connection_id == ids[A]]
+    return {"approve": a_ids[0], "reject": a_ids[1], "b": next(e for e, c in rows if c == ids[B])}
 
 
 def _key_for(world: World, who: str) -> str | None:
@@ -330,3 +369,26 @@ def test_enable_checks_least_privilege_and_the_mapping_as_the_cli_does(api: Api)
     assert (
         api.call(key, "PATCH", path, {"enabled": True, "without_notices": True})[0] == 200
     )  # the lenient, fitting connection enables (it has no alert channel, so it says so)
+
+
+def test_change_decisions_see_only_their_connections_events(api: Api) -> None:
+    b_event = A_EVENTS["b"]
+    for action in ("approve", "reject"):
+        status, body = api.call(
+            api.world.keys["admin"], "POST", f"/v1/connections/{A}/changes/{action}", {"ids": [b_event]}
+        )
+        assert status == 404 and json.loads(body)["code"] == "NOT_FOUND", body  # B's event: as if none
+        status, body = api.call(
+            api.world.b_admin, "POST", f"/v1/connections/{B}/changes/{action}", {"ids": [A_EVENTS["reject"]]}
+        )
+        assert status == 404, body  # and A's event is not B's (before B's missing secret is even looked at)
+    status, body = api.call(api.world.keys["viewer"], "GET", f"/v1/connections/{A}/changes?status=review")
+    listed = json.loads(body)["items"]
+    assert status == 200 and b_event not in {item["id"] for item in listed}
+    _assert_nothing_of_b([body])
+    status, body = api.call(api.world.b_admin, "GET", f"/v1/connections/{B}/changes")
+    assert [item["id"] for item in json.loads(body)["items"]] == [b_event]  # B's own key sees it
+    status, body = api.call(
+        api.world.keys["admin"], "POST", f"/v1/connections/{A}/changes/reject", {"ids": ["1"]}
+    )
+    assert status == 422  # strict body: an id is an integer

@@ -49,6 +49,8 @@ class AlertKind(StrEnum):
     CHANNEL_FAILING = "channel_failing"
     #: A burst of failed authentications from one address, or a key probing other tenants' ids.
     ACCESS_ANOMALY = "access_anomaly"
+    #: A change feed can no longer serve from the connection's watermark: run a full reconcile.
+    FEED_GAP = "feed_gap"
 
 
 class AlertStatus(StrEnum):

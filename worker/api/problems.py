@@ -17,6 +17,7 @@ from starlette.routing import Match
 from worker.api.context import correlation_id
 from worker.errors import (
     AlertNotFound,
+    ChangeNotFound,
     ConnectionNotFound,
     CrmError,
     InvalidFilter,
@@ -164,12 +165,12 @@ async def _validation_error(_request: Request, exc: Exception) -> ProblemRespons
     return error_response(422, "the request is not valid; see errors", errors=_field_errors(exc))
 
 
-_WHAT = {RunNotFound: "run", AlertNotFound: "alert"}
+_WHAT = {RunNotFound: "run", AlertNotFound: "alert", ChangeNotFound: "change"}
 
 
 def _status_of(exc: RegsyncError) -> int:
     """The HTTP status of a domain error raised below a route."""
-    if isinstance(exc, RunNotFound | ConnectionNotFound | AlertNotFound):
+    if isinstance(exc, RunNotFound | ConnectionNotFound | AlertNotFound | ChangeNotFound):
         return 404
     if isinstance(exc, InvalidFilter | NoticeSettingsRefused | MappingError | LeastPrivilegeError):
         return 422  # the body is well-formed but does not fit this connection (describe, mapping, runs)

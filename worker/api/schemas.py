@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from worker.ledger.models import RunKind, RunStatus
+from worker.ledger.models import RunKind, RunMode, RunStatus
 
 #: Same rule as connection names in connection files (worker/connections/spec.py).
 CONNECTION_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -58,6 +58,7 @@ class RunOut(BaseModel):
     id: int
     connection: str
     kind: RunKind
+    mode: RunMode = Field(description="What the run reads: every record (`full`) or only what changed.")
     status: RunStatus
     triggered_by: str
     scheduled_for: dt.datetime | None
@@ -86,6 +87,13 @@ class RunOut(BaseModel):
     status_unknown: int = Field(
         description="Records whose registry status was missing or not understood: status left alone."
     )
+    review: int = Field(
+        description="Field changes sent to review (policy `review`) instead of being written."
+    )
+    feed_pages: int = Field(description="Changes run: feed pages read.")
+    changes_seen: int = Field(description="Changes run: feed items seen.")
+    changes_matched: int = Field(description="Changes run: feed items matched to a record of this CRM.")
+    changes_unmapped: int = Field(description="Changes run: matched items skipped, no mapped path changed.")
     registry_calls: int
     crm_calls: int
     api_used_before: int | None

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from config.logging import redact
 from config.settings import get_settings
-from worker.errors import AlertNotFound, ConfigurationError, RegsyncError, RunNotFound
+from worker.errors import AlertNotFound, ChangeNotFound, ConfigurationError, RegsyncError, RunNotFound
 from worker.ledger.db import ledger_error
 from worker.text_input import escape_control, refuse_control
 
@@ -28,7 +28,12 @@ err_console = Console(stderr=True)
 
 #: Errors that are the caller's to fix, so exit 2: configuration, and an id that matches nothing (a typo is
 #: not a failed run).
-USAGE_ERRORS: tuple[type[RegsyncError], ...] = (ConfigurationError, RunNotFound, AlertNotFound)
+USAGE_ERRORS: tuple[type[RegsyncError], ...] = (
+    ConfigurationError,
+    RunNotFound,
+    AlertNotFound,
+    ChangeNotFound,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")

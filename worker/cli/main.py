@@ -15,6 +15,7 @@ from worker.cli.alerts import alerts_app, report_app
 from worker.cli.apikey import apikey_app
 from worker.cli.backfill import BACKFILL_CONTEXT, backfill_command
 from worker.cli.cancel import cancel_command
+from worker.cli.changes import changes_app
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
 from worker.cli.health import health_command
@@ -36,6 +37,7 @@ runs_app.command("cancel")(cancel_command)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")
+app.add_typer(changes_app, name="changes")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("standby")(standby_command)

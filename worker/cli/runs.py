@@ -86,7 +86,7 @@ def watch(run_id: int, *, quiet: bool = False) -> dict[str, Any]:
 #: Registry outcome counters: records also counted in their fate, listed by `runs failures --code`.
 NOTICE_KEYS = tuple(notice.counter for notice in RegistryNotice)
 #: Counted in fields, not records: shown after the records' fates and the registry's notices.
-_FIELD_COUNTS = ("protected",)
+_FIELD_COUNTS = ("protected", "review")
 #: The summary's counts: planned, each record fate and the registry's notices (the counters in their order),
 #: fields kept, records not processed, then the calls.
 SUMMARY_KEYS = (

@@ -26,6 +26,8 @@ class Policy(StrEnum):
     OVERWRITE = "overwrite"
     FILL_BLANK = "fill_blank"
     PROTECT_MANUAL = "protect_manual"
+    #: The change waits for a person (``regsync changes approve|reject``) instead of being written.
+    REVIEW = "review"
 
 
 def require_https(url: str) -> str:

@@ -37,6 +37,8 @@ class Counts:
     registry_deleted: int = 0
     registry_inactive: int = 0
     status_unknown: int = 0
+    #: Field changes sent to review (policy ``review``) instead of being written: fields, not records.
+    review: int = 0
     #: Registry requests sent, retries and dead attempts included.
     registry_calls: int = 0
     #: Salesforce API calls made.

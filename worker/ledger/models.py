@@ -104,6 +104,17 @@ class RunKind(StrEnum):
     BACKFILL = "backfill"
 
 
+class RunMode(StrEnum):
+    """What a run reads: every record of the CRM (``full``, the reconcile) or only what changed (``changes``).
+
+    A run's ``kind`` says who started it (scheduled, manual, backfill); its ``mode`` says what it reads, so a
+    scheduled changes run is both.
+    """
+
+    FULL = "full"
+    CHANGES = "changes"
+
+
 class ChunkStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -165,6 +176,8 @@ class SyncCounters:
     registry_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     registry_inactive: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status_unknown: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Field changes sent to review (field policy ``review``) instead of being written.
+    review: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     registry_calls: Mapped[int] = mapped_column(Integer, default=0)
     crm_calls: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -174,9 +187,10 @@ class Run(SyncCounters, Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        UniqueConstraint("connection_id", "scheduled_for"),
+        UniqueConstraint("connection_id", "mode", "scheduled_for"),
         CheckConstraint(_in("status", RunStatus), name="status"),
         CheckConstraint(_in("kind", RunKind), name="kind"),
+        CheckConstraint(_in("mode", RunMode), name="mode"),
         CheckConstraint("chunks_done <= chunks_total", name="chunk_counter"),
         Index("ix_runs_connection_queued", "connection_id", "queued_at"),
         Index("ix_runs_status_queued", "status", "queued_at"),
@@ -186,6 +200,9 @@ class Run(SyncCounters, Base):
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(
+        String(16), default=RunMode.FULL.value, server_default=RunMode.FULL.value
+    )
     status: Mapped[str] = mapped_column(String(24), default=RunStatus.QUEUED.value)
     triggered_by: Mapped[str] = mapped_column(String(200))
     scheduled_for: Mapped[dt.datetime | None]
@@ -211,6 +228,12 @@ class Run(SyncCounters, Base):
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     planned: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
+    #: A changes run's planner counts (worker.changes): feed pages read, feed items seen, items matched to a
+    #: record of this CRM, matched items skipped because no mapped path changed.
+    feed_pages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    changes_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    changes_matched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    changes_unmapped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     api_used_before: Mapped[int | None] = mapped_column(Integer)
     api_used_after: Mapped[int | None] = mapped_column(Integer)
     api_limit: Mapped[int | None] = mapped_column(Integer)

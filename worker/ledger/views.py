@@ -16,10 +16,13 @@ from worker.ledger.runs import duration_s, get_run
 from worker.registry.outcomes import NOTICE_CODES
 
 #: The counts of a run view: planned and invalid (the planner's), every counter, API usage and chunk progress.
+#: A changes run's planner counts (zero for a full run): feed pages, items seen, matched, skipped as unmapped.
+CHANGE_COUNTS = ("feed_pages", "changes_seen", "changes_matched", "changes_unmapped")
 COUNT_KEYS = (
     "planned",
     "invalid",
     *COUNTERS,
+    *CHANGE_COUNTS,
     "api_used_before",
     "api_used_after",
     "api_limit",
@@ -50,6 +53,7 @@ def run_view(run: Run, connection_name: str) -> dict[str, Any]:
         "id": run.id,
         "connection": connection_name,
         "kind": run.kind,
+        "mode": run.mode,
         "status": run.status,
         "triggered_by": run.triggered_by,
         "scheduled_for": _iso(run.scheduled_for),

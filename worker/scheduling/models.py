@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.ledger.models import ID, Base, utcnow
@@ -35,11 +35,15 @@ class Schedule(Base):
         CheckConstraint("concurrency_policy IN ('forbid', 'replace', 'allow')", name="concurrency_policy"),
         CheckConstraint("starting_deadline_s >= 0", name="starting_deadline"),
         CheckConstraint("grace_s >= 0", name="grace"),
+        CheckConstraint("mode IN ('full', 'changes')", name="mode"),
+        UniqueConstraint("connection_id", "mode"),
         Index("ix_schedules_next_slot", "next_slot"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), unique=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    #: What the schedule's runs read (worker.ledger.models.RunMode): the full reconcile, or only changes.
+    mode: Mapped[str] = mapped_column(String(16), default="full", server_default="full")
     cron: Mapped[str] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64))
     concurrency_policy: Mapped[str] = mapped_column(String(16), default=Concurrency.FORBID.value)

@@ -1,6 +1,7 @@
 """One attempt's steps at one chunk, and what it found: re-read the records → drop opted-out ones → validate
-org numbers → look each unique org number up once (per run) → apply the field policies → remember pending write
-hashes → PATCH only changed fields. ``worker.sync.chunk`` claims, runs and records it.
+org numbers → look each unique org number up once (per run) → apply the field policies → queue ``review``
+changes and remember pending write hashes (one transaction) → PATCH only changed fields. ``worker.sync.chunk``
+claims, runs and records it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from worker.backfill.options import BackfillOptions
+from worker.changes import events
+from worker.changes.events import Origin, ReviewItem
 from worker.company import Company, CompanyKey, LookupResult
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
 from worker.crm.values import value_hash
@@ -61,6 +64,8 @@ class Outcome:
     protected: int = 0  # fields left alone because someone edited them by hand (protect_manual)
     opted_out: int = 0  # records skipped because their opt-out checkbox is now ticked
     out_of_scope: int = 0  # records skipped because the registry does not cover their country
+    review: int = 0  # field changes sent to review (policy ``review``) instead of being written
+    reviews: list[ReviewItem] = field(default_factory=list)  # those changes, queued with the writes
     notices: list[Failure] = field(default_factory=list)  # registry outcomes that are not failures
     field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
 
@@ -77,6 +82,7 @@ class Outcome:
             protected=self.protected,
             opted_out=self.opted_out,
             out_of_scope=self.out_of_scope,
+            review=self.review,
             **{notice.counter: noticed[notice.value] for notice in RegistryNotice},
         )
 
@@ -183,7 +189,7 @@ class ChunkWork:
             company = self._company(record_id, key, results.get(key))
             if company is None:
                 continue
-            plan = self._plan(record_id, records[record_id], company, state.get(record_id, {}))
+            plan = self._plan(record_id, key, records[record_id], company, state.get(record_id, {}))
             if plan is not None:
                 plans[record_id] = plan
         return plans
@@ -206,12 +212,18 @@ class ChunkWork:
         return None
 
     def _plan(
-        self, record_id: str, record: CrmRecord, company: Company, fields: dict[str, FieldState]
+        self,
+        record_id: str,
+        key: CompanyKey,
+        record: CrmRecord,
+        company: Company,
+        fields: dict[str, FieldState],
     ) -> RecordPlan | None:
         """The record's changes, or None after counting it unchanged (or updated by an earlier attempt)."""
         confirmed = {name: s.confirmed_hash for name, s in fields.items() if s.confirmed_hash}
         plan = plan_record(record, company, self.spec.mapping, confirmed)
         self.outcome.protected += len(plan.protected)
+        self._hold_for_review(record_id, key, plan)
         if plan.changes:
             return plan
         if self._written_by_this_run(record, fields):
@@ -220,6 +232,14 @@ class ChunkWork:
         else:
             self.outcome.unchanged += 1
         return None
+
+    def _hold_for_review(self, record_id: str, key: CompanyKey, plan: RecordPlan) -> None:
+        """Count the record's ``review`` changes and keep them for the write step (never written)."""
+        origin = Origin.full_run(self.claim.run_id)
+        self.outcome.review += len(plan.review)
+        self.outcome.reviews += [
+            ReviewItem(origin, record_id, key, name, old, new) for name, (old, new) in plan.review.items()
+        ]
 
     def _written_by_this_run(self, record: CrmRecord, fields: dict[str, FieldState]) -> bool:
         """An earlier attempt of this run wrote this record and then died before recording it."""
@@ -234,17 +254,21 @@ class ChunkWork:
         self.outcome.updated += len(plans)
 
     def _write(self, plans: dict[str, RecordPlan]) -> None:
-        if not plans:
+        if not plans and not self.outcome.reviews:
             return
         with session_scope() as session:
-            # One transaction with the pending hashes: the PATCH leaves with a fresh lease, or not at all.
+            # One transaction with the pending hashes and the review queue: the PATCH leaves with a fresh lease,
+            # or not at all; a retried attempt finds its review changes waiting and does not add them twice.
             self._still_mine(session)
+            events.record_review(session, self.runtime.connection_id, self.outcome.reviews)
             writes.mark_pending(
                 session,
                 self.runtime.connection_id,
                 self.claim.run_id,
                 {rid: p.changes for rid, p in plans.items()},
             )
+        if not plans:
+            return
         payload = [{"Id": record_id, **plan.changes} for record_id, plan in plans.items()]
         self._apply_results(self.crm.update(payload), plans)
 

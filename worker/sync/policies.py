@@ -17,10 +17,13 @@ from worker.crm.values import CrmValue, normalise, to_crm, value_hash
 
 @dataclass(slots=True)
 class RecordPlan:
-    """What to do with one record: fields to change and fields left alone because someone edited them."""
+    """What to do with one record: fields to change, fields left alone because someone edited them, and
+    changes that wait for a person (policy ``review``)."""
 
     changes: dict[str, CrmValue] = field(default_factory=dict)
     protected: list[str] = field(default_factory=list)
+    #: Canonical field → (the CRM's current value, the registry's value): not written, sent to review.
+    review: dict[str, tuple[CrmValue, CrmValue]] = field(default_factory=dict)
 
 
 def plan_record(
@@ -36,6 +39,9 @@ def plan_record(
         company: what the registry says.
         mapping: canonical field → CRM field and policy.
         confirmed_hashes: CRM field → hash of the value regsync last wrote there (for ``protect_manual``).
+
+    A ``review`` field's change goes to ``RecordPlan.review`` (keyed by canonical field, as change events are),
+    never to ``changes``.
     """
     plan = RecordPlan()
     for canonical, target in mapping.items():
@@ -51,6 +57,9 @@ def plan_record(
             current, confirmed_hashes.get(target.field)
         ):
             plan.protected.append(target.field)
+            continue
+        if target.policy is Policy.REVIEW:
+            plan.review[canonical] = (current, wanted)
             continue
         plan.changes[target.field] = wanted
     return plan
