@@ -46,6 +46,7 @@ ENTITY_TYPES: dict[str, ChangeType] = {
 }
 #: ASSUMPTION (PROTOCOLS.md 1.7): the scroll id is this query parameter of ``next.href``.
 SCROLL_PARAMETER = "scrollId"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class ProffEntity(BaseModel):
@@ -98,7 +99,7 @@ def proff_change(entity: ProffEntity, country: str) -> FeedChange:
         key=feed_key(country, entity.id, FEED),
         type=entity_type(entity),
         paths=patch_paths(entity.patch),
-        at=dt.datetime.fromtimestamp(entity.created_date / 1000, dt.UTC),
+        at=_EPOCH + dt.timedelta(milliseconds=entity.created_date),
     )
 
 
@@ -114,6 +115,16 @@ def scroll_id(body: ProffChangesBody) -> str | None:
     if not found or not found[0]:
         raise FeedMalformed(f"proff feed next link has no {SCROLL_PARAMETER}")
     return found[0]
+
+
+def proff_batch(payload: object, country: str) -> tuple[list[FeedChange], str | None]:
+    """The changes of one parsed answer and the scroll id of the next batch (None: the scroll ended).
+
+    Raises:
+        FeedMalformed: the body's shape, an entity's label or number, a ``next`` without a scroll id.
+    """
+    body = validated(ProffChangesBody, payload, FEED)
+    return [proff_change(entity, country) for entity in body.entities], scroll_id(body)
 
 
 def since_day(position: str, now: dt.datetime) -> dt.date:
@@ -172,19 +183,17 @@ class ProffFeed:
         first = [("since", since.isoformat()), ("withPatch", "true"), *(("types", t) for t in TYPES)]
         query: list[tuple[str, str]] = first
         while True:
-            body = self._get(query)
-            changes = [proff_change(entity, self._country) for entity in body.entities]
+            changes, scroll = self._get(query)
             newest = max([newest, *(change.at.date() for change in changes)])
-            scroll = scroll_id(body)
             if scroll is None:
                 yield FeedPage(changes=changes, position=newest.isoformat(), last=True)
                 return
             yield FeedPage(changes=changes, position=position, last=False)
             query = [(SCROLL_PARAMETER, scroll)]
 
-    def _get(self, query: list[tuple[str, str]]) -> ProffChangesBody:
+    def _get(self, query: list[tuple[str, str]]) -> tuple[list[FeedChange], str | None]:
         # The query goes in the URL: ``types`` repeats, which a str-to-str params mapping cannot say.
         response = self._http.get(f"{self._url}?{urlencode(query)}", headers=self._headers)
-        body = validated(ProffChangesBody, feed_json(response, FEED), FEED)
-        log.debug("proff feed page: %d changes", len(body.entities))
-        return body
+        changes, scroll = proff_batch(feed_json(response, FEED), self._country)
+        log.debug("proff feed page: %d changes", len(changes))
+        return changes, scroll
