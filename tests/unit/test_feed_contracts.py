@@ -21,7 +21,7 @@ from worker.errors import FeedError, FeedGap, FeedMalformed, RegistryMalformed
 from worker.feeds.brreg import BrregFeed, brreg_page, brreg_query
 from worker.feeds.paths import NOT_PROVIDED, PROVIDERS, canonical_fields
 from worker.feeds.port import FeedChange, FeedPage
-from worker.feeds.proff import HISTORY_DAYS, proff_batch, since_day
+from worker.feeds.proff import HISTORY_DAYS, ProffBatch, proff_batch, since_day
 from worker.registry.brreg import map_brreg
 from worker.registry.proff import map_proff
 
@@ -148,7 +148,7 @@ def test_brreg_positions_ask_inclusive_ids_or_the_first_runs_dato() -> None:
 
 
 def proff_changes(body: Any) -> list[FeedChange]:
-    return proff_batch(body, "NO")[0]
+    return proff_batch(body, "NO").changes
 
 
 def test_proff_example_page_parses_into_its_changes_and_scroll_id() -> None:
@@ -172,7 +172,7 @@ def test_proff_example_page_parses_into_its_changes_and_scroll_id() -> None:
             at=dt.datetime(2026, 12, 6, 7, 0, 0, 512000, tzinfo=UTC),
         ),
     ]
-    assert proff_batch(body, "NO")[1] == "c2Nyb2xsLTE"
+    assert proff_batch(body, "NO").scroll == "c2Nyb2xsLTE"
 
 
 def entity(**changes: Any) -> dict[str, Any]:
@@ -211,8 +211,8 @@ def test_proff_odd_bodies_fail_closed_in_one_line(body: Any, message: str) -> No
 
 def test_proff_scroll_ends_without_next_or_without_entities() -> None:
     next_link = example("proff_changes_page.json")["next"]
-    assert proff_batch({"entities": [entity()]}, "NO")[1] is None
-    assert proff_batch({"entities": [], "next": next_link}, "NO") == ([], None)
+    assert proff_batch({"entities": [entity()]}, "NO").scroll is None
+    assert proff_batch({"entities": [], "next": next_link}, "NO") == ProffBatch([], None, None)
 
 
 def test_proff_position_older_than_its_history_is_a_gap_that_asks_for_a_reconcile() -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlencode, urlsplit
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.changes.models import ChangeType
@@ -117,14 +119,24 @@ def scroll_id(body: ProffChangesBody) -> str | None:
     return found[0]
 
 
-def proff_batch(payload: object, country: str) -> tuple[list[FeedChange], str | None]:
-    """The changes of one parsed answer and the scroll id of the next batch (None: the scroll ended).
+@dataclass(frozen=True, slots=True)
+class ProffBatch:
+    """One answer: its changes, the scroll id of the next batch (None: the scroll ended) and ``numberOfHits``."""
+
+    changes: list[FeedChange]
+    scroll: str | None
+    hits: int | None
+
+
+def proff_batch(payload: object, country: str) -> ProffBatch:
+    """The changes of one parsed answer and how the scroll goes on.
 
     Raises:
         FeedMalformed: the body's shape, an entity's label or number, a ``next`` without a scroll id.
     """
     body = validated(ProffChangesBody, payload, FEED)
-    return [proff_change(entity, country) for entity in body.entities], scroll_id(body)
+    changes = [proff_change(entity, country) for entity in body.entities]
+    return ProffBatch(changes, scroll_id(body), body.number_of_hits)
 
 
 def since_day(position: str, now: dt.datetime) -> dt.date:
@@ -179,21 +191,25 @@ class ProffFeed:
         The last page moves the position to the newest day read (never back).
         """
         since = since_day(position, now)
-        newest = since
-        first = [("since", since.isoformat()), ("withPatch", "true"), *(("types", t) for t in TYPES)]
-        query: list[tuple[str, str]] = first
+        newest, read = since, 0
+        query = [("since", since.isoformat()), ("withPatch", "true"), *(("types", t) for t in TYPES)]
+        limit: int | None = None
         while True:
-            changes, scroll = self._get(query)
-            newest = max([newest, *(change.at.date() for change in changes)])
-            if scroll is None:
-                yield FeedPage(changes=changes, position=newest.isoformat(), last=True)
+            batch = self._get(query)
+            limit = batch.hits if limit is None else limit
+            read += len(batch.changes)
+            if limit is not None and read > limit:
+                raise FeedMalformed("proff feed scroll returned more entities than its numberOfHits")
+            newest = max([newest, *(change.at.date() for change in batch.changes)])
+            if batch.scroll is None:
+                yield FeedPage(changes=batch.changes, position=newest.isoformat(), last=True)
                 return
-            yield FeedPage(changes=changes, position=position, last=False)
-            query = [(SCROLL_PARAMETER, scroll)]
+            yield FeedPage(changes=batch.changes, position=position, last=False)
+            query = [(SCROLL_PARAMETER, batch.scroll)]
 
-    def _get(self, query: list[tuple[str, str]]) -> tuple[list[FeedChange], str | None]:
-        # The query goes in the URL: ``types`` repeats, which a str-to-str params mapping cannot say.
-        response = self._http.get(f"{self._url}?{urlencode(query)}", headers=self._headers)
-        changes, scroll = proff_batch(feed_json(response, FEED), self._country)
-        log.debug("proff feed page: %d changes", len(changes))
-        return changes, scroll
+    def _get(self, query: list[tuple[str, str]]) -> ProffBatch:
+        # QueryParams, not a dict: ``types`` repeats (and a query inside the URL would be dropped by httpx.URL).
+        response = self._http.get(self._url, params=httpx.QueryParams(tuple(query)), headers=self._headers)
+        batch = proff_batch(feed_json(response, FEED), self._country)
+        log.debug("proff feed page: %d changes", len(batch.changes))
+        return batch
