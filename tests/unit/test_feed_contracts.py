@@ -74,7 +74,7 @@ def test_brreg_example_page_parses_into_its_changes_and_position() -> None:
 
 
 def brreg_body(*rows: dict[str, Any]) -> dict[str, Any]:
-    body = copy.deepcopy(example("brreg_change_feed_page.json"))
+    body: dict[str, Any] = copy.deepcopy(example("brreg_change_feed_page.json"))
     body["_embedded"]["oppdaterteEnheter"] = list(rows)
     return body
 
@@ -288,7 +288,7 @@ def test_every_canonical_field_has_a_path_in_each_registry_or_is_not_provided(
 def test_paths_map_to_the_canonical_fields_the_parser_derives_from_them(
     provider: str, paths: tuple[str, ...], expected: set[str]
 ) -> None:
-    assert canonical_fields(provider, paths) == expected
+    assert canonical_fields(provider, paths) == frozenset(expected)
 
 
 def test_unknown_paths_mean_every_field_and_unknown_providers_are_refused() -> None:
