@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,3 +297,34 @@ def test_proff_feed_needs_a_token(registry: SandboxRegistry) -> None:
     with pytest.raises(SecretMissing):
         feed_for(spec, None, http)
     http.client.close()
+
+
+def test_sandbox_proff_feed_filters_types_and_patches(
+    registry: SandboxRegistry, ca: SandboxCA, dataset: Dataset
+) -> None:
+    script_mixed(registry, dataset, 10)
+    since = (NOW - dt.timedelta(days=1)).date().isoformat()
+
+    removed = raw_get(registry, ca, PROFF_FEED, since=since, types="REMOVED").json()
+    bare = raw_get(registry, ca, PROFF_FEED, since=since).json()
+
+    assert [e["changeType"] for e in removed["entities"]] == ["REMOVED", "REMOVED"]
+    assert removed["numberOfHits"] == 2 and "next" not in removed
+    assert bare["numberOfHits"] == 8 and not any("patch" in e for e in bare["entities"])  # withPatch absent
+    assert raw_get(registry, ca, PROFF_FEED, since=since, types="DELETED").status_code == 400
+    assert raw_get(registry, ca, PROFF_FEED, scrollId="bm9wZQ").status_code == 400
+
+
+def test_feed_reads_log_no_org_numbers(
+    registry: SandboxRegistry, dataset: Dataset, caplog: pytest.LogCaptureFixture
+) -> None:
+    scripted = script_mixed(registry, dataset, 10)
+    caplog.set_level(logging.DEBUG)
+    for kind in ("brreg", "proff"):
+        feed, http = open_feed(kind, registry, CountingLimiter())
+        assert sum(len(p.changes) for p in read(feed, feed.start_position(NOW - dt.timedelta(days=1)))) >= 8
+        http.client.close()
+
+    logged = " ".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    assert "feed page" in logged
+    assert not [number for number, _ in scripted if number in logged]
