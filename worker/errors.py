@@ -223,6 +223,26 @@ class RegistryMalformed(RegistryError):
     code = "REGISTRY_MALFORMED"
 
 
+class FeedError(RegistryError):
+    """The registry's change feed could not be read; the watermark stays where it was and nothing is skipped."""
+
+    run_wide = True
+    code = "FEED_ERROR"
+
+
+class FeedMalformed(FeedError):
+    """The registry's change feed answered with a body of an unexpected shape; nothing of it was applied."""
+
+    code = "FEED_MALFORMED"
+
+
+class FeedGap(FeedError):
+    """The change feed can no longer serve from the stored position: run a full reconcile."""
+
+    code = "FEED_GAP"
+    advice = "run a full reconcile"
+
+
 # --- data --------------------------------------------------------------------------------------------------
 
 

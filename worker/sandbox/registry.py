@@ -2,6 +2,9 @@
 
 Proff answers ``/api/companies/register/{CC}/{orgnr}`` (base URL = server URL); brreg answers
 ``/enhetsregisteret/api/enheter/{orgnr}`` and ``/enhetsregisteret/api/enheter?organisasjonsnummer=...``.
+Both change feeds are served too (``/api/changes/register/{CC}``, ``/enhetsregisteret/api/oppdateringer/enheter``,
+see feeds.py); ``script_change``/``script_new``/``script_delete``/``script_remove`` append a feed item to both
+and change what a lookup of that company returns.
 Each canonical Company is rendered as ../shared/PROTOCOLS.md shows that registry's bodies (proff_json.py,
 registry_json.py), never in the shape our parsers happen to read, and faults can be switched on at any time
 from any thread: latency, rate limiting, per-number failures, transient blips, malformed bodies, masked
@@ -15,19 +18,23 @@ Choices where PROTOCOLS.md has no confirmed fact (assumptions): brreg's batch se
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
 
 from worker.company import Company, CompanyStatus
+from worker.sandbox.feeds import SandboxFeeds, json_patch
 from worker.sandbox.proff_json import proff_view, render_proff
 from worker.sandbox.registry_json import brreg_view, render_brreg, render_brreg_page
 from worker.sandbox.tls import RecordedRequest, Reply, SandboxCA, SandboxHTTPServer
 
 PROFF_PREFIX = "/api/companies/register/"
+PROFF_CHANGES = "/api/changes/register/"
 BRREG_BASE = "/enhetsregisteret/api"
 MalformedKind = Literal["not_json", "wrong_shape"]
 PROFF_API_VERSIONS = frozenset({"1.0", "1.1"})
@@ -57,6 +64,8 @@ class SandboxRegistry:
         self._masked: set[str] = set()
         self._literal: dict[tuple[str, str], dict[str, object]] = {}
         self._revoked = False
+        #: Both change feeds; script them with the ``script_*`` methods (or append raw items to it).
+        self.feeds = SandboxFeeds()
         self._server = SandboxHTTPServer(ca, self._route)
 
     # --- lifecycle and addresses -----------------------------------------------------------------------
@@ -173,6 +182,65 @@ class SandboxRegistry:
             self._removed.clear()
             self._masked.clear()
             self._revoked = False
+        self.feeds.heal()
+
+    # --- scripted changes: a feed item and the new state a lookup then returns -------------------------------
+
+    def script_change(self, company: Company, *, at: dt.datetime | None = None) -> Scripted:
+        """``company`` changed to these values: brreg Endring and Proff MUTATED, patches diffed from the bodies."""
+        old = self._known(company.country, company.org_number)
+        self.put(company)
+        brreg_patch = json_patch(render_brreg(old, self.brreg_url), render_brreg(company, self.brreg_url))
+        proff_patch = json_patch(render_proff(old), render_proff(company))
+        brreg = self._brreg_item(company.country, company.org_number, "Endring", at, brreg_patch)
+        return Scripted(
+            brreg,
+            self.feeds.add_proff(company.country, company.org_number, "MUTATED", at=at, patch=proff_patch),
+        )
+
+    def script_new(self, company: Company, *, at: dt.datetime | None = None) -> Scripted:
+        """A new unit: brreg Ny, Proff ADDED (empty patch: an assumption); lookups now find it."""
+        self.put(company)
+        brreg = self._brreg_item(company.country, company.org_number, "Ny", at)
+        return Scripted(brreg, self.feeds.add_proff(company.country, company.org_number, "ADDED", at=at))
+
+    def script_delete(self, country: str, orgnr: str, *, at: dt.datetime | None = None) -> Scripted:
+        """Deleted from the register: brreg Sletting (lookup: 200 with ``slettedato``); Proff MUTATED (INACTIVE)."""
+        old = self._known(country, orgnr)
+        when = at or self.feeds.clock()
+        deleted = old.model_copy(update={"status": CompanyStatus.DELETED, "last_updated": when.date()})
+        self.put(deleted)
+        patch = json_patch(render_proff(old), render_proff(deleted))
+        brreg = self._brreg_item(country, orgnr, "Sletting", when)
+        return Scripted(brreg, self.feeds.add_proff(country, orgnr, "MUTATED", at=when, patch=patch))
+
+    def script_remove(self, country: str, orgnr: str, *, at: dt.datetime | None = None) -> Scripted:
+        """Removed from open data: brreg Fjernet (lookup: 410), Proff REMOVED (lookup: 404)."""
+        self._known(country, orgnr)
+        self.remove(orgnr)
+        brreg = self._brreg_item(country, orgnr, "Fjernet", at)
+        return Scripted(brreg, self.feeds.add_proff(country, orgnr, "REMOVED", at=at))
+
+    def script_unknown(self, orgnr: str, *, at: dt.datetime | None = None) -> int:
+        """A brreg ``Ukjent`` row (type unknown: re-fetch); the unit itself is unchanged."""
+        return self.feeds.add_brreg(orgnr, "Ukjent", at=at)
+
+    def _known(self, country: str, orgnr: str) -> Company:
+        with self._lock:
+            company = self._companies.get((country, orgnr))
+        if company is None:
+            raise KeyError(f"the sandbox registry holds no {country} {orgnr}")
+        return company
+
+    def _brreg_item(
+        self,
+        country: str,
+        orgnr: str,
+        kind: str,
+        at: dt.datetime | None,
+        patch: list[dict[str, object]] | None = None,
+    ) -> int | None:
+        return self.feeds.add_brreg(orgnr, kind, at=at, endringer=patch) if country == "NO" else None
 
     # --- routing ---------------------------------------------------------------------------------------
 
@@ -181,11 +249,17 @@ class SandboxRegistry:
             return Reply(405, {"error": "Method Not Allowed"}, headers={"Allow": "GET"})
         if self._latency_s:
             time.sleep(self._latency_s)
-        refused = self._throttle() or self._blip()
-        if refused is not None:
-            return refused
+        return self._throttle() or self._blip() or self._dispatch(request)
+
+    def _dispatch(self, request: RecordedRequest) -> Reply:
         if request.path.startswith(PROFF_PREFIX):
             return self._proff(request)
+        if request.path.startswith(PROFF_CHANGES):
+            return self._proff_refusal(request) or self.feeds.proff_reply(
+                request.query, request.path[len(PROFF_CHANGES) :].upper(), self.proff_url
+            )
+        if request.path == f"{BRREG_BASE}/oppdateringer/enheter":
+            return self.feeds.brreg_reply(request.query, self.brreg_url)
         if request.path == f"{BRREG_BASE}/enheter":
             return self._brreg_batch(request)
         if request.path.startswith(f"{BRREG_BASE}/enheter/"):
@@ -272,6 +346,14 @@ class SandboxRegistry:
                 continue  # unknown and removed units are silently missing; deleted ones are hits (assumption)
             units.append(_wrong_brreg(orgnr) if broken else render_brreg(company, self.brreg_url))
         return Reply(200, render_brreg_page(units, size, self.brreg_url))
+
+
+@dataclass(frozen=True, slots=True)
+class Scripted:
+    """The feed items one scripted change appended: brreg's ``oppdateringsid`` (NO only) and Proff's ``patchId``."""
+
+    brreg_id: int | None
+    proff_patch_id: str
 
 
 def _broken_reply(kind: MalformedKind | None, wrong_shape: dict[str, object]) -> Reply | None:
