@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +89,10 @@ class AccountStore:
         self.writes: Counter[str] = Counter()
         self.locks_injected: Counter[str] = Counter()
         self.changes: list[FieldChange] = []
+        self._stamp: Callable[[], str] = lambda: self._created  # the seeded records were created with the org
         for account in accounts:
             self.add(account)
+        self._stamp = _stamp
 
     # --- records -------------------------------------------------------------------------------------------
 
@@ -104,7 +106,7 @@ class AccountStore:
             record.setdefault("Id", f"001{len(self._records) + 1:012d}AAA")
             record.setdefault("CreatedDate", self._created)
             record.setdefault("LastModifiedDate", self._created)
-            record.setdefault("SystemModstamp", _stamp())
+            record.setdefault("SystemModstamp", self._stamp())
             record.setdefault("Registry_Sync_Opt_Out__c", False)
             self._records[record["Id"]] = record
         return str(record["Id"])
