@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from tests.conftest import RegsyncEnv
@@ -152,34 +153,38 @@ def test_an_org_number_edited_between_deltas_comes_back_in_the_next_delta_with_o
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
-def test_a_delta_that_dies_mid_read_keeps_the_pages_it_stored(
+def test_a_delta_page_hands_its_moved_keys_over_in_its_own_transaction(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sf = world.stack.salesforce
-    accounts = sf.snapshot()
-    for record_id in sorted(accounts)[:5]:
-        sf.edit(record_id, Org_Number__c="923609016", BillingCountryCode="NO")
     monkeypatch.setattr(keyindex, "DELTA_PAGE", 50)
+    handed: list[str] = []
+    pages = [0]
+
+    def plan_sync(session: Session, moved: list[str]) -> None:
+        in_this_transaction = session.scalars(select(KeyIndexEntry.record_id)).all()
+        assert set(moved) <= set(in_this_transaction)
+        pages[0] += 1
+        if pages[0] == 3:
+            raise CrmTransientError("the worker died while planning the third page")
+        handed.extend(moved)
+
     with _crm() as (connection_id, spec, crm):
-        real = crm.modified_keys
-
-        def dies_after_100(key_fields: Any, since: Any) -> Iterator[dict[str, Any]]:
-            for count, record in enumerate(real(key_fields, since)):
-                if count == 100:
-                    raise CrmTransientError("the connection dropped")
-                yield record
-
-        monkeypatch.setattr(crm, "modified_keys", dies_after_100)
         with pytest.raises(CrmTransientError):
-            keyindex.refresh_delta(session_scope, crm, connection_id, spec)
-        read = list(real([spec.salesforce.org_number_field, "BillingCountryCode"], None))
+            keyindex.refresh_delta(session_scope, crm, connection_id, spec, on_changed=plan_sync)
+        read = list(crm.modified_keys([spec.salesforce.org_number_field, "BillingCountryCode"], None))
 
     stored = _index()
-    assert set(stored) == {str(r["Id"]) for r in read[:100]}  # two pages of 50, each with its watermark
+    assert set(stored) == {str(r["Id"]) for r in read[:100]}  # two pages of 50; the third rolled back
     assert _watermark().details == {"rows": 50, "first": read[50]["Id"], "last": read[99]["Id"]}
-    finished = _delta()
-    assert _index() == _expected(sf.snapshot())
-    assert set(finished.changed) == {r for r, key in _index().items() if key[1] is not None} - set(stored)
+    assert sorted(handed) == sorted(r for r, key in stored.items() if key[1] is not None)
+
+    with _crm() as (connection_id, spec, crm):
+        finished = keyindex.refresh_delta(session_scope, crm, connection_id, spec, on_changed=plan_sync)
+    assert _index() == _expected(world.stack.salesforce.snapshot())
+    # Nothing lost, nothing handed over twice: the rest arrives with the next read.
+    everything = sorted(r for r, key in _index().items() if key[1] is not None)
+    assert sorted(handed) == everything
+    assert set(finished.changed) == set(everything) - set(stored)
 
 
 def test_feed_keys_are_matched_with_one_ledger_query_per_batch(

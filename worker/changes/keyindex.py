@@ -38,6 +38,8 @@ DELTA_PAGE = 2000
 #: (record Id, raw org number, raw country) of one planned record, as the CRM holds them.
 PlannedKey = tuple[str, object, object]
 SessionFactory = Callable[[], AbstractContextManager[Session]]
+#: Told, inside a delta page's transaction, which record Ids got a new valid key on that page.
+OnChanged = Callable[[Session, list[str]], None]
 _KEY_COLUMNS = ("country", "org_number", "updated_at")
 
 
@@ -100,12 +102,23 @@ def refresh_from_plan(
 
 
 def refresh_delta(
-    session_factory: SessionFactory, crm: CrmClient, connection_id: int, spec: ConnectionSpec
+    session_factory: SessionFactory,
+    crm: CrmClient,
+    connection_id: int,
+    spec: ConnectionSpec,
+    *,
+    on_changed: OnChanged | None = None,
 ) -> KeyDelta:
     """Read what changed in the CRM since the ``crm:<object>`` watermark and bring the index up to date.
 
     Each query page is stored in one transaction together with the watermark (the newest SystemModstamp of the
     page), so a read that dies half-way resumes from the last stored page.
+
+    Args:
+        on_changed: Called in each page's transaction with the Ids whose key moved on it, so that the caller
+            stores what it does about them (plans their sync) together with the index rows and the watermark.
+            Without it, a read that fails after a page committed loses that page's Ids: the index already holds
+            their new keys, so the next read does not report them again.
 
     Raises:
         CrmError: The CRM read failed, or answered a record without a valid SystemModstamp.
@@ -117,7 +130,10 @@ def refresh_delta(
     key_fields = [sf.org_number_field, *([sf.country_field] if sf.country_field else [])]
     for page in _pages(crm.modified_keys(key_fields, since)):
         with session_factory() as session:
-            changed += _store_delta_page(session, connection_id, sf, page)
+            moved = _store_delta_page(session, connection_id, sf, page)
+            if on_changed is not None and moved:
+                on_changed(session, moved)
+            changed += moved
             position = _move_watermark(
                 session, connection_id, crm_source(sf.object), _newest(page), _page_details(page)
             )
