@@ -102,7 +102,7 @@ def test_a_full_plan_fills_the_index_with_normalised_keys_only(world: World) -> 
     with session_scope() as session:
         started = session.scalars(select(Run.started_at).where(Run.id == run["id"])).one()
     # The plan read every record: a later SystemModstamp read need not reach further back than its start.
-    assert _watermark().position == started.astimezone(dt.UTC).isoformat()
+    assert started is not None and _watermark().position == started.astimezone(dt.UTC).isoformat()
 
 
 def test_an_org_number_edited_between_deltas_comes_back_in_the_next_delta_with_one_query(
