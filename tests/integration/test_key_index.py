@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from config.settings import get_settings
 from tests.conftest import RegsyncEnv
 from tests.integration.backfill_world import NAME, World, open_world
+from worker.backfill.options import BackfillOptions
 from worker.changes import keyindex
 from worker.changes.models import KeyIndexEntry, Watermark
 from worker.company import CompanyKey
@@ -103,6 +104,15 @@ def test_a_full_plan_fills_the_index_with_normalised_keys_only(world: World) -> 
         started = session.scalars(select(Run.started_at).where(Run.id == run["id"])).one()
     # The plan read every record: a later SystemModstamp read need not reach further back than its start.
     assert started is not None and _watermark().position == started.astimezone(dt.UTC).isoformat()
+
+
+def test_a_backfill_refreshes_what_it_read_but_leaves_the_watermark_alone(world: World) -> None:
+    accounts = world.stack.salesforce.snapshot()
+    chosen = sorted(accounts)[:7]
+    world.backfill(BackfillOptions(ids=tuple(chosen)))
+    assert _index() == {record_id: _expected(accounts)[record_id] for record_id in chosen}
+    with session_scope() as session:
+        assert session.scalars(select(Watermark)).all() == []  # it did not read every record
 
 
 def test_an_org_number_edited_between_deltas_comes_back_in_the_next_delta_with_one_query(

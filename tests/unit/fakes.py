@@ -94,8 +94,8 @@ class FakeCrm:
         return results
 
     def modified_keys(self, key_fields: Sequence[str], since: dt.datetime | None) -> Iterator[CrmRecord]:
-        """Records whose ``SystemModstamp`` (an aware datetime; records without one count as modified) is after
-        ``since`` less the overlap, by stamp then Id; one call per 2,000 rows, as Salesforce's query pages."""
+        """Records whose ``SystemModstamp`` (an aware datetime; a record without one is older than any watermark)
+        is after ``since`` less the overlap, by stamp then Id; one call per 2,000 rows, as Salesforce's pages."""
         start = None if since is None else since - MODSTAMP_OVERLAP
         epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
         stamped = sorted((r.get("SystemModstamp") or epoch, i) for i, r in self.records.items())
