@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from config.settings import Settings
 from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.port import ApiUsage, CrmClient, CrmRecord, FieldInfo, WriteResult
+from worker.crm.soql import MODSTAMP_OVERLAP
 from worker.infra.dispatch import Dispatcher
 from worker.registry.port import RegistryProvider
 from worker.sync.runtime import ClientFactory, Opened, Runtime
@@ -90,6 +92,18 @@ class FakeCrm:
             self.crash_after_write = False
             raise KeyboardInterrupt("simulated worker death after the PATCH")
         return results
+
+    def modified_keys(self, key_fields: Sequence[str], since: dt.datetime | None) -> Iterator[CrmRecord]:
+        """Records whose ``SystemModstamp`` (an aware datetime; a record without one is older than any watermark)
+        is after ``since`` less the overlap, by stamp then Id; one call per 2,000 rows, as Salesforce's pages."""
+        start = None if since is None else since - MODSTAMP_OVERLAP
+        epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+        stamped = sorted((r.get("SystemModstamp") or epoch, i) for i, r in self.records.items())
+        found = [i for stamp, i in stamped if start is None or stamp > start]
+        for position, record_id in enumerate(found):
+            self.calls += position % 2000 == 0
+            yield {f: self.records[record_id].get(f) for f in ["Id", *key_fields, "SystemModstamp"]}
+        self.calls += not found
 
     def describe(self) -> dict[str, FieldInfo]:
         """Every field ``make_spec`` can map, as Salesforce would describe it (the run-start check reads it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,4 +65,10 @@ class CrmClient(Protocol):
 
     def describe(self) -> dict[str, FieldInfo]:
         """The object's fields by API name."""
+        ...
+
+    def modified_keys(self, key_fields: Sequence[str], since: dt.datetime | None) -> Iterator[CrmRecord]:
+        """Id, ``key_fields`` and SystemModstamp of every record modified after ``since`` less
+        ``worker.crm.soql.MODSTAMP_OVERLAP`` (all records when None), oldest first (by SystemModstamp, then Id);
+        streamed in query pages of 2,000, each page one call."""
         ...

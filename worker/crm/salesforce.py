@@ -27,7 +27,7 @@ from worker.crm.auth import TOKENS, Login, fetch_token
 from worker.crm.describe_cache import DESCRIBES
 from worker.crm.http import build_session
 from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
-from worker.crm.soql import build_soql
+from worker.crm.soql import build_soql, modified_since
 from worker.crm.translate import sanitize, translate
 from worker.crm.value_fit import refusals
 from worker.crm.write_retry import DEFAULT_POLICY, RetryPolicy, patch_with_retries
@@ -99,6 +99,16 @@ class SalesforceClient:
             if page.get("done", True) or not page.get("nextRecordsUrl"):
                 return
             page = self._call(partial(_query_more, url=page["nextRecordsUrl"], timeout=self._timeout_s))
+
+    def modified_keys(self, key_fields: Sequence[str], since: dt.datetime | None) -> Iterator[CrmRecord]:
+        """Id, ``key_fields`` and SystemModstamp of the records modified after ``since`` (less the overlap),
+        ordered by SystemModstamp then Id, one 2,000-record page per call; ``since`` None reads every record.
+
+        Raises:
+            CrmError: Or a subclass, translated from the failed call.
+        """
+        fields = ["Id", *key_fields, "SystemModstamp"]
+        return self.stream_records(fields, modified_since(since), order_by="SystemModstamp, Id")
 
     def count(self, where: str | None = None) -> int:
         """How many records match ``where``: ``SELECT COUNT()``, one API call whatever the number.

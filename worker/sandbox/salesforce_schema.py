@@ -79,6 +79,8 @@ ACCOUNT_FIELDS: tuple[SandboxField, ...] = (
     SandboxField("Description", "textarea", "Account Description", 32000),
     SandboxField("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
     SandboxField("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
+    # Set at creation and moved by every write, a person's or a process's (PROTOCOLS.md 3.7).
+    SandboxField("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
 )
 ACCOUNT_BY_NAME = {field.name: field for field in ACCOUNT_FIELDS}
 ACCOUNT_BY_LOWER = {field.name.lower(): field for field in ACCOUNT_FIELDS}

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
+def _stamp() -> str:
+    """A SystemModstamp as Salesforce writes it, to the millisecond (one fixed form, so text order is time order)."""
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
+
+
 def field_named(name: str) -> SandboxField:
     """The schema field for a (case-insensitive) API name, or a 400 INVALID_FIELD."""
     field = ACCOUNT_BY_LOWER.get(name.strip().lower())
@@ -83,8 +89,10 @@ class AccountStore:
         self.writes: Counter[str] = Counter()
         self.locks_injected: Counter[str] = Counter()
         self.changes: list[FieldChange] = []
+        self._stamp: Callable[[], str] = lambda: self._created  # the seeded records were created with the org
         for account in accounts:
             self.add(account)
+        self._stamp = _stamp
 
     # --- records -------------------------------------------------------------------------------------------
 
@@ -98,6 +106,7 @@ class AccountStore:
             record.setdefault("Id", f"001{len(self._records) + 1:012d}AAA")
             record.setdefault("CreatedDate", self._created)
             record.setdefault("LastModifiedDate", self._created)
+            record.setdefault("SystemModstamp", self._stamp())
             record.setdefault("Registry_Sync_Opt_Out__c", False)
             self._records[record["Id"]] = record
         return str(record["Id"])
@@ -108,9 +117,10 @@ class AccountStore:
             return copy.deepcopy(self._records)
 
     def edit(self, record_id: str, **values: Any) -> None:
-        """A person edits a record in the UI: values change, LastModifiedDate moves, ``writes`` does not."""
+        """A person edits a record in the UI: values change, LastModifiedDate and SystemModstamp move, ``writes``
+        does not."""
         with self._lock:
-            self._records[record_id].update(values, LastModifiedDate=_now())
+            self._records[record_id].update(values, LastModifiedDate=_now(), SystemModstamp=_stamp())
 
     def delete(self, record_ids: Iterable[str]) -> None:
         with self._lock:
@@ -283,7 +293,7 @@ class AccountStore:
     def _apply(self, record_id: str, values: dict[str, Any]) -> None:
         record = self._records[record_id]
         changed = {name: (record.get(name), new) for name, new in values.items() if record.get(name) != new}
-        record.update(values, LastModifiedDate=_now())
+        record.update(values, LastModifiedDate=_now(), SystemModstamp=_stamp())
         self.writes[record_id] += 1
         self.changes.append(FieldChange(record_id, changed, time.time()))
 

@@ -2,13 +2,14 @@
 
 ``SELECT f1, f2 | COUNT() FROM Obj [WHERE expr] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]``
 where ``expr`` has AND / OR / NOT / parentheses, ``= != <> < <= > >=``, ``[NOT] IN (...)``, ``LIKE``, null,
-true/false, numbers, dates and string literals with SOQL backslash escapes. Like real SOQL, names and
-keywords are case-insensitive, string comparisons ignore case, ``!=`` matches nulls, and AND and OR may
-not be mixed at one level without parentheses.
+true/false, numbers, dates, datetimes (compared as instants) and string literals with SOQL backslash escapes.
+Like real SOQL, names and keywords are case-insensitive, string comparisons ignore case, ``!=`` matches nulls,
+and AND and OR may not be mixed at one level without parentheses.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -283,7 +284,7 @@ class _Parser:
         if token.kind == "number":
             return float(token.text) if "." in token.text else int(token.text)
         if token.kind == "date":
-            return token.text
+            return _datetime(token.text) if "T" in token.text else token.text
         words: dict[str, Value] = {"NULL": None, "TRUE": True, "FALSE": False}
         if token.kind == "name" and token.text.upper() in words:
             return words[token.text.upper()]
@@ -310,6 +311,11 @@ class _Parser:
                 )
             nulls_last = which.is_keyword("LAST")
         return field, descending, nulls_last
+
+
+def _datetime(text: str) -> dt.datetime:
+    """A SOQL datetime literal (the token pattern demands its zone, ``Z`` or an offset) as an aware instant."""
+    return dt.datetime.fromisoformat(text)
 
 
 def _sort_key(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-Value = str | int | float | bool | None
+#: A datetime literal (``2026-12-01T00:00:00Z``, unquoted) parses to an aware ``dt.datetime``; a date literal
+#: stays a ``YYYY-MM-DD`` string, which compares as the stored dates do.
+Value = str | int | float | bool | dt.datetime | None
 
 _ORDERING: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
@@ -27,7 +30,19 @@ def _fold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
+def _instant(value: Any, literal: Value) -> Any:
+    """A stored datetime (``2026-12-01T00:00:00.000+0000``) as an aware datetime when compared with a datetime
+    literal, so instants compare whatever their written form; an unparsable value compares as null."""
+    if not isinstance(literal, dt.datetime) or not isinstance(value, str):
+        return value
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def _equal(value: Any, literal: Value) -> bool:
+    value = _instant(value, literal)
     if literal is None or value is None:
         return value is None and literal is None
     if isinstance(literal, bool) or isinstance(value, bool):
@@ -47,6 +62,7 @@ class Compare:
             return _equal(value, self.literal)
         if self.op == "!=":
             return not _equal(value, self.literal)  # like SOQL, a null field is "not equal" to a value
+        value = _instant(value, self.literal)
         if value is None or self.literal is None:
             return False
         try:
