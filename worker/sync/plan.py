@@ -61,7 +61,7 @@ class Page:
     planned: int = 0
     opted_out: int = 0
     cursor: str | None = None
-    keys: list[keyindex.PlannedKey] = field(default_factory=list)  # every record read: for the key index
+    indexed: list[keyindex.PlannedKey] = field(default_factory=list)  # every record read: for the key index
 
 
 def plan_run(
@@ -203,7 +203,7 @@ class Planner:
         record_id = str(record["Id"])
         page.planned += 1
         page.cursor = record_id
-        page.keys.append((record_id, *keyindex.raw_key(record, sf)))
+        page.indexed.append((record_id, *keyindex.raw_key(record, sf)))
         if sf.opt_out_field and record.get(sf.opt_out_field) is True:
             page.opted_out += 1  # the record's owner opted out of registry sync: never planned
             return
@@ -233,7 +233,7 @@ class Planner:
             whole = final and not self.stopping and self.selection == Selection()  # every record was read
             since = run.started_at if whole else None
             keyindex.refresh_from_plan(
-                session, run.connection_id, self.spec.salesforce.object, page.keys, complete_since=since
+                session, run.connection_id, self.spec.salesforce.object, page.indexed, complete_since=since
             )
             self._count(session, page, final, now)
             closed = runs.maybe_close(session, self.run_id, now, listener=self.dispatch) if final else None
