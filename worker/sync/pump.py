@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from config.settings import Settings, get_settings
 from worker.company import CompanyKey
 from worker.errors import RegsyncError
-from worker.registry.brreg import MAX_BATCH
+from worker.registry.brreg import MAX_BATCH, BrregProvider
 from worker.registry.port import RegistryProvider
 from worker.sync import pump_ledger
 from worker.sync.company_cache import CompanyCache
@@ -138,7 +138,7 @@ class Pump:
         self.settings = settings
         self.owner = f"pump:{claim.attempt}"  # a later pump inherits a dead one's claims (same prefix)
         self.claim_ttl_s = settings.registry_timeout_s * 2 + 5.0
-        self.unit = MAX_BATCH if type(registry).__name__.startswith("Brreg") else 1
+        self.unit = MAX_BATCH if isinstance(registry, BrregProvider) else 1  # brreg asks a batch per GET
         self.next_seq = claim.seq  # the first chunk seq not read into ``pending`` yet
         self.pending: deque[Item] = deque()
         self.in_flight: dict[Future[None], list[Item]] = {}
