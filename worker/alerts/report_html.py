@@ -13,15 +13,15 @@ from typing import Any
 
 from worker.alerts.report_text import (
     ALERT_HEADERS,
+    CONNECTION_HEADERS,
     alert_rows,
     alert_sentence,
-    channel_words,
+    connection_rows,
     connection_warnings,
     distribution_sentence,
     minute,
     notice_sentence,
     period_words,
-    status_words,
 )
 from worker.alerts.report_timeline import ALERT_COLOUR, STATUS_COLOURS, timeline_svg
 
@@ -74,16 +74,7 @@ def _facts(report: dict[str, Any]) -> str:
 
 def _notifications(report: dict[str, Any]) -> str:
     warnings = "".join(f'<p class="warning">⚠ {escape(line)}</p>' for line in connection_warnings(report))
-    rows = [
-        (
-            c["name"],
-            "yes" if c["enabled"] else "no",
-            channel_words(c["notifications"]),
-            status_words(c["runs"]),
-        )
-        for c in report["connections"]
-    ]
-    table = _table(("Connection", "Enabled", "Notification channels", "Runs in the period"), rows)
+    table = _table([h.capitalize() for h in CONNECTION_HEADERS], connection_rows(report))
     return f"<h2>Who is told</h2>{warnings}{table}"
 
 

@@ -98,6 +98,23 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
     return lines
 
 
+#: The columns of the per-connection table: who is told, and what its runs did.
+CONNECTION_HEADERS = ("connection", "enabled", "notification channels", "runs in the period")
+
+
+def connection_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per connection in scope."""
+    return [
+        (
+            c["name"],
+            "yes" if c["enabled"] else "no",
+            channel_words(c["notifications"]),
+            status_words(c["runs"]),
+        )
+        for c in report["connections"]
+    ]
+
+
 #: The columns of the per-alert table: when each notice was due and when it went out.
 ALERT_HEADERS = ("alert", "kind", "connection", "run", "detected", "notify by", "notified", "notice")
 
@@ -157,16 +174,7 @@ def render_text(report: dict[str, Any]) -> list[str]:
     ]
     warnings = connection_warnings(report)
     lines += [*(f"WARNING: {line}" for line in warnings), *([""] if warnings else [])]
-    rows = [
-        (
-            c["name"],
-            "yes" if c["enabled"] else "no",
-            channel_words(c["notifications"]),
-            status_words(c["runs"]),
-        )
-        for c in report["connections"]
-    ]
-    lines += text_table(("connection", "enabled", "notification channels", "runs in the period"), rows)
+    lines += text_table(CONNECTION_HEADERS, connection_rows(report))
     lines += ["", _runs_sentence(report["runs"]), ""]
     lines += [
         *_attention_lines(report),
