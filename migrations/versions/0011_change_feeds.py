@@ -23,7 +23,7 @@ _KINDS = (
 )
 _RUN_COUNTS = ("feed_pages", "changes_seen", "changes_matched", "changes_unmapped")
 _CHANGE_TYPES = "'new', 'changed', 'deleted', 'removed', 'unknown'"
-_OUTCOMES = "'synced', 'unmapped', 'review', 'approved', 'rejected', 'failed', 'skipped'"
+_OUTCOMES = "'synced', 'unmapped', 'review', 'approved', 'rejected', 'failed', 'skipped', 'planned'"
 
 
 def _ts(name: str, nullable: bool = True) -> sa.Column[object]:

@@ -45,6 +45,9 @@ class ChangeOutcome(StrEnum):
     REJECTED = "rejected"  # a person rejected it: the CRM was left alone
     FAILED = "failed"  # the write failed (the run's failures say why)
     SKIPPED = "skipped"  # not applied, with a reason (opted out, out of scope, invalid, ...)
+    PLANNED = (
+        "planned"  # a changes run stored the record's chunk; its chunk turns this into the final outcome
+    )
 
 
 class Watermark(Base):

@@ -16,6 +16,7 @@ from sqlalchemy import update
 
 from config.settings import Settings, get_settings
 from worker.budget import control as budget
+from worker.changes import planned
 from worker.crm.port import CrmClient
 from worker.errors import (
     ApiBudgetReached,
@@ -166,6 +167,7 @@ def _finish(
         runs.add_chunk_result(session, claim.run_id, counts, now, api_used=outcome.api_used)
         runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
         field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
+        planned.settle(session, claim.run_id, claim.record_ids, outcome.settled())  # a changes run's events
         closed = runs.maybe_close(session, claim.run_id, now, listener=dispatch)
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from worker.backfill.options import BackfillOptions
-from worker.changes import events
+from worker.changes import events, planned
 from worker.changes.events import Origin, ReviewItem
+from worker.changes.planned import Origins, Settled
 from worker.company import Company, CompanyKey, LookupResult
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
 from worker.crm.values import value_hash
@@ -67,6 +68,9 @@ class Outcome:
     review: int = 0  # field changes sent to review (policy ``review``) instead of being written
     reviews: list[ReviewItem] = field(default_factory=list)  # those changes, queued with the writes
     notices: list[Failure] = field(default_factory=list)  # registry outcomes that are not failures
+    skipped: dict[str, str] = field(
+        default_factory=dict
+    )  # record Id -> why it was left alone (opted out, ...)
     field_changes: dict[str, FieldTally] = field(default_factory=dict)  # dry run: what would change
 
     def counts(self) -> Counts:
@@ -84,6 +88,14 @@ class Outcome:
             out_of_scope=self.out_of_scope,
             review=self.review,
             **{notice.counter: noticed[notice.value] for notice in RegistryNotice},
+        )
+
+    def settled(self) -> Settled:
+        """What this attempt did to its records, for the ``planned`` events of a changes run."""
+        return Settled(
+            failed={failure.record_id: failure.error_code for failure in self.failures},
+            skipped=self.skipped,
+            reviewed={(item.record_id, item.field) for item in self.reviews},
         )
 
     def ledger_rows(self) -> list[Failure]:
@@ -115,8 +127,11 @@ class ChunkWork:
         self.stores = stores or shared_stores(settings)
         self.outcome = Outcome()
         self._calls_before = (registry.calls, crm.calls)
+        self.origins: Origins = {}  # a changes run's records: the feed item behind each planned field
 
     def run(self) -> Outcome:
+        with session_scope() as session:
+            self.origins = planned.origins(session, self.claim.run_id, self.claim.record_ids)
         records = self._without_opted_out(self._read_records())
         keys = self._keys(records)
         results = self._lookup(sorted(set(keys.values()), key=lambda k: (k.country, k.org_number)))
@@ -149,6 +164,7 @@ class ChunkWork:
             return records
         kept = {record_id: record for record_id, record in records.items() if record.get(name) is not True}
         self.outcome.opted_out += len(records) - len(kept)
+        self.outcome.skipped.update((rid, "opted out") for rid in records if rid not in kept)
         return kept
 
     def _lookup(self, keys: list[CompanyKey]) -> dict[CompanyKey, LookupResult]:
@@ -205,6 +221,7 @@ class ChunkWork:
             return result.company
         if result is not None and result.error_code in OUT_OF_SCOPE_CODES:
             self.outcome.out_of_scope += 1  # skipped: neither failed nor listed
+            self.outcome.skipped[record_id] = "out of the registry's scope"
             return None
         code = result.error_code if result and result.error_code else "REGISTRY_NO_ANSWER"
         message = result.error_message if result and result.error_message else "no registry answer"
@@ -235,10 +252,12 @@ class ChunkWork:
 
     def _hold_for_review(self, record_id: str, key: CompanyKey, plan: RecordPlan) -> None:
         """Count the record's ``review`` changes and keep them for the write step (never written)."""
-        origin = Origin.full_run(self.claim.run_id)
+        full = Origin.full_run(self.claim.run_id)
+        feed = self.origins.get(record_id, {})
         self.outcome.review += len(plan.review)
         self.outcome.reviews += [
-            ReviewItem(origin, record_id, key, name, old, new) for name, (old, new) in plan.review.items()
+            ReviewItem(feed.get(name, full), record_id, key, name, old, new)
+            for name, (old, new) in plan.review.items()
         ]
 
     def _written_by_this_run(self, record: CrmRecord, fields: dict[str, FieldState]) -> bool:

@@ -25,6 +25,7 @@ from worker.crm.port import CrmClient, CrmRecord
 from worker.errors import (
     ApiBudgetReached,
     CrmLimitExceeded,
+    FeedGap,
     InvalidOrgNumber,
     LedgerError,
     RegsyncError,
@@ -35,7 +36,7 @@ from worker.infra.dispatch import Dispatcher
 from worker.ledger import chunks, runs
 from worker.ledger.chunks import Failure
 from worker.ledger.db import session_scope
-from worker.ledger.models import Run, RunStatus, utcnow
+from worker.ledger.models import Run, RunMode, RunStatus, utcnow
 from worker.orgnr import normalise
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import PlanOutcome
@@ -91,13 +92,22 @@ def plan_run(
         with clients(run.connection_id, settings) as (runtime, crm, _registry):
             # A mapping that no longer fits (or a refused user) fails the run here, before any record is read.
             check_run_start(runtime.spec, crm)
-            Planner(run, runtime, crm, dispatch, settings).run()
+            _planner_for(run)(run, runtime, crm, dispatch, settings).run()
     except Exception as exc:
         error = classify(exc)
         log_if_unexpected(log, error, exc, run_id=run_id)
         last = last_attempt or run.plan_attempts >= settings.plan_max_attempts
         return _planning_failed(run, error, last, dispatch)
     return PlanOutcome.PLANNED
+
+
+def _planner_for(run: Run) -> type[Planner]:
+    """A ``changes`` run reads the CRM delta and the change feed (worker.changes.plan); any other run every record."""
+    if run.mode == RunMode.CHANGES.value:
+        from worker.changes.plan import ChangesPlanner
+
+        return ChangesPlanner
+    return Planner
 
 
 def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool, dispatch: Dispatcher) -> PlanOutcome:
@@ -120,6 +130,10 @@ def _planning_failed(run: Run, exc: RegsyncError, last_attempt: bool, dispatch: 
         else with_advice(exc)
     )
     log.error("run failed while planning: %s", message, extra=extra)
+    if isinstance(exc, FeedGap):
+        from worker.changes.gap import open_feed_gap
+
+        open_feed_gap(run, message)
     with session_scope() as session:
         runs.fail_run(session, run.id, exc.code, message, utcnow(), listener=dispatch)
     return PlanOutcome.FAILED
