@@ -90,9 +90,9 @@ def feed_view(session: Session, connection: str, now: dt.datetime | None = None)
     stored = {
         w.source: w for w in session.scalars(select(Watermark).where(Watermark.connection_id == row.id))
     }
-    expected = [crm_source(spec.salesforce.object)]
-    if spec.salesforce.country:
-        expected.insert(0, feed_source(spec.registry.provider, spec.salesforce.country))
+    # The feed a changes run reads: the connection's fixed country, else Norway (worker.changes.plan).
+    country = (spec.salesforce.country or "NO").upper()
+    expected = [feed_source(spec.registry.provider, country), crm_source(spec.salesforce.object)]
     sources = expected + sorted(set(stored) - set(expected))
     return {"connection": connection, "sources": [source_view(s, stored.get(s), now) for s in sources]}
 
