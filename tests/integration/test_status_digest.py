@@ -183,3 +183,15 @@ def test_a_run_still_going_sends_nothing_yet(env: RegsyncEnv, receiver: WebhookR
 
     assert send_digest(run_id, now=dt.datetime.now(dt.UTC)) is False
     assert receiver.received == []
+
+
+def test_a_connection_without_channels_gets_no_digest_and_none_is_claimed(env: RegsyncEnv) -> None:
+    spec = parse_spec(tomllib.loads(acme_toml('status = { field = "Registry_Status__c" }')))
+    with session_scope() as session:
+        connection_id = apply_connection(session, spec, "admin").connection_id
+    run_id = closed_run(connection_id)
+    fill(run_id, connection_id)
+
+    assert send_digest(run_id) is False
+    with session_scope() as session:
+        assert session.query(AuditEvent).filter(AuditEvent.action == "changes.digest").count() == 0

@@ -156,12 +156,14 @@ def _prepare(run_id: int, factory: ChannelFactory | None, now: dt.datetime) -> _
         if run is None or run.mode != RunMode.CHANGES.value or run.finished_at is None:
             return None
         digest = collect(session, run)
-        if digest.empty or not _claim(session, run, digest):
-            return None
         connection = session.get_one(Connection, run.connection_id)
         settings = AlertsSpec.model_validate((connection.spec or {}).get("alerts") or {})
-        channels = (factory or build_channels)(session, connection.id, settings)
         names = channels_through(settings, 0)
+        if digest.empty or not names:  # nothing to say, or nobody to tell (the demo's connection)
+            return None
+        if not _claim(session, run, digest):
+            return None
+        channels = (factory or build_channels)(session, connection.id, settings)
         notice = build_digest_notice(digest, connection.name, now, get_settings().public_url)
     return notice, channels, names
 
