@@ -109,8 +109,18 @@ def alerts_evaluate(run_id: int | None = None) -> dict[str, int]:
     looks at every connection anyway.
     """
     from worker.alerts.evaluator import evaluate
+    from worker.changes.digest import send_digest
 
     if run_id is not None:
         log.debug("alert pass after run %s closed", run_id, extra={"run_id": run_id})
+        _status_digest(send_digest, run_id)
 
     return _periodic(lambda: evaluate().as_dict())
+
+
+def _status_digest(send: Callable[[int], bool], run_id: int) -> None:
+    """A closed changes run's status digest (worker.changes.digest); never stops the alert pass."""
+    try:
+        send(run_id)
+    except Exception:
+        log.warning("status digest failed", exc_info=True, extra={"run_id": run_id})

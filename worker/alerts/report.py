@@ -29,7 +29,7 @@ from worker.alerts.report_facts import (
 )
 from worker.errors import ConfigurationError, ConnectionNotFound
 from worker.ledger.audit import verify_chain
-from worker.ledger.models import Connection, Run
+from worker.ledger.models import Connection, Run, RunMode
 
 _SINCE = re.compile(r"^\s*(\d{1,9})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -90,9 +90,12 @@ def _run_section(rows: list[tuple[Run, str]]) -> dict[str, Any]:
     by_connection: dict[str, Counter[str]] = {}
     for run, name in rows:
         by_connection.setdefault(name, Counter())[run.status] += 1
+    modes = Counter(run.mode for run, _ in rows)
     return {
         "total": len(rows),
         "by_status": dict(sorted(Counter(run.status for run, _ in rows).items())),
+        # Changes runs count like any other run; this says how many of each mode there were.
+        "by_mode": {mode.value: modes[mode.value] for mode in RunMode},
         "by_connection": {name: dict(sorted(c.items())) for name, c in sorted(by_connection.items())},
     }
 

@@ -20,6 +20,7 @@ from worker.alerts.report_text import (
     connection_warnings,
     distribution_sentence,
     minute,
+    mode_words,
     notice_sentence,
     period_words,
 )
@@ -66,6 +67,7 @@ def _facts(report: dict[str, Any]) -> str:
         ("Period", escape(period_words(report))),
         ("Generated", escape(minute(report["generated_at"]) + " UTC")),
         ("Connections", escape(names)),
+        ("Runs by mode", escape(mode_words(report["runs"]))),
         ("Audit chain", state),
         ("Audit chain head hash", head),
     ]

@@ -154,7 +154,12 @@ def _attention_lines(report: dict[str, Any]) -> list[str]:
 def _runs_sentence(runs: dict[str, Any]) -> str:
     if not runs["total"]:
         return "No run in this period."
-    return f"{_plural(runs['total'], 'run')} in this period: {status_words(runs['by_status'])}."
+    return f"{_plural(runs['total'], 'run')} in this period ({mode_words(runs)}): {status_words(runs['by_status'])}."
+
+
+def mode_words(runs: dict[str, Any]) -> str:
+    """How many runs of each mode: "3 full, 12 changes" (every mode, zero included)."""
+    return ", ".join(f"{count} {mode}" for mode, count in runs.get("by_mode", {}).items())
 
 
 def render_text(report: dict[str, Any]) -> list[str]:

@@ -33,8 +33,17 @@ def demo_command(
         show_default=False,
         help="The Redis to use as broker, a DB of the demo's own. Default: DB 15 of the Redis on 127.0.0.1, port 6379.",
     ),
+    changes: bool = typer.Option(
+        False,
+        "--changes",
+        help="After the full run, script a few hundred changes in the registry's change feed and run a changes "
+        "run: only what changed is fetched and written. Prints what it cost against the full run.",
+    ),
 ) -> None:
-    """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar."""
+    """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar.
+
+    With --changes, a changes run follows the full run.
+    """
     from worker.cli.runs import print_summary, watch
     from worker.infra.dispatch import CeleryDispatcher
     from worker.sandbox import demo
@@ -56,9 +65,12 @@ def demo_command(
         with demo.embedded_worker():
             run_id = start_run(spec_data["name"], CeleryDispatcher(), triggered_by="demo")
             view = watch(run_id)
-        print_summary(view)
-        _print_failures(run_id)
-        ok = _compare_with_truth(view, stack.truth(stack.spec()))
+            print_summary(view)
+            _print_failures(run_id)
+            ok = _compare_with_truth(view, stack.truth(stack.spec()))
+            if changes:
+                run_id, same = _changes_run(stack, spec_data["name"], view)
+                ok = ok and same
         _print_registry_privacy(stack)
     console.print(
         f"demo finished in {time.monotonic() - started:.1f} s; inspect it with "
@@ -117,12 +129,70 @@ def _print_failures(run_id: int, per_code: int = 2) -> None:
     print_table_with_notes(console, headers, cells, "message", messages, title="failures by reason")
 
 
+#: Feed changes `demo --changes` scripts (a few hundred, fewer when the org is small).
+DEMO_CHANGES = 300
+
+
+def _changes_run(stack: Any, name: str, full: dict[str, Any]) -> tuple[int, bool]:
+    """Script feed changes, run a changes run, print it and its cost against ``full``; (run id, counts ok)."""
+    from worker.cli.runs import print_summary, watch
+    from worker.infra.dispatch import CeleryDispatcher
+    from worker.ledger.models import RunMode
+    from worker.sandbox import demo
+    from worker.sync.runner import start_run
+
+    scripted = demo.script_feed_changes(stack, min(DEMO_CHANGES, max(10, full["planned"] // 6)))
+    console.print(
+        f"\n[bold]changes run[/]: scripted {scripted.total} changes in the registry's change feed: "
+        f"{scripted.mapped} of mapped fields, {scripted.unmapped} of unmapped paths only, {scripted.new} new "
+        f"units the CRM does not hold, {scripted.deleted} deleted, {scripted.removed} removed",
+        highlight=False,
+    )
+    run_id = start_run(name, CeleryDispatcher(), triggered_by="demo", mode=RunMode.CHANGES)
+    view = watch(run_id)
+    print_summary(view)
+    _print_cost(full, view)
+    return run_id, _compare_feed(view, scripted)
+
+
+def _print_cost(full: dict[str, Any], changes: dict[str, Any]) -> None:
+    """What the changes run cost against the full run: registry and Salesforce calls, and their ratio."""
+    for label, key in (("registry", "registry_calls"), ("Salesforce", "crm_calls")):
+        ratio = full[key] / changes[key] if changes[key] else float("inf")
+        console.print(
+            f"cost: {label} calls {changes[key]} (changes run) against {full[key]} (full run), "
+            f"{ratio:.1f}x fewer",
+            highlight=False,
+        )
+
+
+def _compare_feed(view: dict[str, Any], scripted: Any) -> bool:
+    expected = {
+        "changes_seen": scripted.total,
+        "changes_matched": scripted.matched,
+        "changes_unmapped": scripted.unmapped,
+    }
+    wrong = [
+        f"{key}: run {view[key]} ≠ scripted {value}" for key, value in expected.items() if view[key] != value
+    ]
+    if wrong:
+        console.print("[bold red]feed counts do not match what was scripted:[/] " + "; ".join(wrong))
+        return False
+    console.print(
+        "[bold green]✓[/] feed counts match what was scripted "
+        + ", ".join(f"{key}={value}" for key, value in expected.items())
+    )
+    return True
+
+
 def _print_registry_privacy(stack: Any) -> None:
     requests = stack.registry.requests
     methods = sorted({r.method for r in requests})
+    feed = sum(1 for r in requests if "/changes/" in r.path or "/oppdateringer/" in r.path)
     console.print(
         f"registry saw {len(requests)} requests, methods {methods}, each carrying only a country "
         "and an organisation number in its path"
+        + (f" (and {feed} change-feed requests, with a day and a scroll id)" if feed else "")
     )
 
 

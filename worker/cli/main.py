@@ -18,6 +18,7 @@ from worker.cli.cancel import cancel_command
 from worker.cli.changes import changes_app
 from worker.cli.common import EXIT_USAGE, fail
 from worker.cli.demo import demo_command
+from worker.cli.feed import register as register_feed
 from worker.cli.health import health_command
 from worker.cli.help import install as readable_help
 from worker.cli.resume import resume_command
@@ -44,6 +45,7 @@ app.command("standby")(standby_command)
 app.command("health")(health_command)
 app.command("backfill", context_settings=BACKFILL_CONTEXT)(backfill_command)
 register_schedule(app)  # schedule set/show, enable, disable
+register_feed(app)  # feed show
 
 
 class LogLevel(StrEnum):

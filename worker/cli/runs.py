@@ -17,8 +17,8 @@ from worker.errors import LedgerUnavailable
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.counters import CALLS, COUNTERS
 from worker.ledger.db import session_scope
-from worker.ledger.models import RunStatus
-from worker.ledger.views import list_failures, list_runs, records_done, show_run
+from worker.ledger.models import RunMode, RunStatus
+from worker.ledger.views import CHANGE_COUNTS, list_failures, list_runs, records_done, show_run
 from worker.registry.outcomes import RegistryNotice
 from worker.sync.runner import start_run, wait_for
 from worker.text_input import check_db_id, refuse_control
@@ -43,17 +43,24 @@ def run_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
     actor: str | None = typer.Option(None, "--actor", envvar="REGSYNC_ACTOR", help="Who starts the run."),
+    changes: bool = typer.Option(
+        False,
+        "--changes",
+        help="A changes run: only what changed in the CRM and in the registry's change feed since the last one.",
+    ),
 ) -> None:
-    """Start a manual run of CONNECTION now."""
+    """Start a manual run of CONNECTION now (a full run unless --changes)."""
     if actor is not None:
         refuse_control(actor, "actor (--actor / REGSYNC_ACTOR)")
     with session_scope() as session:
         require_secrets(session, connection)  # a run without them could never start
-    run_id = start_run(connection, CeleryDispatcher(), triggered_by=actor or f"cli:{getpass.getuser()}")
+    mode = RunMode.CHANGES if changes else RunMode.FULL
+    who = actor or f"cli:{getpass.getuser()}"
+    run_id = start_run(connection, CeleryDispatcher(), triggered_by=who, mode=mode)
     if not wait:
         with session_scope() as session:
             view = show_run(session, run_id)
-        print_json(view) if as_json else console.print(f"run {run_id} queued for {connection}")
+        print_json(view) if as_json else console.print(f"{mode.value} run {run_id} queued for {connection}")
         return
     view = watch(run_id, quiet=as_json)
     print_json(view) if as_json else print_summary(view)
@@ -99,11 +106,23 @@ SUMMARY_KEYS = (
 )
 
 
+#: A changes run's own counts, in the words of its summary (shown before the records' counts).
+CHANGE_LABELS = {
+    "feed_pages": "feed pages read",
+    "changes_seen": "changes seen",
+    "changes_matched": "changes matched",
+    "changes_unmapped": "changes skipped (no mapped path)",
+}
+
+
 def summary_rows(view: dict[str, Any]) -> list[tuple[str, str]]:
     """The summary's (label, count) rows, in the words `runs list` uses; the registry's notices are totalled
-    under ``notices`` (the list's column), each kind indented under it."""
+    under ``notices`` (the list's column), each kind indented under it. A changes run starts with its feed
+    counts (pages read, changes seen, matched, skipped as unmapped)."""
     label = {"updated": "would update"} if view.get("dry_run") else {}
     rows: list[tuple[str, str]] = []
+    if view.get("mode") == RunMode.CHANGES.value:
+        rows.extend((CHANGE_LABELS[key], str(view[key])) for key in CHANGE_COUNTS)
     for key in SUMMARY_KEYS:
         if key == NOTICE_KEYS[0]:
             rows.append(("notices", str(sum(view[k] for k in NOTICE_KEYS))))
@@ -120,7 +139,8 @@ def print_summary(view: dict[str, Any]) -> None:
     }
     colour = colours.get(view["status"], "red")
     console.print(
-        f"run {view['id']} of {view['connection']}: [bold {colour}]{view['status']}[/] "
+        f"{view.get('mode', RunMode.FULL.value)} run {view['id']} of {view['connection']}: "
+        f"[bold {colour}]{view['status']}[/] "
         f"in {view['duration_s']} s"
     )
     print_table(console, ("count", "value"), summary_rows(view), right=("value",))
@@ -151,12 +171,13 @@ def list_command(
         print_json(views)
         return
     counts = ("planned", "updated", "failed", "invalid", "notices", "out of scope")
-    headers = ("id", "connection", "kind", "status", "queued", "duration s", *counts)
+    headers = ("id", "connection", "kind", "mode", "status", "queued", "duration s", *counts)
     rows = (
         (
             str(v["id"]),
             v["connection"],
             v["kind"],
+            v["mode"],
             v["status"],
             str(v["queued_at"])[:19],
             str(v["duration_s"]),

@@ -15,8 +15,9 @@ from croniter import croniter
 from worker.cli.admin import ActorOption, JsonOption, check_and_report, ledger, note, say
 from worker.cli.common import handles_errors, print_json, require_actor
 from worker.connections.preflight import check_stored
+from worker.ledger.models import RunMode
 from worker.scheduling.models import DEFAULT_GRACE_S, DEFAULT_STARTING_DEADLINE_S, Concurrency
-from worker.scheduling.spec import ScheduleSpec, make_schedule_spec
+from worker.scheduling.spec import TimingSpec, make_schedule_spec
 from worker.scheduling.store import find_connection, schedule_view, set_enabled, set_schedule
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Set and show when a connection runs by itself.")
@@ -53,17 +54,29 @@ def schedule_set(
     grace: Annotated[
         int, typer.Option("--grace", min=0, help="Seconds after a slot before alerting calls it missed.")
     ] = DEFAULT_GRACE_S,
+    changes: Annotated[
+        bool,
+        typer.Option(
+            "--changes",
+            help="Set the schedule of changes runs (only what changed since the last one), not of full runs.",
+        ),
+    ] = False,
     actor: ActorOption = None,
 ) -> None:
-    """Set CONNECTION's schedule (audited). It runs only once the connection is enabled."""
+    """Set CONNECTION's schedule of full runs, or with --changes of changes runs (audited).
+
+    It runs only once the connection is enabled. A typical pair: a weekly full reconcile and hourly changes runs.
+    """
     who = require_actor(actor)
-    spec: ScheduleSpec = make_schedule_spec(cron, tz, concurrency.value, starting_deadline, grace)
+    spec: TimingSpec = make_schedule_spec(cron, tz, concurrency.value, starting_deadline, grace)
+    mode = RunMode.CHANGES if changes else RunMode.FULL
     with ledger() as session:
         row = find_connection(session, connection, lock=True)
-        action = set_schedule(session, row, spec, who)
+        action = set_schedule(session, row, spec, who, mode=mode)
         enabled = row.enabled
     say(
-        f"schedule of {connection} {action}: {spec.cron!r} in {spec.timezone}, concurrency {spec.concurrency}"
+        f"{mode.value} schedule of {connection} {action}: {spec.cron!r} in {spec.timezone}, "
+        f"concurrency {spec.concurrency}"
     )
     gap = shortest_gap(spec.cron)
     if gap < FREQUENT:
@@ -95,7 +108,14 @@ def _print_view(view: dict[str, Any]) -> None:
         say(
             f'no schedule; set one with `regsync schedule set {view["connection"]} "0 2 * * *" --tz Europe/Oslo`'
         )
-        return
+    else:
+        _print_schedule("full runs", schedule)
+    if view.get("changes_schedule") is not None:
+        _print_schedule("changes runs", view["changes_schedule"])
+
+
+def _print_schedule(title: str, schedule: dict[str, Any]) -> None:
+    say(f"  {title}:")
     say(f"  cron {schedule['cron']!r} in {schedule['timezone']}, concurrency {schedule['concurrency']}")
     say(f"  starting deadline {schedule['starting_deadline_s']} s, grace {schedule['grace_s']} s")
     say(f"  last slot handled {schedule['last_slot'] or '-'}, next slot {schedule['next_slot'] or '-'} (UTC)")

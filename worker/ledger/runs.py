@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from worker.errors import RunNotFound
 from worker.ledger.counters import Counts
 from worker.ledger.db import updated_one
-from worker.ledger.models import Run, RunKind, RunStatus, utcnow
+from worker.ledger.models import Run, RunKind, RunMode, RunStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,14 @@ def create_run(
     triggered_by: str,
     scheduled_for: dt.datetime | None = None,
     options: dict[str, Any] | None = None,
+    mode: RunMode = RunMode.FULL,
 ) -> Run:
-    """Insert a queued run (the (connection, scheduled_for) unique constraint refuses a second one per slot)."""
+    """Insert a queued run of ``mode`` (the (connection, mode, scheduled_for) unique constraint refuses a second
+    one per slot)."""
     run = Run(
         connection_id=connection_id,
         kind=kind.value,
+        mode=mode.value,
         status=RunStatus.QUEUED.value,
         triggered_by=triggered_by,
         scheduled_for=scheduled_for,

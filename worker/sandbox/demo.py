@@ -120,3 +120,87 @@ def embedded_worker(concurrency: int = 4) -> Iterator[None]:
         shutdown_timeout=30.0,
     ):
         yield
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedFeed:
+    """The feed changes `regsync demo --changes` scripted in the sandbox registry, by what they should do."""
+
+    mapped: int  # a mapped field of a company in the CRM changed: fetched and synced
+    unmapped: int  # only a path no mapping reads changed (revenue): matched, skipped as unmapped
+    new: int  # new units the CRM does not hold: ignored
+    deleted: int  # deleted from the register: the status becomes deleted
+    removed: int  # removed from open data: the status is marked, the ledger purged
+
+    @property
+    def total(self) -> int:
+        return self.mapped + self.unmapped + self.new + self.deleted + self.removed
+
+    @property
+    def matched(self) -> int:
+        """Changes of companies the CRM holds (all but the new units)."""
+        return self.total - self.new
+
+
+#: Shares of the scripted changes (the rest are mapped changes).
+_UNMAPPED, _NEW, _DELETED, _REMOVED = 0.15, 0.10, 0.10, 0.05
+
+
+def crm_companies(stack: Any, country: str = "NO") -> list[Any]:
+    """The active registry companies of ``country`` that accounts of the sandbox org point at (sorted)."""
+    from worker.company import CompanyStatus
+    from worker.errors import InvalidOrgNumber
+    from worker.orgnr import normalise
+
+    by_org = {(c.country, c.org_number): c for c in stack.dataset.companies}
+    found: dict[str, Any] = {}
+    for account in stack.dataset.accounts:
+        if str(account.get("BillingCountryCode") or "") != country:
+            continue
+        try:
+            org = normalise(country, account.get("Org_Number__c"))
+        except InvalidOrgNumber:
+            continue
+        company = by_org.get((country, org))
+        if company is not None and company.status is CompanyStatus.ACTIVE:
+            found[org] = company
+    return [found[org] for org in sorted(found)]
+
+
+def script_feed_changes(stack: Any, count: int = 300, *, seed: int = 11, country: str = "NO") -> ScriptedFeed:
+    """Script ``count`` feed changes in the sandbox registry (both feeds): mapped and unmapped changes, new units,
+    deletions and removals, each of a different company of the CRM (new units: numbers nobody holds)."""
+    import random
+
+    from worker.company import Company
+    from worker.sandbox.dataset import OrgNumbers
+
+    rng = random.Random(seed)
+    pool = crm_companies(stack, country)
+    rng.shuffle(pool)
+    unmapped, new, deleted, removed = (
+        round(count * share) for share in (_UNMAPPED, _NEW, _DELETED, _REMOVED)
+    )
+    mapped = min(count - unmapped - new - deleted - removed, len(pool) - unmapped - deleted - removed)
+    registry = stack.registry
+    picks = iter(pool)
+    for company in (next(picks) for _ in range(mapped)):
+        employees = (company.employees or 0) + rng.randint(1, 40)
+        registry.script_change(
+            company.model_copy(update={"employees": employees, "name": f"{company.name} Nye"})
+        )
+    for company in (next(picks) for _ in range(unmapped)):
+        registry.script_change(company.model_copy(update={"revenue": (company.revenue or 0) + 1000}))
+    for company in (next(picks) for _ in range(deleted)):
+        registry.script_delete(company.country, company.org_number)
+    for company in (next(picks) for _ in range(removed)):
+        registry.script_remove(company.country, company.org_number)
+    taken = {(c.country, c.org_number) for c in stack.dataset.companies}
+    numbers = OrgNumbers(random.Random(seed + 1))
+    for index in range(new):
+        org = numbers.next(country)
+        while (country, org) in taken:
+            org = numbers.next(country)
+        taken.add((country, org))
+        registry.script_new(Company(org_number=org, country=country, name=f"Nystartet {index} AS"))
+    return ScriptedFeed(mapped, unmapped, new, deleted, removed)

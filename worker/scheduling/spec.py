@@ -14,16 +14,9 @@ MAX_STARTING_DEADLINE_S = 7 * 24 * 3600
 MAX_GRACE_S = 24 * 3600
 
 
-class ScheduleSpec(BaseModel):
-    """When the connection's mass update runs by itself, once an admin has enabled it.
-
-    Example::
-
-        [schedule]
-        cron = "0 2 * * *"
-        timezone = "Europe/Oslo"
-        concurrency = "forbid"
-    """
+class TimingSpec(BaseModel):
+    """When one kind of run (full or changes) starts by itself: the fields shared by ``[schedule]`` and
+    ``[schedule.changes]``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,20 +56,46 @@ class ScheduleSpec(BaseModel):
         return value
 
 
+class ChangesScheduleSpec(TimingSpec):
+    """When the connection's changes runs start (``[schedule.changes]``): only what changed in the CRM and in
+    the registry's change feed since the last one. Hourly is typical, next to a weekly full reconcile."""
+
+
+class ScheduleSpec(TimingSpec):
+    """When the connection's mass update runs by itself, once an admin has enabled it.
+
+    Example (a weekly full reconcile and hourly changes runs)::
+
+        [schedule]
+        cron = "0 2 * * 0"
+        timezone = "Europe/Oslo"
+        concurrency = "forbid"
+
+        [schedule.changes]
+        cron = "15 * * * *"
+        timezone = "Europe/Oslo"
+    """
+
+    changes: ChangesScheduleSpec | None = Field(
+        default=None,
+        description="[schedule.changes]: when changes runs start (stored as a changes schedule).",
+    )
+
+
 def make_schedule_spec(
     cron: str,
     timezone: str,
     concurrency: str = "forbid",
     starting_deadline_s: int = DEFAULT_STARTING_DEADLINE_S,
     grace_s: int = DEFAULT_GRACE_S,
-) -> ScheduleSpec:
-    """A validated schedule from command-line values.
+) -> TimingSpec:
+    """A validated schedule from command-line values (for either mode).
 
     Raises:
         ScheduleInvalid: A value is invalid; the message names which and why.
     """
     try:
-        return ScheduleSpec(
+        return TimingSpec(
             cron=cron,
             timezone=timezone,
             concurrency=concurrency,  # type: ignore[arg-type]  # validated by pydantic

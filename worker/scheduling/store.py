@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from worker.alerts.config import AlertsSpec
 from worker.errors import ConnectionNotFound, NoAlertChannel
 from worker.ledger.audit import append_event
-from worker.ledger.models import Connection, utcnow
+from worker.ledger.models import Connection, RunMode, utcnow
 from worker.scheduling.cron import CronSchedule
 from worker.scheduling.models import Schedule
-from worker.scheduling.spec import ScheduleSpec
+from worker.scheduling.spec import ScheduleSpec, TimingSpec
 
 SetAction = Literal["created", "updated", "unchanged"]
 
@@ -43,14 +43,24 @@ def find_connection(session: Session, name: str, *, lock: bool = False) -> Conne
 
 
 def schedule_settings(row: Schedule) -> dict[str, Any]:
-    """The admin-set part of a schedule row, as audited and shown."""
-    return {
+    """The admin-set part of a schedule row, as audited and shown (a changes schedule says its mode)."""
+    settings: dict[str, Any] = {
         "cron": row.cron,
         "timezone": row.timezone,
         "concurrency": row.concurrency_policy,
         "starting_deadline_s": row.starting_deadline_s,
         "grace_s": row.grace_s,
     }
+    if row.mode != RunMode.FULL.value:
+        settings["mode"] = row.mode
+    return settings
+
+
+def _schedule_row(
+    session: Session, connection_id: int, mode: RunMode, *, lock: bool = False
+) -> Schedule | None:
+    query = select(Schedule).where(Schedule.connection_id == connection_id, Schedule.mode == mode.value)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def restart_cursor(row: Schedule, now: dt.datetime) -> None:
@@ -60,9 +70,16 @@ def restart_cursor(row: Schedule, now: dt.datetime) -> None:
 
 
 def set_schedule(
-    session: Session, connection: Connection, spec: ScheduleSpec, actor: str, now: dt.datetime | None = None
+    session: Session,
+    connection: Connection,
+    spec: TimingSpec,
+    actor: str,
+    now: dt.datetime | None = None,
+    *,
+    mode: RunMode = RunMode.FULL,
 ) -> SetAction:
-    """Create or change ``connection``'s schedule to ``spec``; audit it as ``schedule.set`` if it changed.
+    """Create or change ``connection``'s schedule of ``mode`` runs to ``spec``; audit it as ``schedule.set`` if
+    it changed. A file's ``[schedule]`` with a ``[schedule.changes]`` table sets both schedules.
 
     Args:
         session: A session on the ledger; the caller commits.
@@ -70,15 +87,30 @@ def set_schedule(
         spec: The validated schedule.
         actor: Who sets it, for the audit trail.
         now: The current time (tests pass a frozen one).
+        mode: Which runs the schedule starts: full runs, or changes runs.
 
     Returns:
-        ``created``, ``updated`` or ``unchanged`` (no audit event).
+        ``created``, ``updated`` or ``unchanged`` (no audit event); of both schedules, the larger change.
     """
     now = now or utcnow()
-    row = session.scalar(select(Schedule).where(Schedule.connection_id == connection.id).with_for_update())
+    action = _set_one(session, connection, spec, actor, now=now, mode=mode)
+    changes = spec.changes if isinstance(spec, ScheduleSpec) and mode is RunMode.FULL else None
+    if changes is None:
+        return action
+    other = _set_one(session, connection, changes, actor, now=now, mode=RunMode.CHANGES)
+    return min(action, other, key=_ACTIONS.index)
+
+
+_ACTIONS: tuple[SetAction, ...] = ("created", "updated", "unchanged")
+
+
+def _set_one(
+    session: Session, connection: Connection, spec: TimingSpec, actor: str, *, now: dt.datetime, mode: RunMode
+) -> SetAction:
+    row = _schedule_row(session, connection.id, mode, lock=True)
     before = schedule_settings(row) if row is not None else None
     if row is None:
-        row = Schedule(connection_id=connection.id)
+        row = Schedule(connection_id=connection.id, mode=mode.value)
         session.add(row)
     row.cron, row.timezone = spec.cron, spec.timezone
     row.concurrency_policy = spec.concurrency
@@ -120,8 +152,8 @@ def set_enabled(
     if connection.enabled == enabled:
         return False
     connection.enabled = enabled
-    row = session.scalar(select(Schedule).where(Schedule.connection_id == connection.id).with_for_update())
-    if enabled and row is not None:
+    rows = session.scalars(select(Schedule).where(Schedule.connection_id == connection.id).with_for_update())
+    for row in rows if enabled else ():
         restart_cursor(row, now or utcnow())
     session.flush()
     after: dict[str, Any] = {"enabled": enabled} | ({"without_notices": True} if silent else {})
@@ -155,21 +187,25 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def schedule_view(session: Session, name: str, upcoming: int = 3) -> dict[str, Any]:
-    """A connection's schedule and state for `regsync schedule show` (``schedule`` None when unset)."""
+    """A connection's schedules and state for `regsync schedule show`: ``schedule`` (full runs) and
+    ``changes_schedule`` (changes runs), each None when unset."""
     connection = find_connection(session, name)
-    row = session.scalar(select(Schedule).where(Schedule.connection_id == connection.id))
-    view: dict[str, Any] = {"connection": name, "enabled": connection.enabled, "schedule": None}
-    if row is None:
-        return view
+    view: dict[str, Any] = {"connection": name, "enabled": connection.enabled}
+    for key, mode in (("schedule", RunMode.FULL), ("changes_schedule", RunMode.CHANGES)):
+        row = _schedule_row(session, connection.id, mode)
+        view[key] = None if row is None else _row_view(row, upcoming)
+    return view
+
+
+def _row_view(row: Schedule, upcoming: int) -> dict[str, Any]:
     cron = CronSchedule(row.cron, row.timezone)
     slots: list[dt.datetime] = []
     after = max(row.last_slot or utcnow(), utcnow())
     for _ in range(upcoming):
         after = cron.next_slot(after)
         slots.append(after)
-    view["schedule"] = schedule_settings(row) | {
+    return schedule_settings(row) | {
         "last_slot": _iso(row.last_slot),
         "next_slot": _iso(row.next_slot),
         "upcoming_local": [slot.astimezone(cron.zone).isoformat() for slot in slots],
     }
-    return view

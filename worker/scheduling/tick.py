@@ -1,7 +1,10 @@
 """The beat tick (every 30 s): turn each enabled connection's due schedule slots into runs, exactly once.
 
-The ledger's unique (connection, scheduled_for) constraint is what makes a slot run once: two beats, a
+The ledger's unique (connection, mode, scheduled_for) constraint is what makes a slot run once: two beats, a
 restarted beat or a redelivered tick all try to insert the same row, and all but one get an IntegrityError.
+A connection may have two schedules, one per run mode (the full reconcile and changes runs); each starts runs
+of its mode, and its concurrency policy looks only at active runs of that mode (an hourly changes run neither
+waits for nor cancels a long weekly reconcile).
 Only the winner dispatches ``plan_run``. A run inserted but never dispatched (the process died in between)
 stays ``queued`` and the sweeper sends it. The schedule's cursor only moves forward.
 """
@@ -19,7 +22,7 @@ from sqlalchemy.orm import Session
 from worker.infra.dispatch import Dispatcher
 from worker.ledger import runs
 from worker.ledger.db import session_scope
-from worker.ledger.models import Connection, Run, RunKind, RunStatus, utcnow
+from worker.ledger.models import Connection, Run, RunKind, RunMode, RunStatus, utcnow
 from worker.scheduling.cron import CronSchedule
 from worker.scheduling.models import Concurrency, Schedule
 from worker.scheduling.policy import MISSED, SlotDecision, decide
@@ -53,6 +56,7 @@ class TickReport:
 class _Due:
     schedule_id: int
     connection_id: int
+    mode: RunMode
     cron: CronSchedule
     policy: Concurrency
     starting_deadline_s: int
@@ -113,10 +117,13 @@ def _load(session: Session, schedule_id: int, now: dt.datetime) -> _Due | None:
         return None
     cron = CronSchedule(row.cron, row.timezone)
     last = row.last_slot or now
-    active = select(Run.id).where(Run.connection_id == row.connection_id, Run.status.in_(ACTIVE_STATES))
+    active = select(Run.id).where(
+        Run.connection_id == row.connection_id, Run.mode == row.mode, Run.status.in_(ACTIVE_STATES)
+    )
     return _Due(
         schedule_id=row.id,
         connection_id=row.connection_id,
+        mode=RunMode(row.mode),
         cron=cron,
         policy=Concurrency(row.concurrency_policy),
         starting_deadline_s=row.starting_deadline_s,
@@ -148,13 +155,14 @@ def _tick_schedule(schedule_id: int, now: dt.datetime, dispatch: Dispatcher, rep
         active_run_ids=due.active,
     )
     for decision in decisions:
-        run_id = _record(due.connection_id, decision)
+        run_id = _record(due.connection_id, due.mode, decision)
         if run_id is None:
             report.lost += 1
         elif decision.run:
             dispatch.plan(run_id)
             report.started += 1
-            log.info("scheduled run started", extra={"run_id": run_id, "slot": decision.slot.isoformat()})
+            slot = decision.slot.isoformat()
+            log.info("scheduled run started", extra={"run_id": run_id, "mode": due.mode.value, "slot": slot})
         else:
             if decision.error_code == MISSED:
                 report.missed += 1
@@ -164,12 +172,14 @@ def _tick_schedule(schedule_id: int, now: dt.datetime, dispatch: Dispatcher, rep
     _advance(due, due.slots[-1] if due.slots else due.last_slot)
 
 
-def _record(connection_id: int, decision: SlotDecision) -> int | None:
-    """Insert the slot's run (and cancel what it replaces); None when another tick already recorded it."""
+def _record(connection_id: int, mode: RunMode, decision: SlotDecision) -> int | None:
+    """Insert the slot's run of ``mode`` (and cancel what it replaces); None when another tick already
+    recorded it."""
     now = utcnow()
     run = Run(
         connection_id=connection_id,
         kind=RunKind.SCHEDULED.value,
+        mode=mode.value,
         status=(RunStatus.QUEUED if decision.run else RunStatus.SKIPPED).value,
         triggered_by=TRIGGERED_BY,
         scheduled_for=decision.slot,
@@ -182,7 +192,7 @@ def _record(connection_id: int, decision: SlotDecision) -> int | None:
     try:
         with session_scope() as session:
             session.add(run)
-            session.flush()  # the unique (connection_id, scheduled_for) constraint decides here
+            session.flush()  # the unique (connection_id, mode, scheduled_for) constraint decides here
             for active_id in decision.cancel:
                 runs.request_cancel(session, active_id)
             return run.id

@@ -12,7 +12,7 @@ from worker.errors import ConnectionNotFound, LedgerUnavailable
 from worker.infra.dispatch import Dispatcher
 from worker.ledger import runs
 from worker.ledger.db import ride_out, session_scope
-from worker.ledger.models import Connection, RunKind, RunStatus
+from worker.ledger.models import Connection, RunKind, RunMode, RunStatus
 from worker.ledger.views import show_run
 
 
@@ -23,8 +23,13 @@ def start_run(
     triggered_by: str,
     kind: RunKind = RunKind.MANUAL,
     options: dict[str, Any] | None = None,
+    mode: RunMode = RunMode.FULL,
 ) -> int:
-    """Queue a run of ``connection`` and send its planning task; returns the run id."""
+    """Queue a run of ``connection`` and send its planning task; returns the run id.
+
+    ``mode`` is what the run reads: every record (``full``, the reconcile) or only what changed since the last
+    changes run (``changes``: the CRM's SystemModstamp delta and the registry's change feed).
+    """
     with session_scope() as session:
         connection_id = session.execute(select(Connection.id).where(Connection.name == connection)).scalar()
         if connection_id is None:
@@ -32,7 +37,7 @@ def start_run(
                 f"no connection named {connection!r}; apply one with `regsync connection apply`"
             )
         run_id = runs.create_run(
-            session, connection_id, kind=kind, triggered_by=triggered_by, options=options
+            session, connection_id, kind=kind, triggered_by=triggered_by, options=options, mode=mode
         ).id
     dispatch.plan(run_id)
     return run_id
