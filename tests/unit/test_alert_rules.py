@@ -45,7 +45,8 @@ def run(run_id: int, status: str, at: dt.datetime, **values: Any) -> RunFacts:
 
 def state(*runs: RunFacts, schedule: ScheduleFacts | None = None, **settings: Any) -> ConnectionState:
     ordered = tuple(sorted(runs, key=lambda r: (r.queued_at, r.id), reverse=True))
-    return ConnectionState(1, "acme", True, AlertsSpec(**settings), ordered, schedule)
+    schedules = (schedule,) if schedule is not None else ()
+    return ConnectionState(1, "acme", True, AlertsSpec(**settings), ordered, schedules)
 
 
 def good_history() -> list[RunFacts]:
@@ -204,3 +205,16 @@ def test_report_helpers() -> None:
         parse_since("soon")
     assert [percentile([5.0, 1.0, 3.0, 2.0], q) for q in (0.5, 0.95)] == [2.0, 5.0]
     assert percentile([], 0.5) is None
+
+
+def test_missed_slots_are_judged_per_schedule_and_met_only_by_runs_of_its_mode() -> None:
+    slot = NOW - HOUR
+    full = ScheduleFacts(7, dt.timedelta(minutes=15), mode="full")
+    changes = ScheduleFacts(8, dt.timedelta(minutes=15), (slot,), mode="changes")  # the tick never started it
+    reconcile = run(5, "succeeded", slot, kind="scheduled", scheduled_for=slot, started_at=slot)
+    ordered = (reconcile,)
+
+    conditions = run_missed(ConnectionState(1, "acme", True, AlertsSpec(), ordered, (full, changes)), NOW)
+
+    # The full run met the reconcile's slot; the changes schedule's slot at the same time had no changes run.
+    assert [c.subject for c in conditions] == ["schedule:8"]

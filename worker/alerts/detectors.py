@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.alerts.models import AlertKind
-from worker.alerts.snapshot import ConnectionState, RunFacts
+from worker.alerts.snapshot import ConnectionState, RunFacts, ScheduleFacts
 from worker.ledger.models import RunKind, RunStatus
 
 #: Error codes of runs that ended because a credential was refused (registry 401, Salesforce invalid_grant).
@@ -115,12 +115,17 @@ def _slot_missed(run: RunFacts | None, slot: dt.datetime, grace: dt.timedelta) -
 
 
 def run_missed(state: ConnectionState, now: dt.datetime) -> list[Condition]:
-    """The newest slot whose grace has run out had no run started within the grace."""
-    schedule = state.schedule
-    if schedule is None:
-        return []
+    """Per schedule: the newest slot whose grace has run out had no run (of its mode) started within the grace."""
+    return [c for schedule in state.schedules for c in _schedule_missed(state, schedule, now)]
+
+
+def _schedule_missed(state: ConnectionState, schedule: ScheduleFacts, now: dt.datetime) -> list[Condition]:
     deadline = now - schedule.grace
-    by_slot = {r.scheduled_for: r for r in state.runs if r.scheduled_for is not None and r.kind != "backfill"}
+    by_slot = {
+        r.scheduled_for: r
+        for r in state.runs
+        if r.scheduled_for is not None and r.kind != "backfill" and r.mode == schedule.mode
+    }
     due = sorted({s for s in [*schedule.unhandled_slots, *by_slot] if s <= deadline})
     if not due:
         return []

@@ -44,6 +44,7 @@ class RunFacts:
     updated: int = 0
     api_used_after: int | None = None
     api_limit: int | None = None
+    mode: str = "full"
 
     @classmethod
     def of(cls, run: Run) -> RunFacts:
@@ -52,6 +53,7 @@ class RunFacts:
             kind=run.kind,
             status=run.status,
             queued_at=run.queued_at,
+            mode=run.mode,
             scheduled_for=run.scheduled_for,
             started_at=run.started_at,
             finished_at=run.finished_at,
@@ -77,6 +79,8 @@ class ScheduleFacts:
     schedule_id: int
     grace: dt.timedelta
     unhandled_slots: tuple[dt.datetime, ...] = ()
+    #: What its runs read (``full`` or ``changes``): its slots are met by runs of the same mode only.
+    mode: str = "full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,8 @@ class ConnectionState:
     enabled: bool
     settings: AlertsSpec
     runs: tuple[RunFacts, ...] = ()
-    schedule: ScheduleFacts | None = None
+    #: Its schedules (a full reconcile and a changes schedule may both exist); empty while it is disabled.
+    schedules: tuple[ScheduleFacts, ...] = ()
     settings_error: str | None = field(default=None)
 
 
@@ -118,19 +123,25 @@ def _runs(session: Session, connection_id: int) -> tuple[RunFacts, ...]:
     return tuple(RunFacts.of(run) for run in ordered)
 
 
-def _schedule(
+def _schedules(
     session: Session, connection: Connection, settings: AlertsSpec, now: dt.datetime
-) -> ScheduleFacts | None:
-    row = session.scalar(select(Schedule).where(Schedule.connection_id == connection.id))
-    if row is None or not connection.enabled:
-        return None
+) -> tuple[ScheduleFacts, ...]:
+    if not connection.enabled:
+        return ()
+    rows = session.scalars(
+        select(Schedule).where(Schedule.connection_id == connection.id).order_by(Schedule.id)
+    )
+    return tuple(_facts(row, settings, now) for row in rows)
+
+
+def _facts(row: Schedule, settings: AlertsSpec, now: dt.datetime) -> ScheduleFacts:
     grace_s = row.grace_s if settings.missed_grace_minutes is None else settings.missed_grace_minutes * 60
     pending = row.next_slot
     slots: tuple[dt.datetime, ...] = ()
     if pending is not None and pending <= now:
         later = CronSchedule(row.cron, row.timezone).slots_between(pending, now, limit=SLOTS_KEPT)
         slots = (pending, *later)
-    return ScheduleFacts(row.id, dt.timedelta(seconds=grace_s), slots)
+    return ScheduleFacts(row.id, dt.timedelta(seconds=grace_s), slots, row.mode)
 
 
 def load_snapshot(session: Session, now: dt.datetime) -> list[ConnectionState]:
@@ -139,10 +150,10 @@ def load_snapshot(session: Session, now: dt.datetime) -> list[ConnectionState]:
     for connection in session.scalars(select(Connection).order_by(Connection.id)):
         settings, error = _settings(connection)
         try:
-            schedule = _schedule(session, connection, settings, now)
+            schedules = _schedules(session, connection, settings, now)
         except Exception:  # an unreadable schedule is logged, not fatal to the other detectors
             log.exception("schedule of connection %s unreadable", connection.name)
-            schedule = None
+            schedules = ()
         states.append(
             ConnectionState(
                 connection.id,
@@ -150,7 +161,7 @@ def load_snapshot(session: Session, now: dt.datetime) -> list[ConnectionState]:
                 connection.enabled,
                 settings,
                 _runs(session, connection.id),
-                schedule,
+                schedules,
                 error,
             )
         )
