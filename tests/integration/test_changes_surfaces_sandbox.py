@@ -157,6 +157,7 @@ def test_run_changes_wait_then_runs_list_feed_show_and_one_digest(
         len(scripted["unmapped"]),
     )
     assert run["feed_pages"] >= 1 and run["updated"] == len(accounts_of(stack, written))
+    assert run["api_used_before"] is not None and run["api_used_after"] >= run["api_used_before"]
     assert set(writes) == accounts_of(stack, written) and max(writes.values()) == 1, (
         "each record once, no other"
     )

@@ -342,6 +342,7 @@ class ChangesPlanner(Planner):
         }
         if final:
             values["planned_complete"] = True
+        self._record_usage(session, values)
         session.execute(update(Run).where(Run.id == self.run_id).values(**values))
 
     def _close(self) -> None:

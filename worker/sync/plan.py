@@ -279,6 +279,11 @@ class Planner:
             values["plan_cursor"] = page.cursor
         if final:
             values["planned_complete"] = True
+        self._record_usage(session, values)
+        session.execute(update(Run).where(Run.id == self.run_id).values(**values))
+
+    def _record_usage(self, session: Session, values: dict[str, object]) -> None:
+        """The org's API usage as Salesforce last reported it: the run's first reading, and its limit."""
         usage = self.crm.usage
         if usage.used is not None:
             values["api_limit"] = usage.limit
@@ -287,4 +292,3 @@ class Planner:
                 .where(Run.id == self.run_id, Run.api_used_before.is_(None))
                 .values(api_used_before=usage.used)
             )
-        session.execute(update(Run).where(Run.id == self.run_id).values(**values))
