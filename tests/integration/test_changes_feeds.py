@@ -24,14 +24,15 @@ from worker.changes.models import ChangeOutcome, ChangeType, FeedSeen, Watermark
 from worker.company import Company, CompanyStatus
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
+from worker.sandbox.tls import RecordedRequest
 
 pytestmark = pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 
 NEW_UNIT = "923609016"  # valid checksum; no sandbox company, no record holds it
 
 
-def _lookups(requests: list[object], feed_path: str) -> list[str]:
-    return registry_numbers([r for r in requests if feed_path not in r.path])  # type: ignore[attr-defined]
+def _lookups(requests: list[RecordedRequest], feed_path: str) -> list[str]:
+    return registry_numbers([r for r in requests if feed_path not in r.path])
 
 
 @pytest.mark.timeout(60)
