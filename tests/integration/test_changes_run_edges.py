@@ -22,6 +22,7 @@ from tests.integration.changes_world import ChangesWorld, changes_world, renamed
 from worker.changes import plan as changes_plan
 from worker.changes import review
 from worker.changes.models import ChangeOutcome, ChangeType
+from worker.feeds.factory import feed_for
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
 from worker.ledger.models import utcnow
@@ -111,9 +112,8 @@ def test_cancel_stops_planning_and_the_watermark_covers_only_committed_pages(
     brreg: ChangesWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = brreg
-    real_feed_for = changes_plan.feed_for
     monkeypatch.setattr(
-        changes_plan, "feed_for", lambda *a, **k: real_feed_for(*a, **{**k, "size": 10})
+        changes_plan, "feed_for", lambda *a, **k: feed_for(*a, **{**k, "size": 10})
     )  # 3 pages of 10
     companies = world.singles(30)
     ids = [world.registry.script_change(renamed(c)).brreg_id for c in companies]
