@@ -63,6 +63,10 @@ ONCE_PER_RUN = "the record is synced once per run: an earlier page of this run p
 PURGED = "[purged: the company was removed from the register]"
 
 
+class _Stopped(Exception):
+    """The run was cancelled or failed: roll the current delta page back (its records stay unread)."""
+
+
 def plan_changes(
     run_id: int,
     dispatch: Dispatcher,
@@ -123,14 +127,21 @@ class ChangesPlanner(Planner):
     # --- CRM side --------------------------------------------------------------------------------------------
 
     def _crm_delta(self) -> None:
-        delta = keyindex.refresh_delta(
-            self._page_session, self.crm, self.connection_id, self.spec, on_changed=self._crm_changed
-        )
+        try:
+            delta = keyindex.refresh_delta(
+                self._page_session, self.crm, self.connection_id, self.spec, on_changed=self._crm_changed
+            )
+        except _Stopped:
+            log.info("changes run stopped while reading the CRM delta", extra={"run_id": self.run_id})
+            return
         log.info("changes run: CRM delta read", extra={"run_id": self.run_id, "changed": len(delta.changed)})
 
     def _crm_changed(self, session: Session, record_ids: list[str]) -> None:
-        """In the delta page's transaction: chunk the records whose key was added or edited."""
+        """In the delta page's transaction: chunk the records whose key was added or edited (a stopped run rolls
+        the page back: its keys and the crm watermark stay, so the next run reads these records again)."""
         self._still_mine(session)
+        if self._stopped(session):
+            raise _Stopped
         rows = session.execute(
             select(KeyIndexEntry.record_id, KeyIndexEntry.country, KeyIndexEntry.org_number).where(
                 KeyIndexEntry.connection_id == self.connection_id,
@@ -203,9 +214,12 @@ class ChangesPlanner(Planner):
             )
 
     def _feed_page(self, feed: ChangeFeed, page: FeedPage) -> None:
-        """One page's effects, counts and watermark in one transaction."""
+        """One page's effects, counts and watermark in one transaction (none once the run stopped: the watermark
+        then covers only pages whose chunks were stored while the run could still sync them)."""
         with self._page_session() as session:
             self._still_mine(session)
+            if self._stopped(session):
+                return
             changes = self._unseen(session, feed.source, page.changes)
             matches = keyindex.records_for(session, self.connection_id, self.object, {c.key for c in changes})
             batch = Batch(seen=len(changes))
@@ -299,6 +313,13 @@ class ChangesPlanner(Planner):
         )
 
     # --- storing ---------------------------------------------------------------------------------------------
+
+    def _stopped(self, session: Session) -> bool:
+        """Whether the run was cancelled or failed (read under the run row's lock, taken by ``_still_mine``)."""
+        run = runs.get_run(session, self.run_id)
+        session.refresh(run)
+        self.stopping = self.stopping or bool(run.cancel_requested or run.error_code)
+        return self.stopping
 
     def _store(self, session: Session, batch: Batch) -> None:
         """Chunks, events and counts of one page, in the caller's transaction."""
