@@ -285,13 +285,13 @@ def test_changes_run_applies_each_change_once_through_a_killed_planner(
         if rid not in refused
     }
     wrong = {rid: diff for rid, diff in wrong.items() if diff}
-    held = records_by_key(world)  # once: it normalises every record's org number
-    kinds = {rid: what for key, what in script.mapped.items() for rid in held[key]}
+    by_key = records_by_key(world)  # once: it normalises every record's org number
+    kinds = {rid: what for key, what in script.mapped.items() for rid in by_key[key]}
     assert not wrong, (
         f"{len(wrong)} records differ from a full run's result ({sorted({kinds[r] for r in wrong})}), "
         f"e.g. {list(wrong.items())[:2]}"
     )
-    renamed = {rid for key, what in script.mapped.items() if what == "name" for rid in held[key]}
+    renamed = {rid for key, what in script.mapped.items() if what == "name" for rid in by_key[key]}
     assert renamed - refused <= written, "a mapped name change was not applied"
 
     with session_scope() as session:
