@@ -332,7 +332,7 @@ def test_changes_run_applies_each_change_once_through_a_killed_planner(
             )
         )
     assert failed_records == refused, (failed_records, refused)
-    assert outcomes.get(ChangeOutcome.UNMAPPED.value) == sum(len(held[k]) for k in script.unmapped)
+    assert outcomes.get(ChangeOutcome.UNMAPPED.value) == sum(len(by_key[k]) for k in script.unmapped)
     assert {r.method for r in world.stack.registry.requests} == {"GET"}
     assert "Traceback" not in cluster.output()
     print(
