@@ -316,6 +316,7 @@ def test_changes_run_applies_each_change_once_through_a_killed_planner(
             .having(func.count() > 1)
         ).all()
     assert position == str(script.last_id)
+    assert run.pump_done, "the registry pump did not finish (it read the chunks' org keys wrongly once)"
     assert run.changes_seen == script.total == 3_000
     assert run.changes_matched == len(script.mapped) + len(script.unmapped)
     assert run.changes_unmapped == len(script.unmapped)

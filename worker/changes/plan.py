@@ -49,6 +49,7 @@ from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
 from worker.ledger.models import Chunk, RecordFailure, Run, RunMode, RunStatus, utcnow
 from worker.ledger.upsert import upsert
+from worker.sync.company_cache import field_of
 from worker.sync.outcomes import PlanOutcome
 from worker.sync.plan import Planner
 from worker.sync.runtime import ClientFactory, Runtime, open_clients, shared_stores
@@ -328,7 +329,7 @@ class ChangesPlanner(Planner):
         ids = list(batch.records)
         size = self.chunk_size
         batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        keys = [list(dict.fromkeys(str(batch.records[r]) for r in part)) for part in batches]
+        keys = [list(dict.fromkeys(field_of(batch.records[r]) for r in part)) for part in batches]
         self.pending += chunks.add_chunks(session, run, batches, utcnow(), keys)
         planned = [e for e in batch.events if e.outcome is ChangeOutcome.PLANNED]
         record_outcomes(session, self.connection_id, [e for e in batch.events if e not in planned])
