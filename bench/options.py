@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "registry-pump")
+BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "registry-pump", "changes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,8 @@ class Sizes:
     pump_small_accounts: int = 2_000  # the R = 10 row
     pump_latencies_s: tuple[float, ...] = (0.0, 0.4, 1.0)  # Salesforce latency per row
     pump_memory_accounts: int = 100_000  # the peak-memory row (0: none)
+    changes_accounts: int = 1_000_000  # the changes run's org
+    changes_feed: int = 3_000  # its feed items (0.3 %)
 
 
 FULL = Sizes()
@@ -41,6 +43,8 @@ QUICK = Sizes(
     pump_small_accounts=60,
     pump_latencies_s=(0.0,),
     pump_memory_accounts=0,
+    changes_accounts=5_000,
+    changes_feed=300,
 )
 
 

@@ -15,12 +15,14 @@ from typing import Any
 from rich.console import Console
 
 from bench.baseline import run_naive
+from bench.changes_run import ChangesSetup, run_changes
 from bench.ledger import run_ledger
 from bench.machine import describe_machine
 from bench.options import BENCHMARKS, Options, parse
 from bench.pump_run import run_pump_row
 from bench.report import Section, print_table, write_results
 from bench.scale import run_scale
+from bench.sections_changes import changes_section
 from bench.sections_pump import default_setups, memory_setup, pump_section
 from bench.sections_scale import ledger_section, scale_section
 from bench.sections_sync import baseline_section, calls_section, throughput_section, variant_rows
@@ -147,6 +149,14 @@ class Suite:
             self._say(f"registry pump: {setup.label}, {setup.accounts:,} Accounts, R = {setup.rps:.0f}")
             results.append(run_pump_row(setup, self.services, self.workdir / f"pump-{index}"))
         return pump_section(results)
+
+    def changes(self) -> Section:
+        sizes = self.options.sizes
+        setup = ChangesSetup(accounts=sizes.changes_accounts, changes=sizes.changes_feed)
+        self._say(
+            f"changes run: {setup.accounts:,} Accounts, {setup.changes:,} feed changes, R = {setup.rps:.0f}"
+        )
+        return changes_section(run_changes(setup, self.services, self.workdir / "changes", say=self._say))
 
     def run_one(self, name: str, build: Callable[[], Section]) -> None:
         started = time.monotonic()

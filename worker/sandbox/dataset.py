@@ -367,8 +367,16 @@ def make_dataset(
     dissolved_share: float = 0.03,
     duplicate_share: float = 0.02,
     stale_share: float = 0.3,
+    created_at: dt.datetime | None = None,
 ) -> Dataset:
-    """Build the whole dataset in memory; ``kinds`` maps each account Id to its kind."""
+    """Build the whole dataset in memory; ``kinds`` maps each account Id to its kind.
+
+    ``created_at``: the accounts' CreatedDate, LastModifiedDate and SystemModstamp (UTC); None (the default)
+    leaves them to the sandbox org, which stamps its seeded records with its own creation time. A benchmark
+    that sets the ``crm:Account`` watermark right after seeding passes an instant in the past, so that the
+    first SystemModstamp delta (which reaches back an overlap before the watermark) does not re-read them all.
+    """
+    stamps = _stamps(created_at)
     dataset = Dataset(companies=[], accounts=[])
     records = iter_records(
         n_accounts,
@@ -380,8 +388,17 @@ def make_dataset(
         stale_share=stale_share,
     )
     for account, company, kind, new in records:
+        account.update(stamps)
         dataset.accounts.append(account)
         dataset.kinds[account["Id"]] = kind
         if company is not None and new:
             dataset.companies.append(company)
     return dataset
+
+
+def _stamps(created_at: dt.datetime | None) -> dict[str, str]:
+    """The audit fields of a seeded record created at ``created_at``, as Salesforce writes them."""
+    if created_at is None:
+        return {}
+    when = created_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    return {"CreatedDate": when, "LastModifiedDate": when, "SystemModstamp": when}
