@@ -44,6 +44,8 @@ class ClusterEnv:
     requeue_after_s: int = 10
     log_level: str = "DEBUG"
     log_format: str = "json"
+    #: REGSYNC_REGISTRY_PUMP (off by default until a killed pump's calls reach the ledger: issue 13).
+    registry_pump: bool = False
 
     def variables(self) -> dict[str, str]:
         """Every variable this world sets (the CA bundle for requests, httpx and ssl alike)."""
@@ -58,6 +60,7 @@ class ClusterEnv:
             "REGSYNC_CHUNK_REQUEUE_AFTER_S": str(self.requeue_after_s),
             "REGSYNC_LOG_LEVEL": self.log_level,
             "REGSYNC_LOG_FORMAT": self.log_format,
+            "REGSYNC_REGISTRY_PUMP": "true" if self.registry_pump else "false",
             "SSL_CERT_FILE": bundle,
             "REQUESTS_CA_BUNDLE": bundle,
         }

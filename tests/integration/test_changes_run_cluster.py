@@ -74,6 +74,7 @@ def make_world(
             ca_bundle=stack.ca.bundle_path,
             queue=unique_queue(),
             log_level="INFO",
+            registry_pump=True,
         )
         world_env.apply(monkeypatch)
         spec = parse_spec(stack.spec_data(CONNECTION, "brreg", requests_per_second=2000, burst=200))

@@ -59,6 +59,7 @@ def world(
             queue=unique_queue("regsync-pump"),
             log_level="INFO",
             chunk_lease_s=lease_s,
+            registry_pump=True,
         )
         cluster_env.apply(monkeypatch)
         data = stack.spec_data(NAME, "proff", requests_per_second=rps, burst=5)
