@@ -102,7 +102,7 @@ def _env(db_url: str, redis_url: str, ca_bundle: str, setup: PumpSetup) -> dict[
         "REGSYNC_SECRET_KEY": generate_key(),
         "REGSYNC_ACTOR": "bench",
         "REGSYNC_LOG_LEVEL": "WARNING",
-        "REGSYNC_REGISTRY_PUMP": "true",  # off by default until a killed pump's calls reach the ledger
+        "REGSYNC_REGISTRY_PUMP": "true",  # the default, stated so that the row says what it measured
         "SSL_CERT_FILE": ca_bundle,
         "REQUESTS_CA_BUNDLE": ca_bundle,
         **setup.extra_env,

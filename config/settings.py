@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         default=8, ge=1, le=64, description="Parallel registry requests per chunk."
     )
     registry_pump: bool = Field(
-        default=False,
+        default=True,
         description=(
             "Run a registry pump per run (cluster only): it fetches the planned org numbers ahead of the chunks at "
             "the registry's rate, so the registry is busy while chunks talk to Salesforce."

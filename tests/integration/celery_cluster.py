@@ -44,8 +44,8 @@ class ClusterEnv:
     requeue_after_s: int = 10
     log_level: str = "DEBUG"
     log_format: str = "json"
-    #: REGSYNC_REGISTRY_PUMP (off by default until a killed pump's calls reach the ledger: issue 13).
-    registry_pump: bool = False
+    #: REGSYNC_REGISTRY_PUMP (on by default, as in production; a test of chunks fetching alone turns it off).
+    registry_pump: bool = True
 
     def variables(self) -> dict[str, str]:
         """Every variable this world sets (the CA bundle for requests, httpx and ssl alike)."""

@@ -94,10 +94,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("pump", [False, True], ids=["chunks_fetch", "registry_pump"])
 @pytest.mark.timeout(150)
-def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(
-    env: RegsyncEnv, redis_url: str, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(  # noqa: PLR0917 (fixtures)
+    env: RegsyncEnv, redis_url: str, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pump: bool
 ) -> None:
+    # One request in flight per sender (a chunk; the pump too), so that the killed one's last request is the one
+    # the registry received: a request killed on its way out is counted (errs on the side of the quota).
     world = TunedEnv(
         database_url=env.database_url,
         redis_url=redis_url,
@@ -105,7 +108,8 @@ def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(
         ca_bundle=stack.ca.bundle_path,
         queue=unique_queue("regsync-truth"),
         log_level="INFO",
-        extra=(("REGSYNC_REGISTRY_CONCURRENCY", "1"),),
+        registry_pump=pump,
+        extra=(("REGSYNC_REGISTRY_CONCURRENCY", "1"), ("REGSYNC_REGISTRY_PUMP_MAX_IN_FLIGHT", "1")),
     )
     world.apply(monkeypatch)
     data = stack.spec_data(CONNECTION, "proff", requests_per_second=2000, burst=200)

@@ -180,3 +180,7 @@ def test_a_killed_pump_costs_at_most_its_in_flight_window_and_is_resumed(world: 
     assert run.pump_attempts == 2
     assert not written_twice(world.stack)
     assert (run.failed, run.updated, run.unchanged) == (0, truth.updated, truth.unchanged)
+    # The dead pump's calls since its last heartbeat count too (its send tally): the ledger equals the registry's
+    # log, give or take the requests killed on their way out (counted, never received: at most the window).
+    received = len(world.stack.registry.requests)
+    assert received <= run.registry_calls <= received + window, (run.registry_calls, received)

@@ -224,6 +224,8 @@ class Run(SyncCounters, Base):
     pump_lease_until: Mapped[dt.datetime | None]
     pump_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     pump_done: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Requests of the current pump attempt already added to ``registry_calls`` (worker.sync.pump_ledger).
+    pump_reported: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     planned: Mapped[int] = mapped_column(Integer, default=0)

@@ -33,6 +33,7 @@ from worker.ledger.chunks import Claim, Failure
 from worker.ledger.db import ride_out, session_scope
 from worker.ledger.models import ChunkStatus, Run, utcnow
 from worker.registry.port import RegistryProvider
+from worker.sync import pump_ledger
 from worker.sync.chunk_work import ChunkWork, Outcome
 from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
@@ -175,7 +176,10 @@ def _finish(
 
 
 def _drop_cache(run_id: int, run_tag: str) -> None:
+    """A closed run: count what a killed pump sent since its last report, then drop the cache and the tallies."""
     try:
+        with session_scope() as session:
+            pump_ledger.charge_lost(session, run_id, run_tag)
         cache_for_run(get_settings(), run_id).drop()
         forget_run(get_settings(), run_tag)
     except RegsyncError as exc:  # the cache expires by itself; a closed run must not fail over it

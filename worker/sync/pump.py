@@ -8,9 +8,10 @@ connection's limiter paces it (cluster-wide, shared 429 back-off); requests in f
 without a pump, so nothing ever waits on a dead pump for longer than its claims' ttl.
 
 The pump runs in a thread of the worker process whose task claimed it (``start_pump``), so it takes no pool
-slot from the chunks. Its heartbeat (several a second) extends its lease, stores its cursor, counts its calls
+slot from the chunks. Its heartbeat (several a second) extends its lease, stores its cursor, reports its calls
 and reads the run: cancel, a budget pause or the run's end stop it within a beat. A pump that dies is resumed
-by the sweeper from its cursor (worker.sync.sweeper), like a planner.
+by the sweeper from its cursor (worker.sync.sweeper), like a planner; its requests are tallied in Redis as they
+go on the wire (worker.sync.send_tally), so the calls it made after its last report still reach the run's count.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from worker.sync.outcomes import PumpOutcome
 from worker.sync.pump_ledger import PumpClaim
 from worker.sync.pump_pace import Pace, TimedLimiter
 from worker.sync.pump_start import pump_wanted
+from worker.sync.send_tally import pump_tally_for
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +106,13 @@ def _opened(
     claim: PumpClaim, settings: Settings
 ) -> Iterator[tuple[RegistryProvider, TimedLimiter, CompanyCache, float]]:
     from worker.registry.factory import make_provider
-    from worker.sync.runtime import load_runtime, shared_stores
+    from worker.sync.runtime import CountingLimiter, load_runtime, shared_stores
 
     runtime = load_runtime(claim.connection_id)
     stores = shared_stores(settings)
-    limiter = TimedLimiter(stores.limiter(runtime))
+    tally = pump_tally_for(settings, claim.run_tag, claim.attempt)
+    shared = stores.limiter(runtime)
+    limiter = TimedLimiter(shared if tally is None else CountingLimiter(shared, tally))
     wide = settings.model_copy(update={"registry_concurrency": settings.registry_pump_max_in_flight})
     registry = make_provider(runtime.spec.registry, runtime.registry_token, limiter, wide)
     try:
@@ -146,7 +150,6 @@ class Pump:
         #: a number that two chunks share would otherwise be asked twice while its first answer is on the way.
         self.asking: set[CompanyKey] = set()
         self.refill_at = 0.0
-        self.counted = registry.calls
         self.planned_complete = False
         self.chunks_total = 0
         self._pool = ThreadPoolExecutor(max_workers=pace.cap, thread_name_prefix=f"pump-{claim.run_id}")
@@ -155,7 +158,7 @@ class Pump:
         try:
             self._loop()
         except BaseException:
-            pump_ledger.release(self.claim, self._cursor(), self._new_calls())
+            pump_ledger.release(self.claim, self._cursor(), self.registry.calls)
             raise
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -169,7 +172,7 @@ class Pump:
                 beat_at = time.monotonic() + BEAT_S
             self._refill()
             if self._finished():
-                pump_ledger.finish(self.claim, self.next_seq, self._new_calls())
+                pump_ledger.finish(self.claim, self.next_seq, self.registry.calls)
                 log.info("registry pump done", extra={"run_id": self.claim.run_id})
                 return
             self._submit()
@@ -177,7 +180,7 @@ class Pump:
 
     def _beat(self) -> bool:
         """Heartbeat; True when the pump must stop (cancel, pause, run ended, taken over)."""
-        state = pump_ledger.beat(self.claim, self._cursor(), self._new_calls())
+        state = pump_ledger.beat(self.claim, self._cursor(), self.registry.calls)
         self.planned_complete = state.planned_complete
         if state.stop is not None:
             log.info("registry pump stopped: %s", state.stop, extra={"run_id": self.claim.run_id})
@@ -256,7 +259,3 @@ class Pump:
         seqs = [self.pending[0][0]] if self.pending else []
         seqs += [part[0][0] for part in self.in_flight.values()]
         return min(seqs, default=self.next_seq)
-
-    def _new_calls(self) -> int:
-        calls, self.counted = self.registry.calls - self.counted, self.registry.calls
-        return calls

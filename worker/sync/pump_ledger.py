@@ -1,8 +1,13 @@
 """The registry pump's rows in the ledger: its claim (lease + token) on the run, its cursor, and the chunks ahead.
 
 A pump claims its run like a planner does (compare-and-set on ``pump_attempts``, the token, with a lease); its
-heartbeat extends the lease, moves ``pump_seq`` (the next chunk seq it has not finished) and adds the registry
-calls it sent to the run's count. A pump whose lease ran out is resumed by the sweeper from ``pump_seq``.
+heartbeat extends the lease, moves ``pump_seq`` (the next chunk seq it has not finished) and reports the registry
+calls it sent so far. A pump whose lease ran out is resumed by the sweeper from ``pump_seq``.
+
+Calls are reported as the attempt's running total, and ``pump_reported`` keeps the part already in the run's
+``registry_calls``; a report adds only what goes beyond it. So a dead pump's last calls, which its send tally holds
+(worker.sync.send_tally), are added by whoever takes its run over (:func:`claim`) or closes the run
+(:func:`charge_lost`), and a pump that was only slow, reporting after that, counts nothing twice.
 """
 
 from __future__ import annotations
@@ -10,13 +15,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
+from sqlalchemy.orm import Session
 
 from worker.company import CompanyKey
 from worker.infra.shared_state import row_tag
 from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
+from worker.sync.send_tally import sent_by_pump
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 #: Longest time a pump's claim holds without a heartbeat (it beats several times a second); never longer than a
 #: chunk's lease (``chunk_lease_s``), so that a dead pump is resumed no later than a dead chunk.
@@ -24,9 +35,7 @@ PUMP_LEASE_S = 30.0
 
 
 def lease_s() -> float:
-    from config.settings import get_settings
-
-    return min(PUMP_LEASE_S, float(get_settings().chunk_lease_s))
+    return min(PUMP_LEASE_S, float(_settings().chunk_lease_s))
 
 
 _OPEN_CHUNK = (ChunkStatus.QUEUED.value, ChunkStatus.RUNNING.value)
@@ -67,13 +76,26 @@ def claim(run_id: int, max_attempts: int, *, resume_only: bool = False) -> PumpC
         resume_only: only a pump that ran before and was lost (a chunk's check, worker.sync.pump.resume_if_lost).
     """
     now = utcnow()
-    started_before = Run.pump_attempts > 0 if resume_only else Run.pump_attempts >= 0
     with session_scope() as session:
+        before = session.execute(
+            select(Run.pump_attempts, Run.queued_at).where(Run.id == run_id)
+        ).one_or_none()
+        if (
+            before is None
+            or before.pump_attempts >= max_attempts
+            or (resume_only and before.pump_attempts == 0)
+        ):
+            return None
+        dead = before.pump_attempts  # the attempt this claim takes over (0: none)
+        sent = sent_by_pump(_settings(), row_tag(run_id, before.queued_at), dead)
         won = session.execute(
             update(Run)
-            .where(_claimable(run_id, now), Run.pump_attempts < max_attempts, started_before)
+            .where(_claimable(run_id, now), Run.pump_attempts == dead)
             .values(
-                pump_lease_until=now + dt.timedelta(seconds=lease_s()), pump_attempts=Run.pump_attempts + 1
+                pump_lease_until=now + dt.timedelta(seconds=lease_s()),
+                pump_attempts=dead + 1,
+                registry_calls=Run.registry_calls + _beyond_reported(sent),
+                pump_reported=0,
             )
         )
         if not updated_one(won):
@@ -84,12 +106,48 @@ def claim(run_id: int, max_attempts: int, *, resume_only: bool = False) -> PumpC
         )
 
 
+def _settings() -> Settings:
+    from config.settings import get_settings
+
+    return get_settings()
+
+
+def _beyond_reported(total: int) -> ColumnElement[int]:
+    """The part of an attempt's running total of calls not yet in the run's count."""
+    return case((Run.pump_reported < total, total - Run.pump_reported), else_=0)
+
+
+def _reported(total: int) -> dict[str, object]:
+    """UPDATE values that bring the run's count up to an attempt's running total of calls (never down)."""
+    return {
+        "registry_calls": Run.registry_calls + _beyond_reported(total),
+        "pump_reported": case((Run.pump_reported < total, total), else_=Run.pump_reported),
+    }
+
+
+def charge_lost(session: Session, run_id: int, run_tag: str) -> int:
+    """As a run closes: add what its current pump sent beyond its last report (a pump killed since); returns it.
+
+    A pump still alive reports its total later, and only what goes beyond this adds to the count.
+    """
+    attempt, reported = session.execute(
+        select(Run.pump_attempts, Run.pump_reported).where(Run.id == run_id)
+    ).one()
+    sent = sent_by_pump(_settings(), run_tag, attempt)
+    if sent <= reported:
+        return 0
+    session.execute(
+        update(Run).where(Run.id == run_id, Run.pump_attempts == attempt).values(**_reported(sent))
+    )
+    return sent - reported
+
+
 def _is_mine(claim: PumpClaim) -> ColumnElement[bool]:
     return (Run.id == claim.run_id) & (Run.pump_attempts == claim.attempt)
 
 
 def beat(claim: PumpClaim, seq: int, calls: int) -> RunState:
-    """Extend the lease, store the cursor and add ``calls`` registry requests to the run; read whether to stop."""
+    """Extend the lease, store the cursor and report ``calls``, the attempt's total so far; read whether to stop."""
     now = utcnow()
     with session_scope() as session:
         row = session.execute(
@@ -99,7 +157,7 @@ def beat(claim: PumpClaim, seq: int, calls: int) -> RunState:
         ).one()
         if row.pump_attempts != claim.attempt:
             return RunState(False, "lost", bool(row.planned_complete))
-        values: dict[str, object] = {"pump_seq": seq, "registry_calls": Run.registry_calls + calls}
+        values: dict[str, object] = {"pump_seq": seq, **_reported(calls)}
         stop = _stop_reason(row.status, bool(row.cancel_requested), row.error_code)
         values["pump_lease_until"] = now if stop else now + dt.timedelta(seconds=lease_s())
         session.execute(update(Run).where(_is_mine(claim)).values(**values))
@@ -117,12 +175,12 @@ def _stop_reason(status: str, cancel_requested: bool, error_code: str | None) ->
 
 
 def release(claim: PumpClaim, seq: int, calls: int) -> None:
-    """The pump stopped on an error: count its calls and let its lease run out now (the sweeper resends it)."""
+    """The pump stopped on an error: report its calls and let its lease run out now (the sweeper resends it)."""
     with session_scope() as session:
         session.execute(
             update(Run)
             .where(_is_mine(claim))
-            .values(pump_seq=seq, pump_lease_until=utcnow(), registry_calls=Run.registry_calls + calls)
+            .values(pump_seq=seq, pump_lease_until=utcnow(), **_reported(calls))
         )
 
 
@@ -132,9 +190,7 @@ def finish(claim: PumpClaim, seq: int, calls: int) -> None:
         session.execute(
             update(Run)
             .where(_is_mine(claim))
-            .values(
-                pump_seq=seq, pump_done=True, pump_lease_until=None, registry_calls=Run.registry_calls + calls
-            )
+            .values(pump_seq=seq, pump_done=True, pump_lease_until=None, **_reported(calls))
         )
 
 

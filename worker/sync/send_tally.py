@@ -8,8 +8,13 @@ go on the wire (after its connection is set up, when its rate-limit token is tak
 requests in flight may count up to ``registry_concurrency`` requests the registry never received: the count errs
 on the side of the quota.
 
-Redis key: ``regsync:run:{<run tag>}:sends``, field ``<chunk id>:<attempt>``; dropped when the run closes, and
-expires a day after its last write anyway. Without Redis (the embedded demo: one process) nothing is tallied.
+The run's registry pump (worker.sync.pump) is tallied the same way, per pump attempt: a pump reports its calls
+with its heartbeat, and whoever takes a dead pump's run over, or closes the run, adds what it sent beyond its last
+report (worker.sync.pump_ledger).
+
+Redis key: ``regsync:run:{<run tag>}:sends``, field ``<chunk id>:<attempt>`` (``pump:<attempt>`` for the pump);
+dropped when the run closes, and expires a day after its last write anyway. Without Redis (the embedded demo: one
+process) nothing is tallied.
 """
 
 from __future__ import annotations
@@ -38,13 +43,17 @@ def _field(chunk_id: int, attempt: int) -> str:
     return f"{chunk_id}:{attempt}"
 
 
-class SendTally:
-    """Called once per registry request of one chunk attempt, as the request goes on the wire."""
+def _pump_field(attempt: int) -> str:
+    return f"pump:{attempt}"
 
-    def __init__(self, client: redis.Redis, run_tag: str, chunk_id: int, attempt: int) -> None:
+
+class SendTally:
+    """Called once per registry request of one attempt (a chunk's or the pump's), as the request goes on the wire."""
+
+    def __init__(self, client: redis.Redis, run_tag: str, field: str) -> None:
         self._redis = client
         self._key = _key(run_tag)
-        self._field = _field(chunk_id, attempt)
+        self._field = field
 
     def __call__(self) -> None:
         with redis_errors("counting a registry request"):
@@ -57,20 +66,35 @@ class SendTally:
 def tally_for(settings: Settings, run_tag: str, chunk_id: int, attempt: int) -> SendTally | None:
     """The tally of one attempt; None without Redis (one process: no attempt can die alone)."""
     client = shared_redis(settings)
-    return None if client is None else SendTally(client, run_tag, chunk_id, attempt)
+    return None if client is None else SendTally(client, run_tag, _field(chunk_id, attempt))
+
+
+def pump_tally_for(settings: Settings, run_tag: str, attempt: int) -> SendTally | None:
+    """The tally of one pump attempt; None without Redis (a pump runs only with Redis: worker.sync.pump_start)."""
+    client = shared_redis(settings)
+    return None if client is None else SendTally(client, run_tag, _pump_field(attempt))
 
 
 def sent_by(settings: Settings, run_tag: str, chunk_id: int, attempt: int) -> int:
     """Registry requests the attempt sent, by its tally (0 without Redis, or if Redis cannot say: logged)."""
+    return _read(settings, run_tag, _field(chunk_id, attempt))
+
+
+def sent_by_pump(settings: Settings, run_tag: str, attempt: int) -> int:
+    """Registry requests pump attempt ``attempt`` sent, by its tally (0 without Redis or if Redis cannot say)."""
+    return _read(settings, run_tag, _pump_field(attempt)) if attempt > 0 else 0
+
+
+def _read(settings: Settings, run_tag: str, field: str) -> int:
     client = shared_redis(settings)
     if client is None:
         return 0
     try:
         with redis_errors("reading a dead attempt's registry requests"):
-            raw = client.hget(_key(run_tag), _field(chunk_id, attempt))
+            raw = client.hget(_key(run_tag), field)
     except RegsyncError as exc:
         log.warning(
-            "a dead attempt's registry calls are not counted: %s", exc.message, extra={"chunk_id": chunk_id}
+            "a dead attempt's registry calls are not counted: %s", exc.message, extra={"attempt": field}
         )
         return 0
     return int(raw or 0)
