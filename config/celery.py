@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings, get_settings
-from config.task_names import ALERTS_EVALUATE, SWEEP, TICK
+from config.task_names import ALERTS_EVALUATE, RETENTION_PURGE, SWEEP, TICK
 
 _APPS: dict[str, Celery] = {}
 
@@ -37,6 +37,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": ALERTS_EVALUATE,
                 "schedule": 30.0,
                 "options": {"expires": 25.0},
+            },
+            # Hourly: a purge's batches are short transactions, and a pass that finds nothing writes nothing.
+            "regsync-retention": {
+                "task": RETENTION_PURGE,
+                "schedule": 3600.0,
+                "options": {"expires": 3000.0},
             },
         },
     }
