@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings, get_settings
-from config.task_names import ALERTS_EVALUATE, RETENTION_PURGE, SWEEP, TICK
+from config.task_names import ALERTS_EVALUATE, AUDIT_ANCHOR, RETENTION_PURGE, SWEEP, TICK
 
 _APPS: dict[str, Celery] = {}
 
@@ -44,6 +44,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": 3600.0,
                 "options": {"expires": 3000.0},
             },
+            # The signed audit-chain head, to the SIEM feed and the log (worker.ledger.anchor).
+            "regsync-audit-anchor": {"task": AUDIT_ANCHOR, "schedule": 300.0, "options": {"expires": 250.0}},
         },
     }
 

@@ -15,6 +15,7 @@ from celery import Task
 from config.settings import Settings, get_settings
 from config.task_names import (
     ALERTS_EVALUATE,
+    AUDIT_ANCHOR,
     PLAN_RUN,
     PUMP_REGISTRY,
     RETENTION_PURGE,
@@ -141,3 +142,18 @@ def retention_purge() -> dict[str, int]:
     from worker.retention.purge import purge_all
 
     return _periodic(lambda: purge_all("beat", utcnow()))
+
+
+@app.task(name=AUDIT_ANCHOR, acks_late=True)
+def audit_anchor() -> dict[str, int]:
+    """Publish the signed head of the audit chain to the SIEM feed and the log."""
+    from worker.ledger.anchor import publish
+    from worker.ledger.db import session_scope
+    from worker.ledger.models import utcnow
+
+    def work() -> dict[str, int]:
+        with session_scope() as session:
+            record = publish(session, utcnow())
+        return {"head_id": int(record["head_id"]) if record else 0}
+
+    return _periodic(work)
