@@ -147,9 +147,9 @@ def retention_purge() -> dict[str, int]:
 @app.task(name=AUDIT_ANCHOR, acks_late=True)
 def audit_anchor() -> dict[str, int]:
     """Publish the signed head of the audit chain to the SIEM feed and the log."""
-    from worker.ledger.anchor import publish
     from worker.ledger.db import session_scope
     from worker.ledger.models import utcnow
+    from worker.retention.anchor_publish import publish
 
     def work() -> dict[str, int]:
         with session_scope() as session:

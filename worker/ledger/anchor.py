@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,6 @@ from config.settings import get_settings
 from worker.errors import SecretKeyError
 from worker.ledger.audit import canonical_json
 from worker.ledger.models import AuditEvent
-
-log = logging.getLogger(__name__)
 
 ANCHOR_TYPE = "audit_anchor"
 _CONTEXT = b"regsync audit anchor v1"
@@ -101,17 +98,3 @@ def check_heads(session: Session, heads: list[Head]) -> str | None:
     if stored != newest.hash:
         return f"event {newest.id} does not have the anchored hash: the log was rewritten from there"
     return None
-
-
-def publish(session: Session, now: dt.datetime) -> dict[str, Any] | None:
-    """Write the head record to every SIEM sink and to the log (head id and hash only: nothing secret)."""
-    from worker.alerts.siem import sinks_from_settings  # the SIEM imports the ledger, not the other way round
-
-    record = head_record(session, now)
-    if record is None:
-        return None
-    line = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    for sink in sinks_from_settings():
-        sink.write([line])
-    log.info("audit anchor: head event %s hash %s", record["head_id"], record["head_hash"])
-    return record
