@@ -4,5 +4,5 @@
 - ``purge``: the bounded-batch purge of data past its age (beat, CLI, API), audited with counts;
 - ``erase``: ``forget`` one company or record everywhere (also run for a register's ``Fjernet``/``REMOVED``);
 - ``minimise``: what is never stored (sole-proprietorship samples, values quoted in failure messages);
-- ``sealed``: CRM values at rest, encrypted with the secrets' key ring.
+- ``facts``: the retention section of the compliance report.
 """
