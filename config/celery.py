@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings, get_settings
-from config.task_names import ALERTS_EVALUATE, SWEEP, TICK
+from config.task_names import ALERTS_EVALUATE, AUDIT_ANCHOR, RETENTION_PURGE, SWEEP, TICK
 
 _APPS: dict[str, Celery] = {}
 
@@ -38,6 +38,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": 30.0,
                 "options": {"expires": 25.0},
             },
+            # Hourly: a purge's batches are short transactions, and a pass that finds nothing writes nothing.
+            "regsync-retention": {
+                "task": RETENTION_PURGE,
+                "schedule": 3600.0,
+                "options": {"expires": 3000.0},
+            },
+            # The signed audit-chain head, to the SIEM feed and the log (worker.ledger.anchor).
+            "regsync-audit-anchor": {"task": AUDIT_ANCHOR, "schedule": 300.0, "options": {"expires": 250.0}},
         },
     }
 

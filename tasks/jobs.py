@@ -13,7 +13,16 @@ from collections.abc import Callable
 from celery import Task
 
 from config.settings import Settings, get_settings
-from config.task_names import ALERTS_EVALUATE, PLAN_RUN, PUMP_REGISTRY, SWEEP, SYNC_CHUNK, TICK
+from config.task_names import (
+    ALERTS_EVALUATE,
+    AUDIT_ANCHOR,
+    PLAN_RUN,
+    PUMP_REGISTRY,
+    RETENTION_PURGE,
+    SWEEP,
+    SYNC_CHUNK,
+    TICK,
+)
 from tasks.app import app
 from worker.errors import LedgerNotMigrated
 from worker.infra.dispatch import CeleryDispatcher
@@ -124,3 +133,27 @@ def _status_digest(send: Callable[[int], bool], run_id: int) -> None:
         send(run_id)
     except Exception:
         log.warning("status digest failed", exc_info=True, extra={"run_id": run_id})
+
+
+@app.task(name=RETENTION_PURGE, acks_late=True)
+def retention_purge() -> dict[str, int]:
+    """One purge pass over every connection, each under its own [retention] policy."""
+    from worker.ledger.models import utcnow
+    from worker.retention.purge import purge_all
+
+    return _periodic(lambda: purge_all("beat", utcnow()))
+
+
+@app.task(name=AUDIT_ANCHOR, acks_late=True)
+def audit_anchor() -> dict[str, int]:
+    """Publish the signed head of the audit chain to the SIEM feed and the log."""
+    from worker.ledger.db import session_scope
+    from worker.ledger.models import utcnow
+    from worker.retention.anchor_publish import publish
+
+    def work() -> dict[str, int]:
+        with session_scope() as session:
+            record = publish(session, utcnow())
+        return {"head_id": int(record["head_id"]) if record else 0}
+
+    return _periodic(work)

@@ -16,6 +16,7 @@ from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 from worker.ledger.audit import verify_chain
 from worker.ledger.db import session_scope
+from worker.retention.policy import RetentionSpec
 
 REPORT = "/v1/connections/{}/report/compliance"
 
@@ -58,8 +59,10 @@ def test_a_viewer_gets_the_report_of_its_connection_with_period_chain_head_and_c
             "notifications": {"status": "none", "channels": []},
             "enabled_without_notices": None,
             "runs": report["connections"][0]["runs"],  # type: ignore[index]
+            "retention": {"policy": RetentionSpec().model_dump(mode="json"), "last_purge": None},
         }
     ]
+    assert report["erasures"] == 0
     attention = report["attention"]
     assert isinstance(attention, list)
     listed = {r["id"]: r for r in attention}

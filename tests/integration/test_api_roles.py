@@ -68,6 +68,7 @@ MATRIX = {
     ),
     ("POST", "/v1/alerts/{alert_id}/ack"): Entry("operator"),
     ("GET", "/v1/connections/{c}/report/compliance"): Entry("viewer"),
+    ("POST", "/v1/connections/{c}/retention/purge"): Entry("admin", body={"dry_run": True}),
     ("GET", "/v1/connections/{c}/changes"): Entry("viewer"),
     ("POST", "/v1/connections/{c}/changes/approve"): Entry("operator", event="approve"),
     ("POST", "/v1/connections/{c}/changes/reject"): Entry("operator", event="reject"),

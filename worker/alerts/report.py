@@ -30,6 +30,7 @@ from worker.alerts.report_facts import (
 from worker.errors import ConfigurationError, ConnectionNotFound
 from worker.ledger.audit import verify_chain
 from worker.ledger.models import Connection, Run, RunMode
+from worker.retention.facts import erasures_since, retention_facts
 
 _SINCE = re.compile(r"^\s*(\d{1,9})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -237,6 +238,7 @@ def _connection_section(
         "notifications": channel_status(specs[connection.name]),
         "enabled_without_notices": waived_notices(session, connection.name),
         "runs": dict(sorted(mine.items())),
+        "retention": retention_facts(session, connection),
     }
 
 
@@ -288,6 +290,7 @@ def compliance_report(
         ),
         "notices": _notice_section(alerts, now),
         "audit_chain": _chain(session),
+        "erasures": erasures_since(session, start, scope if connections else None),
         "timeline": _timeline(rows, alerts, {c.id: c.name for c in scope}, stuck),
     }
 

@@ -126,6 +126,20 @@ def _alerts(report: dict[str, Any]) -> str:
     )
 
 
+def _retention(report: dict[str, Any]) -> str:
+    """Each connection's retention policy, its last purge and what it removed; erasures in the period."""
+    rows = []
+    for connection in report["connections"]:
+        facts = connection.get("retention") or {}
+        policy = ", ".join(f"{k.removesuffix('_days')} {v} d" for k, v in (facts.get("policy") or {}).items())
+        last = facts.get("last_purge")
+        when = minute(last["at"]) + " UTC by " + last["actor"] if last else "never"
+        removed = ", ".join(f"{k} {v}" for k, v in last["counts"].items() if v) if last else "-"
+        rows.append((connection["name"], policy, when, removed or "nothing"))
+    erased = f"<p>Erasures in the period: {int(report.get('erasures', 0))}</p>"
+    return "<h2>Retention</h2>" + _table(("Connection", "Policy", "Last purge", "Removed"), rows) + erased
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page."""
     scope = ", ".join(c["name"] for c in report["connections"])
@@ -134,5 +148,5 @@ def render_html(report: dict[str, Any]) -> str:
         f"<title>regsync compliance report: {escape(scope)}</title><style>{_CSS}</style></head><body>"
         f"<h1>regsync compliance report</h1>{_facts(report)}{_notifications(report)}"
         f"<h2>Run timeline</h2>{timeline_svg(report)}{_legend()}"
-        f"{_attention(report)}{_alerts(report)}</body></html>"
+        f"{_retention(report)}{_attention(report)}{_alerts(report)}</body></html>"
     )

@@ -47,8 +47,9 @@ from worker.feeds.port import ChangeFeed, FeedChange, FeedPage
 from worker.infra.dispatch import Dispatcher
 from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
-from worker.ledger.models import Chunk, RecordFailure, Run, RunMode, RunStatus, utcnow
+from worker.ledger.models import Chunk, Run, RunMode, RunStatus, utcnow
 from worker.ledger.upsert import upsert
+from worker.retention.erase import erase_removed
 from worker.sync.company_cache import field_of
 from worker.sync.outcomes import PlanOutcome
 from worker.sync.plan import Planner
@@ -423,35 +424,5 @@ def _record_planned(session: Session, connection_id: int, items: Sequence[Outcom
 
 
 def _purge(session: Session, connection_id: int, keys: set[CompanyKey]) -> None:
-    """A company removed from the register: forget what the ledger stores about its org number (change-event
-    values, waiting reviews, failure messages naming it)."""
-    for key in keys:
-        session.execute(
-            update(ChangeEvent)
-            .where(
-                ChangeEvent.connection_id == connection_id,
-                ChangeEvent.country == key.country,
-                ChangeEvent.org_number == key.org_number,
-                ChangeEvent.outcome == ChangeOutcome.REVIEW.value,
-            )
-            .values(outcome=ChangeOutcome.SKIPPED.value, reason=PURGED, decided_at=utcnow())
-        )
-        session.execute(
-            update(ChangeEvent)
-            .where(
-                ChangeEvent.connection_id == connection_id,
-                ChangeEvent.country == key.country,
-                ChangeEvent.org_number == key.org_number,
-            )
-            .values(old_value=None, new_value=None)
-        )
-        run_ids = select(Run.id).where(Run.connection_id == connection_id)
-        session.execute(
-            update(RecordFailure)
-            .where(
-                RecordFailure.run_id.in_(run_ids),
-                (RecordFailure.org_number == key.org_number)
-                | RecordFailure.message.contains(key.org_number, autoescape=True),
-            )
-            .values(org_number=None, message=PURGED)
-        )
+    """A company removed from the register: forget what the ledger stores about its org number."""
+    erase_removed(session, connection_id, keys)

@@ -28,10 +28,12 @@ from worker.connections import secrets
 from worker.connections.apply import apply_connection, flatten, load_connection
 from worker.connections.preflight import PreflightReport, check_connection, missing_secrets, required_secrets
 from worker.connections.spec import ConnectionSpec, load_spec
+from worker.ledger.anchor import check_heads, read_heads
 from worker.ledger.audit import verify_chain
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Connection, Secret
-from worker.text_input import escape_control
+from worker.retention.erase import ERASE_ACTION
+from worker.text_input import escape_control, read_utf8
 
 connection_app = typer.Typer(
     no_args_is_help=True, help="Apply and inspect connections (Salesforce org + registry)."
@@ -327,10 +329,26 @@ def audit_list(
 
 @audit_app.command("verify")
 @handles_errors
-def audit_verify() -> None:
+def audit_verify(
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor", help="Anchor records or a SIEM export (JSON lines): detects deleted newest events."
+        ),
+    ] = None,
+) -> None:
     """Check the audit log's hash chain; exit 1 naming the first event that was edited, deleted or moved."""
     with ledger() as session:
         result = verify_chain(session)
+        problem = (
+            check_heads(session, read_heads(read_utf8(anchor, "anchor file").splitlines()))
+            if anchor
+            else None
+        )
+        erasures = session.scalar(select(func.count()).where(AuditEvent.action == ERASE_ACTION)) or 0
     if not result.ok:
         fail(f"audit log broken at event {result.broken_id}: {result.reason}")
+    if problem is not None:
+        fail(f"audit log does not match the anchor: {problem}")
     say(f"audit log intact: {result.checked} event(s), newest hash {result.head_hash or '-'}")
+    say(f"erasure events: {erasures}{'; the anchored head is present' if anchor else ''}")

@@ -21,10 +21,12 @@ from worker.cli.demo import demo_command
 from worker.cli.feed import register as register_feed
 from worker.cli.health import health_command
 from worker.cli.help import install as readable_help
+from worker.cli.purge import register as register_purge
 from worker.cli.resume import resume_command
 from worker.cli.runs import run_command, runs_app
 from worker.cli.schedule import register as register_schedule
 from worker.cli.standby import standby_command
+from worker.ledger.origin import cli_origin, origin_scope
 
 readable_help()
 # Never print local variables in tracebacks: they may hold a secret being set.
@@ -46,6 +48,7 @@ app.command("health")(health_command)
 app.command("backfill", context_settings=BACKFILL_CONTEXT)(backfill_command)
 register_schedule(app)  # schedule set/show, enable, disable
 register_feed(app)  # feed show
+register_purge(app)  # purge, forget
 
 
 class LogLevel(StrEnum):
@@ -62,6 +65,7 @@ class LogFormat(StrEnum):
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     log_level: Annotated[
         LogLevel | None, typer.Option("--log-level", envvar="REGSYNC_LOG_LEVEL", case_sensitive=False)
     ] = None,
@@ -79,6 +83,7 @@ def main(
         fmt=log_format.value if log_format else settings.log_format,
         level=log_level.value if log_level else settings.log_level,
     )
+    ctx.with_resource(origin_scope(cli_origin()))  # audit events of this command carry its OS user and host
 
 
 if __name__ == "__main__":

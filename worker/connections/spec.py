@@ -15,6 +15,7 @@ from worker.company import CANONICAL_FIELDS
 from worker.errors import ConfigurationError, InsecureURL
 from worker.orgnr import SUPPORTED_COUNTRIES
 from worker.registry.base_url import brreg_base_url
+from worker.retention.policy import RetentionSpec
 from worker.scheduling.spec import ScheduleSpec
 from worker.text_input import read_utf8, refuse_userinfo
 
@@ -165,6 +166,7 @@ class ConnectionSpec(_Strict):
     sync: SyncSpec = SyncSpec()
     alerts: AlertsSpec = AlertsSpec()
     budget: BudgetSpec = BudgetSpec()
+    retention: RetentionSpec = RetentionSpec()  # [retention]: how long each kind of data is kept
     schedule: ScheduleSpec | None = None  # [schedule]: when it runs by itself once enabled
 
     @field_validator("name")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from worker.ledger.db import hold_lock
 from worker.ledger.models import AuditEvent, utcnow
+from worker.ledger.origin import current_origin
 
 GENESIS_HASH = "0" * 64
 
@@ -55,8 +56,13 @@ def event_hash(
     target: str,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
+    context: dict[str, Any] | None = None,
 ) -> str:
-    """The sha256 hex digest that chains one event to the one before it."""
+    """The sha256 hex digest that chains one event to the one before it.
+
+    ``context`` (where the action came from) is hashed only when present, so events written before it existed
+    still verify.
+    """
     content = {
         "prev_hash": prev_hash,
         "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
@@ -66,6 +72,8 @@ def event_hash(
         "before": before,
         "after": after,
     }
+    if context is not None:
+        content["context"] = context
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
 
 
@@ -78,6 +86,7 @@ def _hash_of(event: AuditEvent) -> str:
         target=event.target,
         before=event.before,
         after=event.after,
+        context=event.context,
     )
 
 
@@ -117,6 +126,7 @@ def append_event(
         target=target,
         before=_jsonable(before),
         after=_jsonable(after),
+        context=_jsonable(current_origin()),
     )
     event.prev_hash = last or GENESIS_HASH
     event.hash = _hash_of(event)

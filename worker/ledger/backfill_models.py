@@ -27,3 +27,5 @@ class RunFieldChange(Base):
     field: Mapped[str] = mapped_column(String(100))
     count: Mapped[int] = mapped_column(Integer, default=0)
     samples: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: Would-be changes of sole proprietorships: counted in ``count``, never kept as samples (personal data).
+    withheld: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -26,6 +26,7 @@ class FieldTally:
 
     count: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)
+    withheld: int = 0  # sole proprietorships among ``count``: never sampled
 
 
 def add(session: Session, run_id: int, tallies: Mapping[str, FieldTally]) -> None:
@@ -49,7 +50,11 @@ def add(session: Session, run_id: int, tallies: Mapping[str, FieldTally]) -> Non
         if row is None:
             session.add(
                 RunFieldChange(
-                    run_id=run_id, field=name, count=entry.count, samples=entry.samples[:MAX_SAMPLES]
+                    run_id=run_id,
+                    field=name,
+                    count=entry.count,
+                    samples=entry.samples[:MAX_SAMPLES],
+                    withheld=entry.withheld,
                 )
             )
             continue
@@ -57,7 +62,11 @@ def add(session: Session, run_id: int, tallies: Mapping[str, FieldTally]) -> Non
         session.execute(
             update(RunFieldChange)
             .where(RunFieldChange.id == row.id)
-            .values(count=RunFieldChange.count + entry.count, samples=samples)
+            .values(
+                count=RunFieldChange.count + entry.count,
+                samples=samples,
+                withheld=RunFieldChange.withheld + entry.withheld,
+            )
         )
     session.flush()
 

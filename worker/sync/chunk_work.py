@@ -35,6 +35,7 @@ from worker.ledger.writes import FieldState
 from worker.orgnr import normalise
 from worker.registry.outcomes import OUT_OF_SCOPE_CODES, RegistryNotice, notice_for
 from worker.registry.port import RegistryProvider
+from worker.retention.minimise import mask_values, sole_proprietor
 from worker.sync import preview
 from worker.sync.company_cache import lookup_once
 from worker.sync.policies import RecordPlan, plan_record
@@ -127,6 +128,7 @@ class ChunkWork:
         self.stores = stores or shared_stores(settings)
         self.outcome = Outcome()
         self._calls_before = (registry.calls, crm.calls)
+        self.private: set[str] = set()  # sole proprietorships: counted in a dry run, never sampled
         self.origins: Origins = {}  # a changes run's records: the feed item behind each planned field
 
     def run(self) -> Outcome:
@@ -205,6 +207,8 @@ class ChunkWork:
             company = self._company(record_id, key, results.get(key))
             if company is None:
                 continue
+            if sole_proprietor(company):
+                self.private.add(record_id)
             plan = self._plan(record_id, key, records[record_id], company, state.get(record_id, {}))
             if plan is not None:
                 plans[record_id] = plan
@@ -269,7 +273,7 @@ class ChunkWork:
 
     def _preview(self, records: dict[str, CrmRecord], plans: dict[str, RecordPlan]) -> None:
         """Dry run: tally what would change; no write, no pending hash. ``updated`` counts would-be updates."""
-        self.outcome.field_changes = preview.tally(records, plans)
+        self.outcome.field_changes = preview.tally(records, plans, self.private)
         self.outcome.updated += len(plans)
 
     def _write(self, plans: dict[str, RecordPlan]) -> None:
@@ -299,7 +303,10 @@ class ChunkWork:
             else:
                 self.outcome.written_failed.append(result.record_id)
                 self._fail(
-                    result.record_id, None, result.error_code or "CRM_WRITE_FAILED", result.message or ""
+                    result.record_id,
+                    None,
+                    result.error_code or "CRM_WRITE_FAILED",
+                    mask_values(result.message or ""),
                 )
 
     def _fail(self, record_id: str, org_number: str | None, code: str, message: str) -> None:
