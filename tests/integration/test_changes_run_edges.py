@@ -152,3 +152,45 @@ def test_cancel_stops_planning_and_the_watermark_covers_only_committed_pages(
     assert sorted(all_written) == sorted(records)  # the rest came with the next run, each once
     assert world.watermark(SOURCE) == str(ids[-1])
     assert second["changes_seen"] == 20
+
+
+@pytest.mark.timeout(60)
+def test_changes_planned_by_a_run_cancelled_before_its_chunks_ran_are_carried_to_the_next_run(
+    brreg: ChangesWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first page commits (its chunks stored, the watermark past it), then the run is cancelled before any of
+    its chunks runs: those changes are not lost, the next changes run applies them, each once."""
+    world = brreg
+    monkeypatch.setattr(
+        changes_plan, "feed_for", lambda *a, **k: feed_for(*a, **{**k, "size": 10})
+    )  # 3 pages of 10
+    companies = world.singles(30)
+    ids = [world.registry.script_change(renamed(c)).brreg_id for c in companies]
+    dispatch = world.world.dispatch
+
+    def cancel_before_the_chunks_run(_chunk_ids: list[int]) -> None:
+        if dispatch.on_sync is None:
+            return
+        run_id = max(e.run_id for e in world.events() if e.run_id is not None)
+        with session_scope() as session:
+            cancel_run(session, run_id, utcnow())
+        dispatch.on_sync = None
+
+    dispatch.on_sync = cancel_before_the_chunks_run
+    written_before = len(world.sf.changes)
+    first = world.changes_run()
+    stranded = [e for e in world.events(first["id"]) if e.outcome == ChangeOutcome.PLANNED.value]
+    position, first_wrote = world.watermark(SOURCE), len(world.sf.changes) - written_before
+    second = world.changes_run()
+    written = [c.record_id for c in world.sf.changes[written_before:]]
+    records = [world.record_of(c) for c in companies]
+
+    assert first["status"] == "cancelled", first
+    assert position == str(ids[9]) and first_wrote == 0  # page 1 committed, none of its chunks ran
+    assert {e.record_id for e in stranded} == set(records[:10])  # ... and its changes waited, not "synced"
+    assert second["status"] == "succeeded", second
+    assert sorted(written) == sorted(records)  # the carried 10 and the other 20, each written once
+    carried = [e for e in world.events(second["id"]) if e.record_id in set(records[:10])]
+    assert carried and {e.outcome for e in carried} == {ChangeOutcome.SYNCED.value}
+    assert not [e for e in world.events() if e.outcome == ChangeOutcome.PLANNED.value]
+    assert world.watermark(SOURCE) == str(ids[-1])

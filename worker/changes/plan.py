@@ -3,6 +3,8 @@
 Steps, each page in ONE ledger transaction (so a planner killed mid-page neither loses a change nor applies one
 twice; the next planner re-reads the page from the stored watermark):
 
+0. Carried over: changes an earlier run planned but never applied (it was cancelled or failed before their chunks
+   ran, and the watermark is past them) are planned again, and their events move to this run.
 1. CRM side: ``keyindex.refresh_delta``; the records whose key was added or edited are chunked in the delta
    page's transaction (``on_changed``).
 2. Feed: from the ``feed:<provider>:<country>`` watermark (a first run starts at the cutover: the start of the
@@ -47,7 +49,7 @@ from worker.feeds.port import ChangeFeed, FeedChange, FeedPage
 from worker.infra.dispatch import Dispatcher
 from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope
-from worker.ledger.models import Chunk, Run, RunMode, RunStatus, utcnow
+from worker.ledger.models import FINAL_RUN_STATES, Chunk, Run, RunMode, RunStatus, utcnow
 from worker.ledger.upsert import upsert
 from worker.retention.erase import erase_removed
 from worker.sync.company_cache import field_of
@@ -121,10 +123,50 @@ class ChangesPlanner(Planner):
         with session_scope() as session:
             self.planned_ids = _planned_records(session, self.run_id)
         if not self.stopping:
+            self._carry_over()
+        if not self.stopping:
             self._crm_delta()
         if not self.stopping:
             self._feed()
         self._close()
+
+    # --- carried over ---------------------------------------------------------------------------------------
+
+    def _carry_over(self) -> None:
+        """Changes an earlier run planned but never applied (cancelled or failed before their chunk ran: the feed's
+        watermark is already past them) are planned again here and their events move to this run."""
+        with self._page_session() as session:
+            self._still_mine(session)
+            if self._stopped(session):
+                return
+            rows = session.execute(
+                select(ChangeEvent.id, ChangeEvent.record_id, ChangeEvent.country, ChangeEvent.org_number)
+                .join(Run, Run.id == ChangeEvent.run_id)
+                .where(
+                    ChangeEvent.connection_id == self.connection_id,
+                    ChangeEvent.outcome == ChangeOutcome.PLANNED.value,
+                    Run.id != self.run_id,
+                    Run.status.in_([status.value for status in FINAL_RUN_STATES]),
+                )
+            ).all()
+            if not rows:
+                return
+            batch = Batch()
+            for _, record_id, country, org_number in rows:
+                if record_id not in self.planned_ids:
+                    batch.plan(str(record_id), CompanyKey(str(country), str(org_number)))
+            session.execute(
+                update(ChangeEvent)
+                .where(ChangeEvent.id.in_([row[0] for row in rows]))
+                .values(run_id=self.run_id)
+            )
+            self._store(session, batch)
+        log.info(
+            "changes run: %d changes of earlier runs carried over (%d records)",
+            len(rows),
+            len(batch.records),
+            extra={"run_id": self.run_id},
+        )
 
     # --- CRM side --------------------------------------------------------------------------------------------
 

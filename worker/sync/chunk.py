@@ -168,7 +168,12 @@ def _finish(
         runs.add_chunk_result(session, claim.run_id, counts, now, api_used=outcome.api_used)
         runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
         field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
-        planned.settle(session, claim.run_id, claim.record_ids, outcome.settled())  # a changes run's events
+        if (
+            status is ChunkStatus.DONE or outcome.failures
+        ):  # else (cancelled, run failed) the next run carries
+            planned.settle(
+                session, claim.run_id, claim.record_ids, outcome.settled()
+            )  # a changes run's events
         closed = runs.maybe_close(session, claim.run_id, now, listener=dispatch)
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})
