@@ -22,6 +22,7 @@ from tests.integration.changes_world import ChangesWorld, changes_world, renamed
 from worker.changes import plan as changes_plan
 from worker.changes import review
 from worker.changes.models import ChangeOutcome, ChangeType
+from worker.errors import FeedMalformed
 from worker.feeds.factory import feed_for
 from worker.ledger.cancel import cancel_run
 from worker.ledger.db import session_scope
@@ -192,5 +193,52 @@ def test_changes_planned_by_a_run_cancelled_before_its_chunks_ran_are_carried_to
     assert sorted(written) == sorted(records)  # the carried 10 and the other 20, each written once
     carried = [e for e in world.events(second["id"]) if e.record_id in set(records[:10])]
     assert carried and {e.outcome for e in carried} == {ChangeOutcome.SYNCED.value}
+    assert not [e for e in world.events() if e.outcome == ChangeOutcome.PLANNED.value]
+    assert world.watermark(SOURCE) == str(ids[-1])
+
+
+class _BreaksAfterOnePage:
+    """The real feed, whose second page comes back malformed (a registry answering garbage mid-feed)."""
+
+    def __init__(self, feed: Any) -> None:
+        self._feed = feed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._feed, name)
+
+    def pages(self, position: str, now: Any) -> Iterator[Any]:
+        pages = self._feed.pages(position, now)
+        yield next(pages)
+        raise FeedMalformed("the change feed's page 2 has no _embedded list: nothing of it was applied")
+
+
+@pytest.mark.timeout(60)
+def test_a_feed_malformed_mid_run_fails_the_run_and_the_next_run_applies_every_change_once(
+    brreg: ChangesWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = brreg
+    broken: list[int] = []
+
+    def feed(*args: Any, **kwargs: Any) -> Any:
+        real = feed_for(*args, **{**kwargs, "size": 10})
+        if broken:
+            return real
+        broken.append(1)
+        return _BreaksAfterOnePage(real)
+
+    monkeypatch.setattr(changes_plan, "feed_for", feed)
+    companies = world.singles(30)
+    ids = [world.registry.script_change(renamed(c)).brreg_id for c in companies]
+    written_before = len(world.sf.changes)
+    first = world.changes_run()
+    position = world.watermark(SOURCE)
+    second = world.changes_run()
+    written = [c.record_id for c in world.sf.changes[written_before:]]
+    records = [world.record_of(c) for c in companies]
+
+    assert first["status"] == "failed" and first["error_code"] == "FEED_MALFORMED", first
+    assert position == str(ids[9])  # page 1's effects committed; page 2 was never applied
+    assert second["status"] == "succeeded", second
+    assert sorted(written) == sorted(records)  # nothing lost, nothing written twice
     assert not [e for e in world.events() if e.outcome == ChangeOutcome.PLANNED.value]
     assert world.watermark(SOURCE) == str(ids[-1])
