@@ -108,16 +108,21 @@ def test_a_review_field_in_a_changes_run_waits_with_the_feed_origin_until_approv
     ]
 
 
+def _thirty_renames_in_pages_of_ten(
+    world: ChangesWorld, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], list[int]]:
+    """Thirty companies of the CRM renamed in the feed, which the planner reads in three pages of ten."""
+    monkeypatch.setattr(changes_plan, "feed_for", lambda *a, **k: feed_for(*a, **{**k, "size": 10}))
+    companies = world.singles(30)
+    return companies, [world.registry.script_change(renamed(c)).brreg_id for c in companies]
+
+
 @pytest.mark.timeout(60)
 def test_cancel_stops_planning_and_the_watermark_covers_only_committed_pages(
     brreg: ChangesWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = brreg
-    monkeypatch.setattr(
-        changes_plan, "feed_for", lambda *a, **k: feed_for(*a, **{**k, "size": 10})
-    )  # 3 pages of 10
-    companies = world.singles(30)
-    ids = [world.registry.script_change(renamed(c)).brreg_id for c in companies]
+    companies, ids = _thirty_renames_in_pages_of_ten(world, monkeypatch)
     dispatch = world.world.dispatch
     cancelled: list[int] = []
 
@@ -162,11 +167,7 @@ def test_changes_planned_by_a_run_cancelled_before_its_chunks_ran_are_carried_to
     """The first page commits (its chunks stored, the watermark past it), then the run is cancelled before any of
     its chunks runs: those changes are not lost, the next changes run applies them, each once."""
     world = brreg
-    monkeypatch.setattr(
-        changes_plan, "feed_for", lambda *a, **k: feed_for(*a, **{**k, "size": 10})
-    )  # 3 pages of 10
-    companies = world.singles(30)
-    ids = [world.registry.script_change(renamed(c)).brreg_id for c in companies]
+    companies, ids = _thirty_renames_in_pages_of_ten(world, monkeypatch)
     dispatch = world.world.dispatch
 
     def cancel_before_the_chunks_run(_chunk_ids: list[int]) -> None:
