@@ -24,7 +24,12 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
-from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, unique_queue
+from tests.integration.celery_cluster import (
+    REPO_ROOT,
+    ClusterEnv,
+    celery_cluster,
+    cluster_env_for,
+)
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
 from worker.sandbox.demo import create_connection
@@ -68,14 +73,8 @@ def world(
     env: RegsyncEnv, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[World]:
     with sandbox_stack(tmp_path / "sandbox", ACCOUNTS, validation_failures=0) as stack:
-        cluster_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue("regsync-estimate"),
-            log_level="INFO",  # the worker says "ready." at INFO
-        )
+        # the worker says "ready." at INFO
+        cluster_env = cluster_env_for(env, redis_url, stack, "regsync-estimate", log_level="INFO")
         cluster_env.apply(monkeypatch)
         yield World(stack, cluster_env, tmp_path)
 

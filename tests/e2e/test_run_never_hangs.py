@@ -32,8 +32,8 @@ from tests.integration.celery_cluster import (
     ClusterEnv,
     SweeperLoop,
     celery_cluster,
+    cluster_env_for,
     sweeper_loop,
-    unique_queue,
 )
 from tests.integration.faults import STAGES, FaultSwitch, salesforce_error
 from tests.unit.fakes import counts
@@ -62,14 +62,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 @pytest.fixture
 def world(env: RegsyncEnv, redis_url: str, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> ClusterEnv:
-    cluster_env = ClusterEnv(
-        database_url=env.database_url,
-        redis_url=redis_url,
-        secret_key=env.secret_key,
-        ca_bundle=stack.ca.bundle_path,
-        queue=unique_queue("regsync-hang"),
-        log_level="INFO",
-    )
+    cluster_env = cluster_env_for(env, redis_url, stack, "regsync-hang", log_level="INFO")
     cluster_env.apply(monkeypatch)
     data = stack.spec_data(CONNECTION, "proff", requests_per_second=2000, burst=200)
     data["sync"] = {"chunk_size": 20}

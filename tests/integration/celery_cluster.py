@@ -23,8 +23,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from worker.connections.spec import ConnectionSpec
+    from worker.sandbox.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_MARK = "ready."
@@ -250,3 +255,33 @@ def sweeper_loop(interval_s: float = 1.0) -> Iterator[SweeperLoop]:
 def unique_queue(prefix: str = "regsync-t") -> str:
     """A queue name no other test (or test run) consumes."""
     return f"{prefix}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def cluster_env_for(
+    env: Any, redis_url: str, stack: Stack, queue_prefix: str = "regsync-t", **settings: Any
+) -> ClusterEnv:
+    """The world of a cluster test: ``env``'s ledger and secret key, Redis, the sandbox's CA, a queue of its own."""
+    return ClusterEnv(
+        database_url=env.database_url,
+        redis_url=redis_url,
+        secret_key=env.secret_key,
+        ca_bundle=stack.ca.bundle_path,
+        queue=unique_queue(queue_prefix),
+        **settings,
+    )
+
+
+def install_connection(stack: Stack, data: dict[str, Any], actor: str = "test") -> ConnectionSpec:
+    """Apply a connection file's ``data`` and store the sandbox's Salesforce secret and registry token for it."""
+    from worker.connections.apply import apply_connection
+    from worker.connections.secrets import set_secret
+    from worker.connections.spec import parse_spec
+    from worker.ledger.db import session_scope
+
+    spec = parse_spec(data)
+    with session_scope() as session:
+        apply_connection(session, spec, actor)
+    with session_scope() as session:
+        set_secret(session, spec.name, "salesforce_client_secret", stack.client_secret, actor)
+        set_secret(session, spec.name, "registry_token", stack.registry_token, actor)
+    return spec

@@ -25,11 +25,15 @@ import redis
 from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
-from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, sweeper_loop, unique_queue
+from tests.integration.celery_cluster import (
+    REPO_ROOT,
+    ClusterEnv,
+    celery_cluster,
+    cluster_env_for,
+    install_connection,
+    sweeper_loop,
+)
 from tests.unit.fakes import counts
-from worker.connections.apply import apply_connection
-from worker.connections.secrets import set_secret
-from worker.connections.spec import parse_spec
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Chunk, ChunkStatus, Run, RunStatus
 from worker.sandbox.stack import Stack, sandbox_stack
@@ -63,21 +67,11 @@ def world(
     env: RegsyncEnv, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[World]:
     with sandbox_stack(tmp_path / "sandbox", ACCOUNTS, validation_failures=0) as stack:
-        cluster_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue("regsync-cancel"),
-            log_level="INFO",
-        )
+        cluster_env = cluster_env_for(env, redis_url, stack, "regsync-cancel", log_level="INFO")
         cluster_env.apply(monkeypatch)
         data = stack.spec_data(NAME, "proff", requests_per_second=2000, burst=200)
         data["sync"] = {"chunk_size": CHUNK_SIZE}
-        with session_scope() as session:
-            apply_connection(session, parse_spec(data), "alice")
-            set_secret(session, NAME, "salesforce_client_secret", stack.client_secret, "alice")
-            set_secret(session, NAME, "registry_token", stack.registry_token, "alice")
+        install_connection(stack, data, "alice")
         yield World(stack, cluster_env, tmp_path)
 
 

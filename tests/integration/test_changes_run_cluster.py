@@ -22,13 +22,17 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from tests.conftest import RegsyncEnv
-from tests.integration.celery_cluster import ClusterEnv, celery_cluster, sweeper_loop, unique_queue
+from tests.integration.celery_cluster import (
+    ClusterEnv,
+    celery_cluster,
+    cluster_env_for,
+    install_connection,
+    sweeper_loop,
+)
 from worker.changes import keyindex
 from worker.changes.models import ChangeEvent, ChangeOutcome, Watermark
 from worker.company import Company, CompanyStatus
-from worker.connections.apply import apply_connection
-from worker.connections.secrets import set_secret
-from worker.connections.spec import ConnectionSpec, parse_spec
+from worker.connections.spec import ConnectionSpec
 from worker.errors import InvalidOrgNumber
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger import runs
@@ -67,21 +71,12 @@ def make_world(
         context = sandbox_stack(tmp_path / "sandbox", n)
         stack = context.__enter__()
         contexts.append(context)
-        world_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue(),
-            log_level="INFO",
-            registry_pump=True,
-        )
+        world_env = cluster_env_for(env, redis_url, stack, log_level="INFO", registry_pump=True)
         world_env.apply(monkeypatch)
-        spec = parse_spec(stack.spec_data(CONNECTION, "brreg", requests_per_second=2000, burst=200))
+        spec = install_connection(
+            stack, stack.spec_data(CONNECTION, "brreg", requests_per_second=2000, burst=200)
+        )
         with session_scope() as session:
-            apply_connection(session, spec, "test")
-        with session_scope() as session:
-            set_secret(session, CONNECTION, "salesforce_client_secret", stack.client_secret, "test")
             connection_id = session.scalar(select(Connection.id).where(Connection.name == CONNECTION))
         originals = {a["Id"]: copy.deepcopy(dict(a)) for a in stack.dataset.accounts}
         assert connection_id is not None

@@ -33,7 +33,13 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import RegsyncEnv, service_missing
-from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, sweeper_loop, unique_queue
+from tests.integration.celery_cluster import (
+    REPO_ROOT,
+    celery_cluster,
+    cluster_env_for,
+    install_connection,
+    sweeper_loop,
+)
 from tests.integration.test_mass_update_cluster import (
     World,
     assert_counts_exact,
@@ -41,9 +47,6 @@ from tests.integration.test_mass_update_cluster import (
     assert_sandbox_matches,
     expected_outcome,
 )
-from worker.connections.apply import apply_connection
-from worker.connections.secrets import set_secret
-from worker.connections.spec import parse_spec
 from worker.ledger.db import session_scope
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import Chunk, ChunkStatus, Run
@@ -153,12 +156,11 @@ def test_a_ledger_outage_mid_run_costs_only_its_length(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with sandbox_stack(tmp_path / "sandbox", ACCOUNTS) as stack:
-        world_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue("regsync-outage"),
+        world_env = cluster_env_for(
+            env,
+            redis_url,
+            stack,
+            "regsync-outage",
             chunk_lease_s=60,  # a lease longer than the outage, as in production (300 s)
             requeue_after_s=60,
             log_level="INFO",
@@ -166,12 +168,7 @@ def test_a_ledger_outage_mid_run_costs_only_its_length(
         world_env.apply(monkeypatch)
         data = stack.spec_data(CONNECTION, "proff", requests_per_second=2000, burst=200)
         data["sync"] = {"chunk_size": 100}
-        spec = parse_spec(data)
-        with session_scope() as session:
-            apply_connection(session, spec, "test")
-        with session_scope() as session:
-            set_secret(session, CONNECTION, "salesforce_client_secret", stack.client_secret, "test")
-            set_secret(session, CONNECTION, "registry_token", stack.registry_token, "test")
+        spec = install_connection(stack, data)
         originals = {a["Id"]: copy.deepcopy(dict(a)) for a in stack.dataset.accounts}
         world = World(stack, spec, world_env, originals, tmp_path)
 

@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RegsyncEnv
-from tests.integration.celery_cluster import ClusterEnv, celery_cluster, sweeper_loop, unique_queue
-from worker.connections.apply import apply_connection
-from worker.connections.secrets import set_secret
-from worker.connections.spec import parse_spec
+from tests.integration.celery_cluster import (
+    ClusterEnv,
+    celery_cluster,
+    cluster_env_for,
+    install_connection,
+    sweeper_loop,
+)
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.views import list_failures
@@ -37,21 +40,9 @@ def world(
     env: RegsyncEnv, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Stack, ClusterEnv]]:
     with sandbox_stack(tmp_path / "sandbox", ACCOUNTS) as stack:
-        cluster_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue(),
-            log_level="INFO",
-        )
+        cluster_env = cluster_env_for(env, redis_url, stack, log_level="INFO")
         cluster_env.apply(monkeypatch)
-        spec = parse_spec(stack.spec_data(CONNECTION, "proff", requests_per_second=2000, burst=200))
-        with session_scope() as session:
-            apply_connection(session, spec, "test")
-        with session_scope() as session:
-            set_secret(session, CONNECTION, "salesforce_client_secret", stack.client_secret, "test")
-            set_secret(session, CONNECTION, "registry_token", stack.registry_token, "test")
+        install_connection(stack, stack.spec_data(CONNECTION, "proff", requests_per_second=2000, burst=200))
         yield stack, cluster_env
 
 

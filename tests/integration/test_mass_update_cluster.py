@@ -28,13 +28,12 @@ from tests.integration.celery_cluster import (
     ClusterEnv,
     WorkerProcess,
     celery_cluster,
+    cluster_env_for,
+    install_connection,
     sweeper_loop,
-    unique_queue,
 )
 from worker.company import Company, CompanyStatus
-from worker.connections.apply import apply_connection
-from worker.connections.secrets import set_secret
-from worker.connections.spec import ConnectionSpec, parse_spec
+from worker.connections.spec import ConnectionSpec
 from worker.errors import InvalidOrgNumber
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
@@ -73,23 +72,11 @@ def make_world(
         context = sandbox_stack(tmp_path / "sandbox", n)
         stack = context.__enter__()
         contexts.append(context)
-        world_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue(),
-            log_level=log_level,
-        )
+        world_env = cluster_env_for(env, redis_url, stack, log_level=log_level)
         world_env.apply(monkeypatch)
         data = stack.spec_data(CONNECTION, "proff", requests_per_second=2000, burst=200)
         data["sync"] = {"chunk_size": chunk_size}
-        spec = parse_spec(data)
-        with session_scope() as session:
-            apply_connection(session, spec, "test")
-        with session_scope() as session:
-            set_secret(session, CONNECTION, "salesforce_client_secret", stack.client_secret, "test")
-            set_secret(session, CONNECTION, "registry_token", stack.registry_token, "test")
+        spec = install_connection(stack, data)
         originals = {a["Id"]: copy.deepcopy(dict(a)) for a in stack.dataset.accounts}
         return World(stack, spec, world_env, originals, tmp_path)
 

@@ -20,10 +20,13 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
-from tests.integration.celery_cluster import ClusterEnv, celery_cluster, sweeper_loop, unique_queue
-from worker.connections.apply import apply_connection
-from worker.connections.secrets import set_secret
-from worker.connections.spec import parse_spec
+from tests.integration.celery_cluster import (
+    ClusterEnv,
+    celery_cluster,
+    cluster_env_for,
+    install_connection,
+    sweeper_loop,
+)
 from worker.errors import InvalidOrgNumber
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.cancel import cancel_run
@@ -51,22 +54,11 @@ def world(
 ) -> Iterator[World]:
     accounts, rps, lease_s = request.param
     with sandbox_stack(tmp_path / "sandbox", accounts, validation_failures=0, **DUPLICATES) as stack:
-        cluster_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue("regsync-pump"),
-            log_level="INFO",
-            chunk_lease_s=lease_s,
-            registry_pump=True,
+        cluster_env = cluster_env_for(
+            env, redis_url, stack, "regsync-pump", log_level="INFO", chunk_lease_s=lease_s, registry_pump=True
         )
         cluster_env.apply(monkeypatch)
-        data = stack.spec_data(NAME, "proff", requests_per_second=rps, burst=5)
-        with session_scope() as session:
-            apply_connection(session, parse_spec(data), "alice")
-            set_secret(session, NAME, "salesforce_client_secret", stack.client_secret, "alice")
-            set_secret(session, NAME, "registry_token", stack.registry_token, "alice")
+        install_connection(stack, stack.spec_data(NAME, "proff", requests_per_second=rps, burst=5), "alice")
         yield World(stack, cluster_env, tmp_path)
 
 

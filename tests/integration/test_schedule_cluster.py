@@ -23,11 +23,14 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
-from tests.integration.celery_cluster import REPO_ROOT, ClusterEnv, celery_cluster, unique_queue
+from tests.integration.celery_cluster import (
+    REPO_ROOT,
+    ClusterEnv,
+    celery_cluster,
+    cluster_env_for,
+    install_connection,
+)
 from tests.integration.insert_race import assert_collided
-from worker.connections.apply import apply_connection
-from worker.connections.secrets import set_secret
-from worker.connections.spec import parse_spec
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run, RunStatus
 from worker.ledger.views import run_view
@@ -49,21 +52,11 @@ def world(
     env: RegsyncEnv, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Stack, ClusterEnv]]:
     with sandbox_stack(tmp_path / "sandbox", ACCOUNTS, validation_failures=0) as stack:
-        cluster_env = ClusterEnv(
-            database_url=env.database_url,
-            redis_url=redis_url,
-            secret_key=env.secret_key,
-            ca_bundle=stack.ca.bundle_path,
-            queue=unique_queue("regsync-sched"),
-            log_level="INFO",
-        )
+        cluster_env = cluster_env_for(env, redis_url, stack, "regsync-sched", log_level="INFO")
         cluster_env.apply(monkeypatch)
         data = stack.spec_data("nightly", "proff", requests_per_second=2000, burst=200)
         data["schedule"] = {"cron": "* * * * *", "timezone": "Europe/Oslo", "concurrency": "allow"}
-        with session_scope() as session:
-            apply_connection(session, parse_spec(data), "alice")
-            set_secret(session, "nightly", "salesforce_client_secret", stack.client_secret, "alice")
-            set_secret(session, "nightly", "registry_token", stack.registry_token, "alice")
+        install_connection(stack, data, "alice")
         with session_scope() as session:
             set_enabled(session, "nightly", True, "alice", now=START_SIM, without_notices=True)
         yield stack, cluster_env
