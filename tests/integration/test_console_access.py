@@ -127,8 +127,9 @@ def test_viewer_sees_no_action_control_and_every_action_post_is_403(console: Con
             path
         )  # the same page shows controls to an operator
     for (method, template), entry in sorted(MATRIX.items()):
-        if method != "POST":
+        if entry.needs == "viewer":
             continue
+        assert method == "POST"
         status, _ = viewer.post(
             _paths(template, console.world, tenant="a", role="viewer"), _form_body(template, console)
         )
