@@ -29,7 +29,7 @@ class Browser:
             page = self.client.get("/console/connections")
             found = CSRF.search(page.text)
             self.csrf = found.group(1) if found else ""
-        return answer.status_code
+        return int(answer.status_code)
 
     def get(self, path: str) -> tuple[int, str]:
         answer = self.client.get(path)
