@@ -7,6 +7,7 @@ and keeps UTC in the title (on hover).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,15 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
+def brief(values: dict[str, Any] | None, most: int = 4) -> str:
+    """An audit event's before/after as ``key=value`` pairs, the first ``most`` of them (values cut at 40)."""
+    if not values:
+        return ""
+    pairs = [f"{key}={json.dumps(value, ensure_ascii=False)[:40]}" for key, value in values.items()]
+    more = f" … {len(pairs) - most} more" if len(pairs) > most else ""
+    return ", ".join(pairs[:most]) + more
+
+
 def words(value: str | None) -> str:
     """An enum value as words: ``partially_failed`` → ``partially failed``."""
     return (value or "").replace("_", " ")
@@ -82,7 +92,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, relative=relative, duration=duration, words=words)
+    env.filters.update(when=when, relative=relative, duration=duration, words=words, brief=brief)
     return env
 
 
