@@ -170,7 +170,7 @@ class Suite:
             sizes.samples,
             self.services,
             self.workdir / "console",
-            self._say,
+            say=self._say,
         )
         return console_section(result)
 
