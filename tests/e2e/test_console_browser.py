@@ -133,6 +133,7 @@ def _watch_progress(checked: Checked, base: str, run_id: int) -> tuple[str, str]
     after = page.inner_text(".chunks")
     page.wait_for_selector('[data-final="true"]', timeout=60_000)
     assert page.evaluate("() => window.__sameDocument") == 42  # polled in place: never reloaded
+    assert page.inner_text("[data-run-status]") == "partially failed"  # the heading's badge followed
     return before, after
 
 

@@ -21,6 +21,11 @@
           box.innerHTML = html;
           localise(box);
           var panel = box.querySelector("[data-final]");
+          var badge = document.querySelector("[data-run-status]");
+          if (panel && badge) {
+            badge.textContent = panel.dataset.status.replace(/_/g, " ");
+            badge.className = "status s-" + panel.dataset.status;
+          }
           if (panel && panel.dataset.final === "true") { clearInterval(timer); }
         })
         .catch(function () { clearInterval(timer); });
