@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench services
+.PHONY: install demo test lint bench services browser
 
 $(BIN)/regsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install services lint
+test: install services browser lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: install services
@@ -29,3 +29,6 @@ bench: install services
 
 services:
 	scripts/services
+
+browser:  # Debian's Chromium for the browser tests (apt, once, only when missing)
+	@test -x /usr/bin/chromium || scripts/chromium >/dev/null

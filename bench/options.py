@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "registry-pump", "changes")
+BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "registry-pump", "changes", "console")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from bench.baseline import run_naive
 from bench.changes_run import ChangesSetup, run_changes
+from bench.console import console_section, run_console
 from bench.ledger import run_ledger
 from bench.machine import describe_machine
 from bench.options import BENCHMARKS, Options, parse
@@ -157,6 +158,21 @@ class Suite:
             f"changes run: {setup.accounts:,} Accounts, {setup.changes:,} feed changes, R = {setup.rps:.0f}"
         )
         return changes_section(run_changes(setup, self.services, self.workdir / "changes", say=self._say))
+
+    def console(self) -> Section:
+        sizes = self.options.sizes
+        self._say(
+            f"console pages on a ledger of {sizes.ledger_runs:,} runs and {sizes.ledger_chunks:,} chunk rows"
+        )
+        result = run_console(
+            sizes.ledger_runs,
+            sizes.ledger_chunks,
+            sizes.samples,
+            self.services,
+            self.workdir / "console",
+            say=self._say,
+        )
+        return console_section(result)
 
     def run_one(self, name: str, build: Callable[[], Section]) -> None:
         started = time.monotonic()

@@ -173,6 +173,12 @@ class Settings(BaseSettings):
             "whether it announces its Content-Length or streams chunked."
         ),
     )
+    console_idle_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        le=24 * 60,
+        description="Minutes a web console session may sit idle before it is signed out (each request renews it).",
+    )
     metrics_public: bool = Field(
         default=False,
         description=(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "changes")
+BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "changes", "console")
 RATIO_CELL = re.compile(r"\|\s*\d+\.\d+\s*\|")
 
 

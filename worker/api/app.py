@@ -1,6 +1,7 @@
 """The HTTP API application: ``uvicorn worker.api.app:create_app --factory``.
 
-Routes live under ``/v1`` (OpenAPI at ``/v1/openapi.json``); ``/metrics`` is outside the versioned API.
+Routes live under ``/v1`` (OpenAPI at ``/v1/openapi.json``); ``/metrics`` is outside the versioned API; the
+web console (``worker.console``) under ``/console``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from worker.api.routes import alerts, backfills, changes, health, report, retent
 from worker.api.routes import settings as connection_settings
 from worker.api.schemas import Problem
 from worker.api.throttle import Throttle, make_throttle
+from worker.console import app as console
 from worker.infra.dispatch import CeleryDispatcher, Dispatcher
 
 API_PREFIX = "/v1"
@@ -68,4 +70,5 @@ def create_app(
     app.openapi = problems.documented_as_problems(app.openapi)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # inside: its 413 gets the headers
     app.add_middleware(ApiMiddleware)
+    console.install(app, settings)  # last: in front of the API's middleware, for /console only
     return app

@@ -180,3 +180,12 @@ def _touch(session: Session, key_id: int, now: dt.datetime) -> None:
         .where(ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale))
         .values(last_used_at=now)
     )
+
+
+def principal_of(session: Session, key_id: int) -> Principal | None:
+    """The principal of the active key ``key_id`` (a console session holds the id, never the key), or None once
+    the key is revoked."""
+    key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))
+    if key is None:
+        return None
+    return Principal(key.id, Role(key.role), _scopes(session, [key.id]).get(key.id, {}))

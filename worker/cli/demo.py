@@ -12,11 +12,13 @@ import typer
 
 from config.logging import quieten
 from worker.cli.common import EXIT_FAILED, console, handles_errors
+from worker.cli.demo_console import DEFAULT_PORT, serve_console
 from worker.cli.tables import print_table_with_notes
 
 
 @handles_errors
 def demo_command(
+    *,
     directory: Path = typer.Option(
         Path(".regsync-demo"), "--dir", metavar="DIR", help="Where the demo keeps its ledger and CA."
     ),
@@ -39,10 +41,18 @@ def demo_command(
         help="After the full run, script a few hundred changes in the registry's change feed and run a changes "
         "run: only what changed is fetched and written. Prints what it cost against the full run.",
     ),
+    web_console: bool = typer.Option(
+        False,
+        "--console",
+        help="Then serve the web console on 127.0.0.1 and print a sign-in key; Ctrl-C stops.",
+    ),
+    console_port: int = typer.Option(
+        DEFAULT_PORT, "--console-port", min=1, max=65535, metavar="PORT", help="The web console's port."
+    ),
 ) -> None:
     """Start sandbox Salesforce + registry, create a connection and run a mass update with a progress bar.
 
-    With --changes, a changes run follows the full run.
+    With --changes, a changes run follows the full run; with --console, the web console serves them afterwards.
     """
     from worker.cli.runs import print_summary, watch
     from worker.infra.dispatch import CeleryDispatcher
@@ -71,6 +81,8 @@ def demo_command(
             if changes:
                 run_id, same = _changes_run(stack, spec_data["name"], view)
                 ok = ok and same
+            if web_console:
+                serve_console(spec_data["name"], console_port)
         _print_registry_privacy(stack)
     console.print(
         f"demo finished in {time.monotonic() - started:.1f} s; inspect it with "

@@ -1,0 +1,251 @@
+"""Acceptance 2 and 3 of the web console: the role × route and tenant matrices derived from the console's routes,
+CSRF on every form, the session cookie's flags, idle timeout and sign-out (PostgreSQL ledger, Redis sessions)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from config.settings import reset_settings
+from tests.conftest import claimed_redis
+from tests.integration.api_world import B_ALERT_ID, B_MARKERS, B_RUN_IDS, A, B, World, build_world, ledger_env
+from tests.integration.console_world import ACTION_FORM, Browser, console_routes
+from tests.integration.test_api_roles import _seed_review, a_spec
+from tests.unit.fakes import FakeDispatcher
+from worker.api.app import create_app
+from worker.api.throttle import MemoryThrottle
+from worker.ledger.db import session_scope
+from worker.ledger.models import AuditEvent, Run
+from worker.sandbox.stack import sandbox_stack
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A console route's row: the lowest role that may use it, and what its path names."""
+
+    needs: str
+    target: str = "connection"  # connection, run, alert, or none (the key's own overview)
+
+
+#: Every console route. A route the console has and this lacks fails the first test, so none escapes the matrix.
+MATRIX = {
+    ("GET", "/console/connections"): Entry("viewer", "none"),
+    ("GET", "/console/connections/{c}/runs"): Entry("viewer"),
+    ("GET", "/console/connections/{c}/review"): Entry("viewer"),
+    ("GET", "/console/connections/{c}/report"): Entry("viewer"),
+    ("GET", "/console/connections/{c}/audit"): Entry("viewer"),
+    ("GET", "/console/runs/{run_id}"): Entry("viewer", "run"),
+    ("GET", "/console/runs/{run_id}/progress"): Entry("viewer", "run"),
+    ("GET", "/console/runs/{run_id}/failures"): Entry("viewer", "run"),
+    ("GET", "/console/alerts"): Entry("viewer", "none"),
+    ("POST", "/console/runs/{run_id}/cancel"): Entry("operator", "run"),
+    ("POST", "/console/runs/{run_id}/resume"): Entry("operator", "run"),
+    ("POST", "/console/alerts/{alert_id}/ack"): Entry("operator", "alert"),
+    ("POST", "/console/connections/{c}/review/approve"): Entry("operator"),
+    ("POST", "/console/connections/{c}/review/reject"): Entry("operator"),
+}
+#: Routes before or around a session, each with where it is tested.
+SESSIONLESS = {
+    ("GET", "/console"): "a redirect to the connections page",
+    ("GET", "/console/login"): "the sign-in form (test_sign_in_cookie_...)",
+    ("POST", "/console/login"): "signing in (test_sign_in_cookie_..., test_posts_without_a_valid_csrf_...)",
+    ("POST", "/console/logout"): "signing out (test_sign_out_...)",
+}
+
+
+@dataclass
+class Console:
+    app: FastAPI
+    world: World
+    events: dict[str, int]
+    redis_url: str
+
+    def browser(self, role: str | None = None, base_url: str = "http://localhost") -> Browser:
+        browser = Browser(self.app, base_url)
+        if role is not None:
+            key = self.world.b_admin if role == "b_admin" else self.world.keys[role]
+            assert browser.sign_in(key) == 303
+        return browser
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    with (
+        claimed_redis() as redis_url,
+        sandbox_stack(tmp_path_factory.mktemp("sandbox"), 20) as stack,
+        pytest.MonkeyPatch.context() as patch,
+        ledger_env(REGSYNC_REDIS_URL=redis_url, REGSYNC_SHARED_STATE="redis"),
+    ):
+        for name, value in stack.trust_env().items():
+            patch.setenv(name, value)
+        world = build_world(a_spec(stack), {"salesforce_client_secret": stack.client_secret})
+        events = _seed_review(stack)
+        app = create_app(throttle=MemoryThrottle(10_000), dispatcher=FakeDispatcher())
+        yield Console(app, world, events, redis_url)
+
+
+def _paths(template: str, world: World, *, tenant: str, role: str = "admin") -> str:
+    values = {
+        "c": A if tenant == "a" else B,
+        "run_id": str(world.a_cancellable[role] if tenant == "a" else B_RUN_IDS[1]),
+        "alert_id": str(world.a_alerts[role] if tenant == "a" else B_ALERT_ID),
+    }
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+
+
+def test_every_console_route_is_in_the_matrix(console: Console) -> None:
+    routes = console_routes(console.app)
+    assert routes - SESSIONLESS.keys() - MATRIX.keys() == set(), "a console route has no row in the matrix"
+    assert MATRIX.keys() - routes == set(), "the matrix names a route the console no longer has"
+    assert SESSIONLESS.keys() <= routes
+
+
+def _form_body(template: str, console: Console) -> dict[str, str]:
+    return {"one": str(console.events["approve"])} if "/review/" in template else {}
+
+
+def test_viewer_sees_no_action_control_and_every_action_post_is_403(console: Console) -> None:
+    viewer, operator = console.browser("viewer"), console.browser("operator")
+    pages = [
+        f"/console/runs/{console.world.a_queued_run}",  # running: an operator may cancel it
+        "/console/alerts",
+        f"/console/connections/{A}/review",
+    ]
+    for path in pages:
+        status, html = viewer.get(path)
+        assert status == 200, path
+        assert ACTION_FORM.findall(html) == [], path
+        status, html = operator.get(path)
+        assert status == 200 and ACTION_FORM.findall(html), (
+            path
+        )  # the same page shows controls to an operator
+    for (method, template), entry in sorted(MATRIX.items()):
+        if entry.needs == "viewer":
+            continue
+        assert method == "POST"
+        status, _ = viewer.post(
+            _paths(template, console.world, tenant="a", role="viewer"), _form_body(template, console)
+        )
+        assert status == 403, template
+    with session_scope() as session:
+        assert session.get(Run, console.world.a_cancellable["viewer"]).status == "queued"  # type: ignore[union-attr]
+
+
+def test_every_console_url_of_connection_b_is_404_for_a_key_of_a(console: Console) -> None:
+    admin = console.browser("admin")
+    seen: list[str] = []
+    for (method, template), entry in sorted(MATRIX.items()):
+        if entry.target == "none":
+            continue
+        path = _paths(template, console.world, tenant="b")
+        if method == "GET":
+            status, html = admin.get(path)
+        else:
+            status, html = admin.post(
+                path, {"one": str(console.events["b"])} if "/review/" in template else {}
+            )
+        assert status == 404, (method, path)
+        seen.append(html)
+    for path in ("/console/connections", "/console/alerts", "/console/alerts?show=past"):
+        status, html = admin.get(path)
+        assert status == 200
+        seen.append(html)
+    everything = "\n".join(seen)
+    for marker in (*B_MARKERS, *(str(run_id) for run_id in B_RUN_IDS), str(B_ALERT_ID)):
+        assert marker not in everything, marker
+    b_admin = console.browser("b_admin")  # the markers are real: B's own key sees B's run page
+    assert b_admin.get(f"/console/runs/{B_RUN_IDS[0]}")[0] == 200
+
+
+def test_posts_without_a_valid_csrf_token_are_403_and_change_nothing(console: Console) -> None:
+    operator = console.browser("operator")
+    run_id = console.world.a_cancellable["operator"]
+    assert operator.post(f"/console/runs/{run_id}/cancel", csrf=False)[0] == 403
+    assert operator.post(f"/console/runs/{run_id}/cancel", {"csrf": "forged"}, csrf=False)[0] == 403
+    assert operator.post("/console/logout", csrf=False)[0] == 403
+    with session_scope() as session:
+        assert session.get(Run, run_id).status == "queued"  # type: ignore[union-attr]
+    assert operator.get("/console/connections")[0] == 200  # still signed in: the forged sign-out did nothing
+    anonymous = Browser(console.app)
+    anonymous.client.get("/console/login")
+    answer = anonymous.client.post("/console/login", data={"api_key": console.world.keys["admin"]})
+    assert answer.status_code == 403 and "regsync_console=" not in answer.headers.get("set-cookie", "")
+    status, _ = operator.post(f"/console/runs/{run_id}/cancel")  # with the token, the same post works
+    assert status == 303
+    with session_scope() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "run.cancel", AuditEvent.target == f"run:{run_id}")
+        ).one()
+    assert event.actor.startswith("apikey:")
+
+
+def test_sign_in_cookie_is_httponly_strict_and_secure_outside_localhost(console: Console) -> None:
+    key = console.world.keys["viewer"]
+    for base_url, secure in (("http://localhost", False), ("https://console.example.org", True)):
+        browser = Browser(console.app, base_url)
+        form = browser.client.get("/console/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token
+        answer = browser.client.post("/console/login", data={"api_key": key, "csrf": token.group(1)})
+        assert answer.status_code == 303
+        cookies = [value for name, value in answer.headers.multi_items() if name == "set-cookie"]
+        session = next(c for c in cookies if c.startswith("regsync_console="))
+        flags = {part.strip().lower() for part in session.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/console"} <= flags, session
+        assert ("secure" in flags) is secure, session
+        assert key not in session and key[4:20] not in answer.text
+    client = redis.Redis.from_url(console.redis_url)
+    stored = "".join(str(client.get(name)) for name in client.scan_iter("regsync:console:session:*"))
+    assert '"key_id"' in stored and key not in stored  # Redis holds the key's id, never the key
+
+
+def test_an_idle_session_is_signed_out_and_activity_keeps_it(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGSYNC_CONSOLE_IDLE_MINUTES", "0.025")  # 1.5 s
+    reset_settings()
+    try:
+        app = create_app(throttle=MemoryThrottle(10_000), dispatcher=FakeDispatcher())
+    finally:
+        monkeypatch.delenv("REGSYNC_CONSOLE_IDLE_MINUTES")
+        reset_settings()
+    browser = Browser(app)
+    assert browser.sign_in(console.world.keys["viewer"]) == 303
+    for _ in range(3):  # 3 × 0.8 s: longer than the timeout in all, but never idle for that long
+        time.sleep(0.8)
+        assert browser.get("/console/alerts")[0] == 200
+    time.sleep(2.0)
+    answer = browser.client.get("/console/alerts")
+    assert (answer.status_code, answer.headers["location"]) == (303, "/console/login")
+
+
+def test_sign_out_ends_the_session_and_its_cookie_no_longer_works(console: Console) -> None:
+    browser = console.browser("viewer")
+    token = browser.client.cookies.get("regsync_console")
+    assert browser.post("/console/logout")[0] == 303
+    assert browser.client.get("/console/connections").status_code == 303
+    replay = Browser(console.app)
+    replay.client.cookies.set("regsync_console", str(token), domain="localhost", path="/console")
+    assert replay.client.get("/console/connections").status_code == 303
+    status, html = Browser(console.app).get("/console/login?out=1")
+    assert status == 200 and "signed out" in html
+
+
+def test_operator_acknowledges_an_alert_through_the_console_as_the_api_would(console: Console) -> None:
+    operator = console.browser("operator")
+    alert_id = console.world.a_alerts["operator"]
+    status, _ = operator.post(f"/console/alerts/{alert_id}/ack")
+    assert status == 303
+    status, html = operator.get("/console/alerts")
+    assert f'id="alert-{alert_id}"' in html and "acknowledged" in html
+    assert operator.post(f"/console/alerts/{alert_id}/ack")[0] == 409  # as the API: acknowledged already
+    with session_scope() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "alert.ack")).all()[-1]
+    assert event.target == f"connection:{A}/alert:{alert_id}" and event.actor.startswith("apikey:")
