@@ -6,7 +6,17 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "calls", "baseline", "scale", "ledger", "registry-pump", "changes", "console")
+BENCHMARKS = (
+    "throughput",
+    "calls",
+    "baseline",
+    "scale",
+    "ledger",
+    "registry-pump",
+    "changes",
+    "console",
+    "purge",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,7 @@ class Sizes:
     pump_memory_accounts: int = 100_000  # the peak-memory row (0: none)
     changes_accounts: int = 1_000_000  # the changes run's org
     changes_feed: int = 3_000  # its feed items (0.3 %)
+    purge_failures: int = 1_000_000  # failure rows the retention purge deletes while a run writes
 
 
 FULL = Sizes()
@@ -45,6 +56,7 @@ QUICK = Sizes(
     pump_memory_accounts=0,
     changes_accounts=5_000,
     changes_feed=300,
+    purge_failures=20_000,
 )
 
 

@@ -21,10 +21,12 @@ from bench.ledger import run_ledger
 from bench.machine import describe_machine
 from bench.options import BENCHMARKS, Options, parse
 from bench.pump_run import run_pump_row
+from bench.purge import run_purge
 from bench.report import Section, print_table, write_results
 from bench.scale import run_scale
 from bench.sections_changes import changes_section
 from bench.sections_pump import default_setups, memory_setup, pump_section
+from bench.sections_purge import purge_section
 from bench.sections_scale import ledger_section, scale_section
 from bench.sections_sync import baseline_section, calls_section, throughput_section, variant_rows
 from bench.services import Services
@@ -173,6 +175,11 @@ class Suite:
             say=self._say,
         )
         return console_section(result)
+
+    def purge(self) -> Section:
+        rows = self.options.sizes.purge_failures
+        self._say(f"retention purge of {rows:,} failure rows while a run writes")
+        return purge_section(run_purge(rows, self.services, self.workdir / "purge"))
 
     def run_one(self, name: str, build: Callable[[], Section]) -> None:
         started = time.monotonic()

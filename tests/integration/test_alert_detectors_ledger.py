@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from sqlalchemy import select
 
 from tests.conftest import RegsyncEnv
 from tests.integration.alerts_world import (
@@ -20,8 +21,10 @@ from tests.integration.alerts_world import (
     transitions,
     update_run,
 )
-from worker.alerts.evaluator import evaluate
+from worker.alerts.evaluator import VOLUME_ACTION, evaluate
+from worker.ledger.audit import verify_chain
 from worker.ledger.db import session_scope
+from worker.ledger.models import AuditEvent
 from worker.scheduling.models import Schedule
 
 NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
@@ -220,3 +223,43 @@ def test_detected_at_comes_from_the_ledger_and_is_never_in_the_future(env: Regsy
     by_kind: dict[str, Any] = {a.kind: a for a in alerts()}
     assert by_kind["run_stalled"].detected_at == stalled_since + dt.timedelta(minutes=30)
     assert by_kind["run_failed"].detected_at == NOW  # clamped, not two hours ahead
+
+
+def _audited(action: str) -> list[AuditEvent]:
+    with session_scope() as session:
+        assert verify_chain(session).ok
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_a_volume_anomaly_leaves_one_audit_event_with_counts_only(env: RegsyncEnv) -> None:
+    cid = add_connection(alerts=ALERTS, enabled=True)
+    healthy_history(cid)
+    run_id = add_run(cid, "succeeded", NOW - 10 * MIN, planned=100, updated=80, failed=2)
+    channels = FakeChannels()
+
+    for at in (NOW, NOW, NOW + MIN):  # repeated ticks open the alert, and audit it, once
+        tick(at, channels)
+
+    (event,) = _audited(VOLUME_ACTION)
+    assert (event.actor, event.target) == ("regsync", f"connection:acme/run:{run_id}")
+    assert event.after == {
+        "run_id": run_id,
+        "metric": "updated",
+        "value": 80,
+        "median": HEALTHY_MEDIAN["updated"],
+        "history": 4,
+        "planned": 100,
+        "updated": 80,
+        "failed": 2,
+    }
+
+
+def test_an_alert_of_another_kind_leaves_no_volume_audit_event(env: RegsyncEnv) -> None:
+    cid = add_connection(alerts=ALERTS, enabled=True)
+    healthy_history(cid)
+    failed(cid)
+
+    tick(NOW, FakeChannels())
+
+    assert [a.kind for a in alerts()] == ["run_failed"]
+    assert _audited(VOLUME_ACTION) == []

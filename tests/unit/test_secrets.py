@@ -14,6 +14,7 @@ from config.logging import forget_secrets, redact
 from config.settings import reset_settings
 from worker.connections import secrets
 from worker.errors import ConfigurationError, ConnectionNotFound, SecretKeyError, SecretMissing
+from worker.ledger import keyring
 from worker.ledger.audit import verify_chain
 from worker.ledger.db import make_engine, session_scope
 from worker.ledger.models import AuditEvent, Base, Connection, Secret
@@ -56,36 +57,36 @@ def _connection_id(session: Session) -> int:
 def test_encrypt_decrypt_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     use_keys(monkeypatch, secrets.generate_key())
 
-    ciphertext = secrets.encrypt(TOKEN)
+    ciphertext = keyring.encrypt(TOKEN)
 
     assert TOKEN not in ciphertext
-    assert secrets.decrypt(ciphertext) == TOKEN
+    assert keyring.decrypt(ciphertext) == TOKEN
 
 
 def test_a_multiline_private_key_round_trips_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     use_keys(monkeypatch, secrets.generate_key())
     pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 
-    assert secrets.decrypt(secrets.encrypt(pem)) == pem
+    assert keyring.decrypt(keyring.encrypt(pem)) == pem
 
 
 def test_old_key_still_decrypts_while_listed_after_the_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
     old, new = secrets.generate_key(), secrets.generate_key()
     use_keys(monkeypatch, old)
-    stored = secrets.encrypt(TOKEN)
+    stored = keyring.encrypt(TOKEN)
 
     use_keys(monkeypatch, new, old)
 
-    assert secrets.decrypt(stored) == TOKEN
+    assert keyring.decrypt(stored) == TOKEN
 
 
 def test_a_wrong_key_raises_secret_key_error_without_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
     use_keys(monkeypatch, secrets.generate_key())
-    stored = secrets.encrypt(TOKEN)
+    stored = keyring.encrypt(TOKEN)
     use_keys(monkeypatch, secrets.generate_key())
 
     with pytest.raises(SecretKeyError) as caught:
-        secrets.decrypt(stored)
+        keyring.decrypt(stored)
 
     assert "REGSYNC_SECRET_KEY" in caught.value.message
     assert TOKEN not in caught.value.message
@@ -95,7 +96,7 @@ def test_no_key_configured_tells_how_to_make_one(monkeypatch: pytest.MonkeyPatch
     use_keys(monkeypatch)
 
     with pytest.raises(SecretKeyError) as caught:
-        secrets.encrypt(TOKEN)
+        keyring.encrypt(TOKEN)
 
     assert isinstance(caught.value, ConfigurationError)
     assert "REGSYNC_SECRET_KEY" in caught.value.message
@@ -106,7 +107,7 @@ def test_a_malformed_key_is_named_by_position_not_value(monkeypatch: pytest.Monk
     use_keys(monkeypatch, secrets.generate_key(), "not-a-fernet-key-1234")
 
     with pytest.raises(SecretKeyError) as caught:
-        secrets.encrypt(TOKEN)
+        keyring.encrypt(TOKEN)
 
     assert "key #2" in caught.value.message
     assert "not-a-fernet-key-1234" not in caught.value.message

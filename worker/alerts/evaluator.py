@@ -1,8 +1,9 @@
 """The alert evaluator: run after every run and on beat every 30 s.
 
-One pass: detect conditions per connection → open alerts for new ones, resolve alerts whose condition cleared
-→ send due first notices, escalations and recovery notices → export new events to the SIEM. A failure on one
-connection or one alert is logged and its deadline pushed forward; the pass goes on with the rest.
+One pass: detect conditions per connection → open alerts for new ones (a volume anomaly is also audited, with
+counts), resolve alerts whose condition cleared → send due first notices, escalations and recovery notices →
+export new events to the SIEM. A failure on one connection or one alert is logged and its deadline pushed
+forward; the pass goes on with the rest.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from dataclasses import asdict, dataclass
 from typing import assert_never
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from worker.alerts import access, lifecycle, notify, siem
 from worker.alerts.channels import ChannelFactory, build_channels
 from worker.alerts.detectors import DETECTORS, Condition, detect
-from worker.alerts.models import Alert, AlertStatus
+from worker.alerts.models import Alert, AlertKind, AlertStatus
 from worker.alerts.snapshot import ConnectionState, load_snapshot
+from worker.ledger.audit import append_event
 from worker.ledger.db import session_scope
 from worker.ledger.models import utcnow
 
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 #: Alerts handled per phase per pass; the rest wait for the next pass (30 s later).
 BATCH = 200
 DETECTED_KINDS = frozenset(kind.value for kind in DETECTORS)
+#: The audit action of a run the volume-anomaly detector flagged, and the counts its event keeps.
+VOLUME_ACTION = "run.volume_anomaly"
+VOLUME_FACTS = ("run_id", "metric", "value", "median", "history", "planned", "updated", "failed")
 
 
 @dataclass(slots=True)
@@ -73,10 +79,20 @@ def reconcile(state: ConnectionState, now: dt.datetime, report: EvaluateReport) 
             if lifecycle.open_alert(session, condition, notice, now) is not None:
                 report.opened += 1
                 log.warning("alert opened", extra={"kind": condition.kind.value, "connection": state.name})
+                audit_volume_anomaly(session, condition, state.name)
         for key in sorted(cleared):
             if lifecycle.resolve(session, by_key[key].id, now) is not None:
                 report.resolved += 1
                 log.info("alert resolved", extra={"kind": key[1], "connection": state.name})
+
+
+def audit_volume_anomaly(session: Session, condition: Condition, connection: str) -> None:
+    """A run that changed unusually many records leaves an audit event (counts only) with its alert."""
+    if condition.kind is not AlertKind.VOLUME_ANOMALY:
+        return
+    after = {key: condition.details.get(key) for key in VOLUME_FACTS}
+    target = f"connection:{connection}/run:{condition.run_id}"
+    append_event(session, actor=lifecycle.SYSTEM_ACTOR, action=VOLUME_ACTION, target=target, after=after)
 
 
 def _due(statement: object) -> list[tuple[int, int]]:

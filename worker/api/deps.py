@@ -13,12 +13,13 @@ from typing import Annotated
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from worker.api import access_watch
+from worker.api import access_watch, context
 from worker.api.keys import Principal, authenticate
 from worker.api.problems import ApiError, not_found
 from worker.api.schemas import CONNECTION_NAME
 from worker.api.throttle import Throttle
 from worker.ledger.db import session_scope
+from worker.ledger.origin import api_origin, set_origin
 from worker.roles import Role
 
 bearer = HTTPBearer(
@@ -57,7 +58,22 @@ def principal(
     return who
 
 
-Caller = Annotated[Principal, Depends(principal)]
+async def caller(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The caller's principal; audit events of this request now carry where it came from (client address, user
+    agent, the key's id, never the key, and the correlation id).
+
+    Async on purpose: it runs in the request's own context, so the origin it sets reaches the route (a sync
+    dependency runs in a worker thread whose context is thrown away).
+    """
+    client = request.client.host if request.client else None
+    agent = request.headers.get("user-agent")
+    set_origin(api_origin(client, agent, who.key_id, context.correlation_id()))
+    return who
+
+
+#: Every authenticated route depends on this (directly or through ``scoped``), so every API action is audited
+#: with its origin.
+Caller = Annotated[Principal, Depends(caller)]
 
 
 def require(who: Principal, role: Role) -> None:

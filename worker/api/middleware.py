@@ -1,5 +1,5 @@
-"""ASGI middleware of the API: correlation id, security headers on every answer, the generic 500, and the
-body cap (413 before anything reads a body, authentication included).
+"""ASGI middleware of the API: correlation id and audit-origin slot, security headers on every answer, the generic
+500, and the body cap (413 before anything reads a body, authentication included).
 
 It wraps everything else, so even an error the framework would render itself (a stack trace in debug mode, a
 plain-text 500) becomes the JSON error with a correlation id, and still carries the security headers.
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.api import context
 from worker.api.problems import error_response, internal_error_response
+from worker.ledger.origin import request_scope
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class ApiMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            with request_scope():  # the caller dependency fills it once the API key is known
+                await self.app(scope, receive, send_with_headers)
         except Exception:
             log.exception(
                 "unhandled error in %s %s",

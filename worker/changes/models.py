@@ -15,10 +15,11 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.ledger.models import ID, Base, utcnow
+from worker.ledger.sealed import SealedJSON
 
 
 def _in(column: str, enum: type[StrEnum]) -> str:
@@ -121,9 +122,10 @@ class ChangeEvent(Base):
     field: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
-    #: Kept only while the change waits in review (shown to the admin, never logged).
-    old_value: Mapped[Any] = mapped_column(JSON, nullable=True)
-    new_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    #: Kept only while the change waits in review (shown to the admin, never logged); sealed
+    #: (``ledger/sealed``): encrypted at rest, decrypted when read.
+    old_value: Mapped[Any] = mapped_column(SealedJSON, nullable=True)
+    new_value: Mapped[Any] = mapped_column(SealedJSON, nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -277,11 +277,14 @@ def secret_keygen() -> None:
 @secret_app.command("rotate")
 @handles_errors
 def secret_rotate(actor: ActorOption = None) -> None:
-    """Re-encrypt every stored secret with the first key of REGSYNC_SECRET_KEY."""
+    """Re-encrypt every stored secret, dry-run sample and review value with the first key of REGSYNC_SECRET_KEY."""
     who = require_actor(actor)
     with ledger() as session:
         count = secrets.rotate(session, who)
-    say(f"re-encrypted {count} secret(s) with the primary key; older keys may now leave REGSYNC_SECRET_KEY")
+    say(
+        f"re-encrypted {count} secret(s), and the stored dry-run samples and review values, with the primary key; "
+        "older keys may now leave REGSYNC_SECRET_KEY"
+    )
 
 
 # --- audit -----------------------------------------------------------------------------------------------

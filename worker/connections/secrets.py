@@ -1,23 +1,25 @@
-"""Encrypted storage of connection secrets (MultiFernet over REGSYNC_SECRET_KEY).
+"""Encrypted storage of connection secrets (MultiFernet over REGSYNC_SECRET_KEY, ``ledger/keyring``).
 
 The first configured key encrypts, every key decrypts, so keys can be rotated: prepend a new key, run
-``regsync secret rotate``, then drop the old one. Plain values never leave this module except to the code
-that uses them, and every value read is registered with the log redactor first.
+``regsync secret rotate`` (it re-encrypts the sealed CRM values too), then drop the old one. Plain values never
+leave this module except to the code that uses them, and every value read is registered with the log redactor first.
 """
 
 from __future__ import annotations
 
-import binascii
 from enum import StrEnum
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import Fernet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.logging import register_secret
-from config.settings import get_settings
-from worker.errors import ConfigurationError, ConnectionNotFound, SecretKeyError, SecretMissing
+from worker.changes.models import ChangeEvent
+from worker.errors import ConfigurationError, ConnectionNotFound, SecretMissing
+from worker.ledger import sealed
 from worker.ledger.audit import append_event
+from worker.ledger.backfill_models import RunFieldChange
+from worker.ledger.keyring import cipher, decrypt, encrypt, reencrypt
 from worker.ledger.models import Connection, Secret, utcnow
 
 MASK = "••••"
@@ -49,45 +51,6 @@ def mask(value: str) -> str:
     if len(value) < MIN_LENGTH_TO_SHOW_TAIL:
         return MASK
     return MASK + value[-4:]
-
-
-def _cipher() -> MultiFernet:
-    keys = get_settings().secret_keys()
-    if not keys:
-        raise SecretKeyError(
-            "REGSYNC_SECRET_KEY is not set, so secrets cannot be stored or read; "
-            "generate a key with `regsync secret keygen` and set REGSYNC_SECRET_KEY to it"
-        )
-    fernets = []
-    for position, key in enumerate(keys, start=1):
-        try:
-            fernets.append(Fernet(key))
-        except (ValueError, binascii.Error):
-            raise SecretKeyError(
-                f"key #{position} in REGSYNC_SECRET_KEY is not a Fernet key "
-                "(32 url-safe base64-encoded bytes); generate one with `regsync secret keygen`"
-            ) from None
-    return MultiFernet(fernets)
-
-
-def encrypt(value: str) -> str:
-    """``value`` encrypted with the primary key."""
-    return _cipher().encrypt(value.encode("utf-8")).decode("ascii")
-
-
-def decrypt(ciphertext: str, *, what: str = "a stored secret") -> str:
-    """The plain value of ``ciphertext``.
-
-    Raises:
-        SecretKeyError: None of the configured keys decrypts it.
-    """
-    try:
-        return _cipher().decrypt(ciphertext.encode("ascii")).decode("utf-8")
-    except InvalidToken:
-        raise SecretKeyError(
-            f"{what} cannot be decrypted with REGSYNC_SECRET_KEY; it was encrypted with another key "
-            "(while rotating keep the old key listed after the new one)"
-        ) from None
 
 
 def _check_name(name: str) -> str:
@@ -177,26 +140,26 @@ def secret_masks(session: Session, connection_id: int) -> dict[str, str]:
     return {row.name: row.mask for row in rows}
 
 
+#: The sealed CRM values (``ledger/sealed``), per table: rotation re-encrypts them with the secrets.
+SEALED_COLUMNS = ((RunFieldChange.samples,), (ChangeEvent.old_value, ChangeEvent.new_value))
+
+
 def rotate(session: Session, actor: str) -> int:
-    """Re-encrypt every stored secret with the primary key, so older keys can be removed afterwards.
+    """Re-encrypt every stored secret, dry-run sample and review value with the primary key, so older keys can
+    be removed afterwards (samples and review values stored before encryption existed are encrypted now).
 
     Returns:
         How many secrets were re-encrypted.
 
     Raises:
-        SecretKeyError: A secret cannot be decrypted with any configured key (nothing is changed).
+        SecretKeyError: A secret or a value cannot be decrypted with any configured key (nothing is changed).
     """
-    cipher = _cipher()
+    ring = cipher()
     rows = list(session.scalars(select(Secret).order_by(Secret.id)))
     for row in rows:
-        try:
-            row.ciphertext = cipher.rotate(row.ciphertext.encode("ascii")).decode("ascii")
-        except InvalidToken:
-            raise SecretKeyError(
-                f"secret {row.name} of connection #{row.connection_id} cannot be decrypted with any key in "
-                "REGSYNC_SECRET_KEY; add the key it was stored with, then rotate again"
-            ) from None
-    append_event(
-        session, actor=actor, action="secret.rotate", target="secrets", after={"reencrypted": len(rows)}
-    )
+        what = f"secret {row.name} of connection #{row.connection_id}"
+        row.ciphertext = reencrypt(row.ciphertext, what=what, ring=ring)
+    values = sum(sealed.reseal(session, columns) for columns in SEALED_COLUMNS)
+    after = {"reencrypted": len(rows), "crm_values": values}
+    append_event(session, actor=actor, action="secret.rotate", target="secrets", after=after)
     return len(rows)

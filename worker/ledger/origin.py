@@ -1,7 +1,9 @@
 """Where an audited action came from: the CLI (OS user, host) or the HTTP API (client address, user agent, the
 API key's id, never the key), with a correlation id. ``append_event`` puts it inside the event's hash.
 
-The origin is a context variable: the CLI sets it for the whole command, an API route for its request.
+The origin is a context variable: the CLI sets it for the whole command; in the API, the middleware opens a slot
+per request (``request_scope``) and the authentication dependency fills it (``set_origin``), so every route's
+events carry it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ def api_origin(client: str | None, user_agent: str | None, key_id: int, correlat
         "api_key_id": str(key_id),
         "correlation_id": correlation_id,
     }
+
+
+def set_origin(origin: Origin | None) -> contextvars.Token[Origin | None]:
+    """Make ``origin`` current for the rest of this context (an API request's task, opened by ``request_scope``)."""
+    return _CURRENT.set(origin)
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """One request's slot: no origin until ``set_origin`` fills it, and whatever was set is gone afterwards."""
+    token = _CURRENT.set(None)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 @contextmanager

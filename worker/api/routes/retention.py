@@ -1,19 +1,17 @@
 """Purge a connection's data past its retention policy (admin): the same as `regsync purge`, audited with the
-caller's address, user agent and key id inside the audit chain."""
+caller's address, user agent and key id inside the audit chain (``deps.caller`` sets them for every route)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import Field, Strict
 
 from worker.alerts.report import parse_since
-from worker.api import context
 from worker.api.deps import Scoped, scoped
 from worker.api.schemas import Body
 from worker.ledger.models import utcnow
-from worker.ledger.origin import Origin, api_origin, origin_scope
 from worker.retention.policy import PurgeKind
 from worker.retention.purge import PurgeRequest, purge_connection
 from worker.roles import Role
@@ -33,23 +31,12 @@ class PurgeIn(Body):
     )
 
 
-def origin_of(request: Request, scope: Scoped) -> Origin:
-    """Where this request came from, for the audit chain (the key's id, never the key)."""
-    client = request.client.host if request.client else None
-    return api_origin(client, request.headers.get("user-agent"), scope.who.key_id, context.correlation_id())
-
-
 @router.post(
     "/connections/{c}/retention/purge",
     summary="Purge what the connection's retention policy no longer keeps (or count it: dry_run)",
 )
-def purge(
-    body: PurgeIn, request: Request, scope: Annotated[Scoped, Depends(scoped(Role.ADMIN))]
-) -> dict[str, Any]:
+def purge(body: PurgeIn, scope: Annotated[Scoped, Depends(scoped(Role.ADMIN))]) -> dict[str, Any]:
     age = parse_since(body.older_than, "older_than") if body.older_than else None
     kinds = frozenset(body.kinds) if body.kinds else frozenset(PurgeKind)
-    with origin_scope(origin_of(request, scope)):
-        report = purge_connection(
-            scope.name, PurgeRequest(kinds, age, body.dry_run), scope.who.actor, utcnow()
-        )
-    return report.as_dict()
+    request = PurgeRequest(kinds, age, body.dry_run)
+    return purge_connection(scope.name, request, scope.who.actor, utcnow()).as_dict()
