@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from worker.alerts.config import AlertsSpec
 from worker.company import CANONICAL_FIELDS
+from worker.crm.objects import is_object_name
 from worker.errors import ConfigurationError, InsecureURL
 from worker.orgnr import SUPPORTED_COUNTRIES
 from worker.registry.base_url import brreg_base_url
@@ -61,7 +62,9 @@ class SalesforceSpec(_Strict):
         default=None, description="JWT audience; defaults to the token URL's origin."
     )
     api_version: str = "62.0"
-    object: Literal["Account", "Lead"] = "Account"
+    object: str = Field(
+        default="Account", description="The object synced: Account, Lead or a custom object (``…__c``)."
+    )
     org_number_field: str
     country: str | None = Field(default=None, description="Fixed country of every record (NO, SE, DK, FI).")
     country_field: str | None = Field(default=None, description="Field holding each record's country code.")
@@ -84,6 +87,13 @@ class SalesforceSpec(_Strict):
     def _field_name(cls, value: str | None) -> str | None:
         if value is not None and not _SF_FIELD.match(value):
             raise ValueError(f"{value!r} is not a Salesforce field API name")
+        return value
+
+    @field_validator("object")
+    @classmethod
+    def _object(cls, value: str) -> str:
+        if not is_object_name(value):
+            raise ValueError("object is 'Account', 'Lead' or a custom object's API name ending in '__c'")
         return value
 
     @field_validator("api_version")
