@@ -96,7 +96,7 @@ def test_lead_and_account_connections_share_one_limit_and_skip_converted_leads(
         assert final["status"] in ("succeeded", "partially_failed")
     assert busiest <= R * 1.05
     unique = sum(truth.unique_valid_org_numbers for truth in truths)
-    assert sum(int(f["registry_calls"]) for f in finals) == len(arrivals) == unique + too_many
+    assert sum(int(str(f["registry_calls"])) for f in finals) == len(arrivals) == unique + too_many
     # Errors of regsync's own code (a worker SIGTERMed at the end may report its idle pump to celery's logger).
     assert '"level": "ERROR", "logger": "worker.' not in output
 
