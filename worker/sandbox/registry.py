@@ -253,11 +253,8 @@ class SandboxRegistry:
         return self._throttle() or self._blip() or self._dispatch(request)
 
     def _dispatch(self, request: RecordedRequest) -> Reply:
-        if request.path.startswith(PROFF_PREFIX) and "query" in request.query:
-            country = request.path[len(PROFF_PREFIX) :].strip("/").upper()
-            return self._proff_refusal(request) or self._proff_search(country, request)
         if request.path.startswith(PROFF_PREFIX):
-            return self._proff(request)
+            return self._proff_route(request)
         if request.path.startswith(PROFF_CHANGES):
             return self._proff_refusal(request) or self.feeds.proff_reply(
                 request.query, request.path[len(PROFF_CHANGES) :].upper(), self.proff_url
@@ -296,6 +293,12 @@ class SandboxRegistry:
             if company is not None and company.status is CompanyStatus.NOT_FOUND:
                 company = None
             return company, failing, self._malformed.get(orgnr)
+
+    def _proff_route(self, request: RecordedRequest) -> Reply:
+        if "query" in request.query:  # register search: /api/companies/register/{cc}?query=
+            country = request.path[len(PROFF_PREFIX) :].strip("/").upper()
+            return self._proff_refusal(request) or self._proff_search(country, request)
+        return self._proff(request)
 
     def _proff(self, request: RecordedRequest) -> Reply:
         refused = self._proff_refusal(request)
