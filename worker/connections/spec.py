@@ -14,6 +14,7 @@ from worker.alerts.config import AlertsSpec
 from worker.company import CANONICAL_FIELDS
 from worker.crm.objects import is_object_name
 from worker.errors import ConfigurationError, InsecureURL
+from worker.matching.spec import MatchingSpec
 from worker.orgnr import SUPPORTED_COUNTRIES
 from worker.registry.base_url import brreg_base_url
 from worker.retention.policy import RetentionSpec
@@ -178,6 +179,7 @@ class ConnectionSpec(_Strict):
     budget: BudgetSpec = BudgetSpec()
     retention: RetentionSpec = RetentionSpec()  # [retention]: how long each kind of data is kept
     schedule: ScheduleSpec | None = None  # [schedule]: when it runs by itself once enabled
+    matching: MatchingSpec = MatchingSpec()  # [matching]: name matching for records without an org number
 
     @field_validator("name")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from pydantic import ValidationError
@@ -44,6 +44,7 @@ class Candidate:
         }
 
 
+@runtime_checkable
 class NameSearch(Protocol):
     """A registry that can search companies by name (both providers; tests' fakes may not)."""
 
