@@ -24,7 +24,7 @@ from worker.ledger.models import Run, RunMode
 from worker.matching import store
 from worker.matching.decide import Verdict, decide
 from worker.matching.models import MatchStatus
-from worker.matching.score import name_hash, rank
+from worker.matching.score import name_hash, rank, search_text
 from worker.orgnr import SUPPORTED_COUNTRIES
 from worker.registry.search import NameSearch
 
@@ -121,7 +121,7 @@ class NameMatcher:
         return [item for item in candidates if known.get(str(item.record["Id"])) != item.digest]
 
     def _search_one(self, item: _Asked) -> tuple[Verdict, dict[str, Any]]:
-        found = self.search.search_by_name(item.name, item.country)
+        found = self.search.search_by_name(search_text(item.name), item.country)
         postal = _text(item.record.get(self.postal_field or ""))
         city = _text(item.record.get(self.city_field or ""))
         ranked = rank(item.name, found, postal, city)

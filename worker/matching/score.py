@@ -51,6 +51,14 @@ def normalise_name(name: str) -> str:
     return " ".join(kept or words)
 
 
+def search_text(name: str) -> str:
+    """What is sent to the registry: ``name`` without legal-form words, so that ``Nordlys Bygg AS`` also finds
+    ``NORDLYS BYGG`` (an ENK) and ``NORDLYS BYGG ANS``: same-named companies must all be seen to be told apart."""
+    words = name.split()
+    kept = [word for word in words if word.casefold().strip(".,") not in LEGAL_FORMS]
+    return " ".join(kept or words)
+
+
 def name_hash(name: str) -> str:
     """SHA-256 of the normalised name: tells a changed name from the one last searched, without storing it."""
     return hashlib.sha256(normalise_name(name).encode()).hexdigest()

@@ -1,9 +1,10 @@
 """Leads without org numbers whose Company names match 0, 1 or several registry companies, with known answers.
 
 Built from a dataset's companies, renamed with invented words: a name carried by one company (an AS) has one
-right answer; a name carried by two companies (an AS and an ENK or ANS of the same words) has none a machine may
-pick; an ENK's name is a person's business and must never be matched by itself; a name nobody carries matches
-nothing. The Lead types the words alone or the full registered name, with the city and postal code 70% of the time.
+right answer; a name carried by two companies (an AS and an ENK or ANS of the same words), typed without an
+address, has none a machine may pick; an ENK's name is a person's business and must never be matched by itself;
+a name nobody carries matches nothing. The Lead types the words alone or the full registered name, with the city
+and postal code 70% of the time (never for a shared name).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _case(
     if kind == "one" and rng.random() < DECOY_SHARE:  # a sister company whose name only starts the same
         used.append(_renamed(pool.pop(), f"{words} Holding", "AS"))
     address = first.business_address or first.postal_address
-    if address and rng.random() < 0.7:
+    if address and kind != "several" and rng.random() < 0.7:  # an address would tell same-named ones apart
         lead.update(City=address.city, PostalCode=address.postal_code)
     return NameCase(lead, kind, first.org_number if kind == "one" else None), used
 
