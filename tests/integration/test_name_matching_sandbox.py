@@ -8,6 +8,7 @@ searches count in ``registry_calls``, ``name_searches`` and the dry run; only th
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,93 @@ def test_brreg_name_search_and_sole_proprietors_skipped(
     assert statuses[("enk", "skipped")] == sum(1 for c in cases if c.kind == "enk")
     auto = [row for row in found.values() if row.status == "auto"]
     assert auto and all(row.org_number == by_id[row.record_id].answer for row in auto)
+
+
+@pytest.fixture
+def small_world(tmp_path: Path) -> Iterator[tuple[Stack, list[NameCase]]]:
+    with sandbox_stack(tmp_path / "sandbox", 300, validation_failures=0) as stack:
+        renamed, cases = name_cases(stack.dataset.companies, 40, seed=5)
+        for company in renamed:
+            stack.registry.put(company)
+        for case in cases:
+            stack.salesforce.add_lead(case.lead)
+        yield stack, cases
+
+
+def test_review_approve_writes_and_reject_is_not_asked_again_until_the_name_changes(
+    env: RegsyncEnv, small_world: tuple[Stack, list[NameCase]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from worker.cli.main import app
+    from worker.ledger.audit import AuditEvent
+
+    stack, _cases = small_world
+    use_world(monkeypatch, stack, None)
+    connection_id = install_connection(stack, matching_spec(stack))
+    first = run_once(stack, connection_id)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["matches", "list", "leads", "--json"])
+    assert listed.exit_code == 0, listed.output
+    waiting = json.loads(listed.output)["items"]
+    several = [v for v in waiting if len(v["candidates"]) >= 2]
+    assert len(waiting) == first["name_searches"] - sum(
+        1 for row in rows().values() if row.status != MatchStatus.REVIEW.value
+    )
+    to_approve, to_reject = several[0], several[1]
+    pick = to_approve["candidates"][1]["org_number"]  # a person may take the runner-up
+
+    assert (
+        runner.invoke(app, ["matches", "approve", "leads", str(to_approve["id"])]).exit_code == 2
+    )  # no actor
+    approved = runner.invoke(
+        app, ["matches", "approve", "leads", str(to_approve["id"]), "--org", pick, "--actor", "alice"]
+    )
+    assert approved.exit_code == 0, approved.output
+    assert stack.salesforce.leads[to_approve["record_id"]]["Org_Number__c"] == pick
+    rejected = runner.invoke(app, ["matches", "reject", "leads", str(to_reject["id"]), "--actor", "alice"])
+    assert rejected.exit_code == 0, rejected.output
+    again = runner.invoke(app, ["matches", "reject", "leads", str(to_reject["id"]), "--actor", "alice"])
+    assert again.exit_code != 0, "a decided match is not decided twice"
+    found = rows()
+    assert (
+        found[to_approve["record_id"]].status == "approved"
+        and found[to_reject["record_id"]].status == "rejected"
+    )
+    assert found[to_reject["record_id"]].crm_name is None
+    with session_scope() as session:
+        actions = [e.action for e in session.execute(select(AuditEvent)).scalars()]
+    assert actions.count("name_match.approve") == 1 and actions.count("name_match.reject") == 1
+
+    stack.registry.clear_requests()
+    second = run_once(stack, connection_id)
+    assert second["name_searches"] == 0 and not searches(stack.registry.requests)
+    stack.salesforce.edit(to_reject["record_id"], Company="Brand New Name")
+    third = run_once(stack, connection_id)
+    assert third["name_searches"] == 1
+    assert [r.query["query"] for r in searches(stack.registry.requests)] == [["Brand New Name"]]
+
+
+def test_dry_run_counts_searches_without_searching(
+    env: RegsyncEnv, small_world: tuple[Stack, list[NameCase]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.settings import get_settings
+    from worker.ledger import runs
+    from worker.ledger.models import RunKind
+    from worker.sync.plan import plan_run
+
+    stack, _cases = small_world
+    use_world(monkeypatch, stack, None)
+    connection_id = install_connection(stack, matching_spec(stack))
+    stack.registry.clear_requests()
+    with session_scope() as session:
+        run_id = runs.create_run(
+            session, connection_id, kind=RunKind.BACKFILL, triggered_by="test", options={"dry_run": True}
+        ).id
+    dispatch = ListDispatcher()
+    assert plan_run(run_id, dispatch, settings=get_settings()) == "planned"
+    sync_all(dispatch.take_chunks())
+    result = view(run_id)
+    assert result["dry_run"] and result["name_searches"] == 40
+    assert not searches(stack.registry.requests) and not rows()
+    assert not any(lead.get("Org_Number__c") for lead in stack.salesforce.leads.values())
