@@ -168,7 +168,7 @@ def test_review_approve_writes_and_reject_is_not_asked_again_until_the_name_chan
     from typer.testing import CliRunner
 
     from worker.cli.main import app
-    from worker.ledger.audit import AuditEvent
+    from worker.ledger.models import AuditEvent
 
     stack, _cases = small_world
     use_world(monkeypatch, stack, None)
