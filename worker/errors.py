@@ -310,6 +310,13 @@ class ChangeNotFound(LedgerError):
     code = "CHANGE_NOT_FOUND"
 
 
+class NameMatchNotFound(LedgerError):
+    """No such name match in this connection; list them with `regsync matches list CONNECTION`."""
+
+    run_wide = False
+    code = "NAME_MATCH_NOT_FOUND"
+
+
 class LedgerNotMigrated(LedgerError):
     """The ledger's tables are missing or older than this regsync; run `alembic upgrade head` with
     REGSYNC_DATABASE_URL pointing at this ledger."""

@@ -10,6 +10,7 @@ import worker.alerts.models as _alerts  # noqa: F401  (alerts, alert_transitions
 import worker.api.models  # noqa: F401  (api_keys, api_key_connections)
 import worker.changes.models as _changes  # noqa: F401  (watermarks, feed_seen, key_index, change_events)
 import worker.ledger.backfill_models as _backfills  # noqa: F401  (run_field_changes)
+import worker.matching.models as _matching  # noqa: F401  (name_matches)
 import worker.scheduling.models as _schedules  # noqa: F401  (schedules)
 from worker.ledger.models import Base
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from worker.budget.guard import ApiReading, budget_verdict, share_cap, utc_day
+from worker.budget.org import first_on_same_org
 from worker.budget.store import BudgetStore, store_for
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.crm.port import CrmClient
@@ -47,10 +48,12 @@ def spec_of(session: Session, connection_id: int) -> ConnectionSpec:
 
 
 def connection_tag(session: Session, connection_id: int) -> str:
-    created = session.execute(
-        select(Connection.created_at).where(Connection.id == connection_id)
-    ).scalar_one()
-    return row_tag(connection_id, created)
+    """The budget's tag for a connection: that of the first connection on the same org (worker.budget.org), so
+    that every connection on one org counts against one daily allowance."""
+    rows = session.execute(select(Connection.id, Connection.spec)).all()
+    owner = first_on_same_org(connection_id, ((row.id, row.spec) for row in rows))
+    created = session.execute(select(Connection.created_at).where(Connection.id == owner)).scalar_one()
+    return row_tag(owner, created)
 
 
 def record_usage(

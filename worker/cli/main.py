@@ -21,6 +21,7 @@ from worker.cli.demo import demo_command
 from worker.cli.feed import register as register_feed
 from worker.cli.health import health_command
 from worker.cli.help import install as readable_help
+from worker.cli.matches import matches_app
 from worker.cli.purge import register as register_purge
 from worker.cli.resume import resume_command
 from worker.cli.runs import run_command, runs_app
@@ -41,6 +42,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(report_app, name="report")
 app.add_typer(changes_app, name="changes")
+app.add_typer(matches_app, name="matches")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("standby")(standby_command)

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from worker.alerts.config import AlertsSpec
 from worker.company import CANONICAL_FIELDS
+from worker.crm.objects import is_object_name
 from worker.errors import ConfigurationError, InsecureURL
+from worker.matching.spec import MatchingSpec
 from worker.orgnr import SUPPORTED_COUNTRIES
 from worker.registry.base_url import brreg_base_url
 from worker.retention.policy import RetentionSpec
@@ -61,7 +63,9 @@ class SalesforceSpec(_Strict):
         default=None, description="JWT audience; defaults to the token URL's origin."
     )
     api_version: str = "62.0"
-    object: Literal["Account", "Lead"] = "Account"
+    object: str = Field(
+        default="Account", description="The object synced: Account, Lead or a custom object (``…__c``)."
+    )
     org_number_field: str
     country: str | None = Field(default=None, description="Fixed country of every record (NO, SE, DK, FI).")
     country_field: str | None = Field(default=None, description="Field holding each record's country code.")
@@ -84,6 +88,13 @@ class SalesforceSpec(_Strict):
     def _field_name(cls, value: str | None) -> str | None:
         if value is not None and not _SF_FIELD.match(value):
             raise ValueError(f"{value!r} is not a Salesforce field API name")
+        return value
+
+    @field_validator("object")
+    @classmethod
+    def _object(cls, value: str) -> str:
+        if not is_object_name(value):
+            raise ValueError("object is 'Account', 'Lead' or a custom object's API name ending in '__c'")
         return value
 
     @field_validator("api_version")
@@ -168,6 +179,7 @@ class ConnectionSpec(_Strict):
     budget: BudgetSpec = BudgetSpec()
     retention: RetentionSpec = RetentionSpec()  # [retention]: how long each kind of data is kept
     schedule: ScheduleSpec | None = None  # [schedule]: when it runs by itself once enabled
+    matching: MatchingSpec = MatchingSpec()  # [matching]: name matching for records without an org number
 
     @field_validator("name")
     @classmethod

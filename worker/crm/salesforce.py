@@ -26,8 +26,9 @@ from worker.connections.spec import ConnectionSpec
 from worker.crm.auth import TOKENS, Login, fetch_token
 from worker.crm.describe_cache import DESCRIBES
 from worker.crm.http import build_session
+from worker.crm.objects import CONVERTED_LEAD, CONVERTED_LEAD_MESSAGE, WRITE_HEADERS, rules_for, scoped
 from worker.crm.port import ApiUsage, CrmRecord, FieldInfo, WriteResult
-from worker.crm.soql import build_soql, modified_since
+from worker.crm.soql import build_soql, modified_since, soql_quote
 from worker.crm.translate import sanitize, translate
 from worker.crm.value_fit import refusals
 from worker.crm.write_retry import DEFAULT_POLICY, RetryPolicy, patch_with_retries
@@ -92,7 +93,7 @@ class SalesforceClient:
         Raises:
             CrmError: Or a subclass, translated from the failed call.
         """
-        soql = build_soql(self._object, fields, where, order_by)
+        soql = build_soql(self._object, fields, scoped(self._object, where), order_by)
         page = self._call(partial(_query, soql=soql, timeout=self._timeout_s))
         while True:
             yield from (_plain(record) for record in page.get("records", []))
@@ -116,17 +117,26 @@ class SalesforceClient:
         Args:
             where: Optional trusted SOQL condition (quote literals with ``worker.crm.soql.soql_quote``).
         """
+        where = scoped(self._object, where)
         soql = f"SELECT COUNT() FROM {self._object}" + (f" WHERE {where}" if where else "")  # noqa: S608
         body = self._call(partial(_query, soql=soql, timeout=self._timeout_s))
         return int(body.get("totalSize", 0))
 
     def read_by_ids(self, ids: Sequence[str], fields: Sequence[str]) -> list[CrmRecord]:
-        """Fresh values of up to 200 records in one sObject Collections GET; deleted ones are left out."""
+        """Fresh values of up to 200 records in one call; deleted ones, and those out of the object's scope (a
+        converted Lead), are left out.
+
+        An object with a scope is re-read with one SOQL query (``Id IN (...) AND <scope>``), as sObject
+        Collections cannot filter; any other with one sObject Collections GET.
+        """
         if not ids:
             return []
         _check_batch(ids)
         wanted = list(dict.fromkeys(["Id", *fields]))
-        build_soql(self._object, wanted)  # validates the field names
+        soql = build_soql(self._object, wanted)  # validates the field names
+        if rules_for(self._object).scope is not None:
+            where = scoped(self._object, f"Id IN ({', '.join(map(soql_quote, ids))})")
+            return self.query(f"{soql} WHERE {where}")
         params = {"ids": ",".join(ids), "fields": ",".join(wanted)}
         path = f"composite/sobjects/{self._object}"
         body = self._call(partial(_rest, path=path, method="GET", params=params, timeout=self._timeout_s))
@@ -193,7 +203,12 @@ class SalesforceClient:
         """One sObject Collections PATCH of prepared items; results matched by position."""
         payload = json.dumps({"allOrNone": False, "records": list(items)}, default=_json_value)
         call = partial(
-            _rest, path="composite/sobjects", method="PATCH", data=payload, timeout=self._timeout_s
+            _rest,
+            path="composite/sobjects",
+            method="PATCH",
+            data=payload,
+            headers=WRITE_HEADERS,
+            timeout=self._timeout_s,
         )
         body = self._call(call)
         if not isinstance(body, list) or len(body) != len(items):
@@ -309,6 +324,8 @@ def _write_result(record_id: str, item: Any) -> WriteResult:
     errors = item.get("errors") or [{}]
     first = errors[0] if isinstance(errors[0], dict) else {}
     code = str(first.get("statusCode") or "UNKNOWN")
+    if code == CONVERTED_LEAD:  # converted mid-run: a per-record failure of its own, never retried
+        return WriteResult(record_id, False, code, CONVERTED_LEAD_MESSAGE)
     return WriteResult(record_id, False, code, sanitize(str(first.get("message") or "")))
 
 

@@ -198,6 +198,8 @@ class Run(SyncCounters, Base):
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    #: Name searches the run made (also in ``registry_calls``), or in a dry run would have made (worker.matching).
+    name_searches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     mode: Mapped[str] = mapped_column(

@@ -64,6 +64,7 @@ def run_view(run: Run, connection_name: str) -> dict[str, Any]:
     }
     view.update({key: getattr(run, key) for key in COUNT_KEYS})
     view["not_processed"] = max(0, run.planned - records_done(run))
+    view["name_searches"] = run.name_searches or 0  # a dry run: how many it would have made
     view["dry_run"] = bool((run.options or {}).get("dry_run"))  # then "updated" counts would-be updates
     view["options"] = {
         key: len(value) if key == "ids" else value for key, value in (run.options or {}).items()

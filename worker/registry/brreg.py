@@ -32,6 +32,7 @@ from worker.registry.lookup import (
     unexpected_status,
     unique_keys,
 )
+from worker.registry.search import MAX_CANDIDATES, Candidate, search_answer
 
 BRREG_COUNTRIES: frozenset[str] = frozenset({"NO"})
 MAX_BATCH = 100
@@ -225,6 +226,23 @@ def _absent(key: CompanyKey, cut_short: bool) -> LookupResult:
     return status_only(key, CompanyStatus.NOT_FOUND)
 
 
+def brreg_candidates(payload: Any) -> list[Candidate]:
+    """The live units of one ``/enheter?navn=`` page (deleted ones, with ``slettedato``, are no candidates)."""
+    units = [BrregUnit.model_validate(raw) for raw in BrregSearchPage.model_validate(payload).units]
+    return [
+        Candidate(
+            "NO",
+            unit.organisasjonsnummer,
+            unit.navn or "",
+            unit.organisasjonsform.kode if unit.organisasjonsform else None,
+            (unit.forretningsadresse or unit.postadresse or BrregAddress()).postnummer,
+            (unit.forretningsadresse or unit.postadresse or BrregAddress()).poststed,
+        )
+        for unit in units
+        if unit.slettedato is None and unit.navn
+    ]
+
+
 class BrregProvider:
     """Enhetsregisteret: batch searches for several numbers, a single GET for one; each number asked once."""
 
@@ -268,6 +286,13 @@ class BrregProvider:
 
     def close(self) -> None:
         self._http.client.close()
+
+    def search_by_name(self, name: str, country: str) -> list[Candidate]:
+        """Norwegian units named like ``name`` (``GET /enheter?navn=``); none outside Norway."""
+        if country.upper() not in BRREG_COUNTRIES:
+            return []
+        params = {"navn": name, "size": str(MAX_CANDIDATES)}
+        return search_answer(self._http.get(f"{self._base_url}/enheter", params=params), brreg_candidates)
 
     def _lookup_numbers(self, numbers: list[str]) -> dict[str, LookupResult]:
         if len(numbers) == 1:

@@ -46,6 +46,7 @@ from worker.registry.lookup import (
     unexpected_status,
     unique_keys,
 )
+from worker.registry.search import MAX_CANDIDATES, Candidate, search_answer
 
 PROFF_COUNTRIES: frozenset[str] = frozenset({"NO", "SE", "DK", "FI"})
 #: The ``api-version`` header: 1.0 is Proff's stable default (1.1 is "experimental").
@@ -228,6 +229,21 @@ def proff_result(key: CompanyKey, response: httpx.Response) -> LookupResult:
         return malformed(key, exc.message)
 
 
+def proff_candidates(payload: Any, country: str) -> list[Candidate]:
+    """The hits of one register search page. Its shape (``{numberOfHits, companies: [RegisterCompany-like
+    summaries]}``) is an assumption: the spec names the endpoint, not the body."""
+    hits = payload["companies"] if isinstance(payload, dict) else None
+    if not isinstance(hits, list):
+        raise RegistryMalformed("Proff's search answer has no companies list")
+    candidates = []
+    for listing in (parse_proff(hit) for hit in hits):
+        address = listing.visitor_address or listing.postal_address or ProffAddress()
+        name, form = listing.name or "", listing.company_type
+        number = _digits(listing.organisation_number)
+        candidates.append(Candidate(country, number, name, form, address.zip_code, address.post_place))
+    return candidates
+
+
 class ProffProvider:
     """Proff's register API for NO, SE, DK and FI; one GET per unique key, ``concurrency`` at a time."""
 
@@ -267,3 +283,12 @@ class ProffProvider:
 
     def close(self) -> None:
         self._http.client.close()
+
+    def search_by_name(self, name: str, country: str) -> list[Candidate]:
+        """Companies named like ``name`` in ``country`` (register search, first page; PROTOCOLS.md 1.2)."""
+        if country.upper() not in PROFF_COUNTRIES:
+            return []
+        url = f"{self._base_url}/api/companies/register/{country.upper()}"
+        params = {"query": name, "pageNumber": "1", "pageSize": str(MAX_CANDIDATES)}
+        response = self._http.get(url, params=params, headers=self._headers)
+        return search_answer(response, lambda payload: proff_candidates(payload, country.upper()))

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 
 from worker.company import Company, CompanyStatus
 from worker.sandbox.feeds import SandboxFeeds, json_patch
+from worker.sandbox.name_search import search_companies
 from worker.sandbox.proff_json import proff_view, render_proff
 from worker.sandbox.registry_json import brreg_view, render_brreg, render_brreg_page
 from worker.sandbox.tls import RecordedRequest, Reply, SandboxCA, SandboxHTTPServer
@@ -253,7 +254,7 @@ class SandboxRegistry:
 
     def _dispatch(self, request: RecordedRequest) -> Reply:
         if request.path.startswith(PROFF_PREFIX):
-            return self._proff(request)
+            return self._proff_route(request)
         if request.path.startswith(PROFF_CHANGES):
             return self._proff_refusal(request) or self.feeds.proff_reply(
                 request.query, request.path[len(PROFF_CHANGES) :].upper(), self.proff_url
@@ -292,6 +293,12 @@ class SandboxRegistry:
             if company is not None and company.status is CompanyStatus.NOT_FOUND:
                 company = None
             return company, failing, self._malformed.get(orgnr)
+
+    def _proff_route(self, request: RecordedRequest) -> Reply:
+        if "query" in request.query:  # register search: /api/companies/register/{cc}?query=
+            country = request.path[len(PROFF_PREFIX) :].strip("/").upper()
+            return self._proff_refusal(request) or self._proff_search(country, request)
+        return self._proff(request)
 
     def _proff(self, request: RecordedRequest) -> Reply:
         refused = self._proff_refusal(request)
@@ -334,7 +341,31 @@ class SandboxRegistry:
             return Reply(404, {"status": 404, "error": "Not Found", "message": f"Enhet {orgnr} finnes ikke"})
         return _broken_reply(broken, _wrong_brreg(orgnr)) or Reply(200, render_brreg(company, self.brreg_url))
 
+    def _search(self, country: str, query: str) -> list[Company]:
+        with self._lock:
+            companies = [c for key, c in self._companies.items() if key[1] not in self._removed]
+        return search_companies(companies, country, query)
+
+    def _proff_search(self, country: str, request: RecordedRequest) -> Reply:
+        """``GET /api/companies/register/{cc}?query=&pageNumber=&pageSize=``; the body's shape is an assumption
+        (PROTOCOLS.md 1.2 names the endpoint, not the body): ``{numberOfHits, companies: [...]}``."""
+        hits = self._search(country, (request.query.get("query") or [""])[0])
+        size = int((request.query.get("pageSize") or ["10"])[0] or 10)
+        page = int((request.query.get("pageNumber") or ["1"])[0] or 1)
+        shown = hits[(page - 1) * size : page * size]
+        return Reply(200, {"numberOfHits": len(hits), "companies": [render_proff(c) for c in shown]})
+
+    def _brreg_search(self, request: RecordedRequest) -> Reply:
+        """``GET /enheter?navn=&size=``: a HAL search page like the batch lookup's."""
+        hits = self._search("NO", (request.query.get("navn") or [""])[0])
+        size = int((request.query.get("size") or ["20"])[0] or 20)
+        return Reply(
+            200, render_brreg_page([render_brreg(c, self.brreg_url) for c in hits], size, self.brreg_url)
+        )
+
     def _brreg_batch(self, request: RecordedRequest) -> Reply:
+        if "navn" in request.query:
+            return self._brreg_search(request)
         wanted = [n.strip() for v in request.query.get("organisasjonsnummer", []) for n in v.split(",")]
         size = int((request.query.get("size") or ["20"])[0] or 20)
         units: list[object] = []

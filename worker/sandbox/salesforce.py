@@ -2,8 +2,9 @@
 
 ``POST /services/oauth2/token`` (client credentials, JWT bearer), and under ``/services/data/vXX.X/``:
 ``query`` + ``query/{locator}-{offset}`` (2,000-record pages; also the permission objects of
-``salesforce_permissions``), ``sobjects/Account/describe``,
-``composite/sobjects/Account?ids=&fields=`` and ``PATCH composite/sobjects``. Every API call needs a
+``salesforce_permissions``), ``sobjects/{Account|Lead}/describe``,
+``composite/sobjects/{Account|Lead}?ids=&fields=`` and ``PATCH composite/sobjects``. The request log keeps
+every header (``Sforce-Auto-Assign`` on writes included) for assertions. Every API call needs a
 valid Bearer token, counts against the daily limit and answers ``Sforce-Limit-Info``. Faults switch on
 at run time from the test thread.
 """
@@ -21,14 +22,18 @@ from urllib.parse import parse_qs
 
 from worker.sandbox.salesforce_oauth import USER_ID, OAuthRejected, TokenIssuer
 from worker.sandbox.salesforce_permissions import PERMISSION_FIELDS, PermissionStore
-from worker.sandbox.salesforce_schema import ACCOUNT_FIELDS, describe_body
+from worker.sandbox.salesforce_schema import ACCOUNT_FIELDS, LEAD_FIELDS, describe_body
 from worker.sandbox.salesforce_store import AccountStore, ApiError, FieldChange
 from worker.sandbox.soql import SoqlError, parse
 from worker.sandbox.tls import RecordedRequest, Reply, SandboxCA, SandboxHTTPServer
 
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 (a path, not a password)
 _API = re.compile(r"^/services/data/v(?P<version>\d+\.\d)(?P<rest>/.*)?$")
-_SCHEMA = {"Account": [field.name for field in ACCOUNT_FIELDS], **PERMISSION_FIELDS}
+_SCHEMA = {
+    "Account": [field.name for field in ACCOUNT_FIELDS],
+    "Lead": [field.name for field in LEAD_FIELDS],
+    **PERMISSION_FIELDS,
+}
 
 ApiRoute = Callable[[RecordedRequest, str, "re.Match[str]"], Reply]
 
@@ -38,7 +43,7 @@ def _errors(status: int, code: str, message: str) -> Reply:
 
 
 class SandboxSalesforce:
-    """One sandbox org with Account records, reachable at ``url`` with a certificate from ``ca``."""
+    """One sandbox org with Account and Lead records, reachable at ``url`` with a certificate from ``ca``."""
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class SandboxSalesforce:
         jwt_public_key_pem: str | None = None,
         username: str | None = None,
         api_limit: int = 1_000_000,
+        leads: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self._server = SandboxHTTPServer(ca, self._route)
         self._oauth = TokenIssuer(
@@ -59,6 +65,9 @@ class SandboxSalesforce:
             username=username,
         )
         self._store = AccountStore(accounts)
+        self._leads = AccountStore(leads, sobject="Lead", schema=LEAD_FIELDS)
+        self._stores = {"Account": self._store, "Lead": self._leads}
+        self._cursor_store: dict[str, AccountStore] = {}
         #: The integration user's permission sets (tests add or widen them: ``permissions.assign(...)``).
         self.permissions = PermissionStore(USER_ID)
         self._lock = threading.Lock()
@@ -97,6 +106,28 @@ class SandboxSalesforce:
         return self._store.snapshot()
 
     @property
+    def leads(self) -> dict[str, dict[str, Any]]:
+        """A consistent deep copy of every Lead, Id → fields."""
+        return self._leads.snapshot()
+
+    @property
+    def lead_store(self) -> AccountStore:
+        """The Lead records (tests read its ``writes`` and ``changes``)."""
+        return self._leads
+
+    def add_lead(self, lead: Mapping[str, Any]) -> str:
+        return self._leads.add(lead)
+
+    def convert_leads(self, record_ids: Iterable[str]) -> None:
+        """A person converts these Leads now (IsConverted = true)."""
+        self._leads.convert(record_ids)
+
+    def convert_before_write(self, record_ids: Iterable[str]) -> None:
+        """These Leads are converted the moment a write reaches them: the write answers
+        CANNOT_UPDATE_CONVERTED_LEAD, as Salesforce does for a Lead converted mid-run."""
+        self._leads.convert_before_write(record_ids)
+
+    @property
     def writes(self) -> Counter[str]:
         """Successful writes per record Id (for "never written twice" assertions)."""
         return self._store.writes
@@ -123,7 +154,10 @@ class SandboxSalesforce:
 
     def edit(self, record_id: str, **values: Any) -> None:
         """A person edits a record in Salesforce (not counted in ``writes``)."""
-        self._store.edit(record_id, **values)
+        self._store_of_id(record_id).edit(record_id, **values)
+
+    def _store_of_id(self, record_id: str) -> AccountStore:
+        return self._leads if record_id.startswith("00Q") else self._store
 
     def delete(self, record_ids: Iterable[str]) -> None:
         self._store.delete(record_ids)
@@ -238,26 +272,36 @@ class SandboxSalesforce:
 
     def _query(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
         query = parse((request.query.get("q") or [""])[-1], _SCHEMA)
-        if query.sobject != "Account":
+        store = self._stores.get(query.sobject)
+        if store is None:
             return Reply(200, self.permissions.query(query, version))
-        return Reply(200, self._store.query(query, version))
+        body = store.query(query, version)
+        locator = str(body.get("nextRecordsUrl", "")).rsplit("/", 1)[-1].split("-")[0]
+        if locator:
+            with self._lock:
+                self._cursor_store[locator] = store
+        return Reply(200, body)
 
     def _query_more(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
-        return Reply(200, self._store.query_more(match["locator"], int(match["offset"]), version))
+        with self._lock:
+            store = self._cursor_store.get(match["locator"], self._store)
+        return Reply(200, store.query_more(match["locator"], int(match["offset"]), version))
 
     def _describe(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
-        if match["object"] != "Account":
+        store = self._stores.get(match["object"])
+        if store is None:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        return Reply(200, describe_body(version, self._store.fields()))
+        return Reply(200, describe_body(version, store.fields(), store.sobject))
 
     def _retrieve(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
-        if match["object"] != "Account":
+        store = self._stores.get(match["object"])
+        if store is None:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
         ids = _csv(request.query.get("ids"))
         fields = _csv(request.query.get("fields"))
         if not ids or not fields:
             return _errors(400, "MISSING_ARGUMENT", "ids and fields are required")
-        return Reply(200, self._store.retrieve(ids, fields, version))
+        return Reply(200, store.retrieve(ids, fields, version))
 
     def _update(self, request: RecordedRequest, version: str, match: re.Match[str]) -> Reply:
         try:
@@ -266,7 +310,15 @@ class SandboxSalesforce:
             return _errors(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             return _errors(400, "JSON_PARSER_ERROR", "Expected an object with a records list")
-        return Reply(200, self._store.update(body["records"], bool(body.get("allOrNone", False))))
+        return Reply(
+            200, self._store_for(body["records"]).update(body["records"], bool(body.get("allOrNone", False)))
+        )
+
+    def _store_for(self, records: list[Any]) -> AccountStore:
+        """The store of the first record's type (a mixed request: the others answer INVALID_TYPE)."""
+        first = records[0] if records and isinstance(records[0], dict) else {}
+        kind = first.get("attributes", {}).get("type") if isinstance(first.get("attributes"), dict) else None
+        return self._stores.get(str(kind), self._store)
 
 
 def _csv(values: list[str] | None) -> list[str]:

@@ -1,4 +1,4 @@
-"""The sandbox org's Account schema: what ``describe`` answers and how written values are checked."""
+"""The sandbox org's Account and Lead schemas: what ``describe`` answers and how written values are checked."""
 
 from __future__ import annotations
 
@@ -85,16 +85,51 @@ ACCOUNT_FIELDS: tuple[SandboxField, ...] = (
 ACCOUNT_BY_NAME = {field.name: field for field in ACCOUNT_FIELDS}
 ACCOUNT_BY_LOWER = {field.name.lower(): field for field in ACCOUNT_FIELDS}
 
+#: Lead's standard fields as the Object Reference names them (Company is the company's name; Name is a
+#: read-only compound of FirstName and LastName), plus the same custom fields as the sandbox Account.
+LEAD_FIELDS: tuple[SandboxField, ...] = (
+    SandboxField("Id", "id", "Lead ID", 18, updateable=False, nillable=False),
+    SandboxField("FirstName", "string", "First Name", 40),
+    SandboxField("LastName", "string", "Last Name", 80, nillable=False),
+    SandboxField("Company", "string", "Company", 255, nillable=False),
+    SandboxField("Status", "picklist", "Lead Status", 255, picklist=("Open", "Working", "Qualified")),
+    SandboxField("Org_Number__c", "string", "Organisation Number", 20),
+    SandboxField(
+        "CountryCode", "picklist", "Country Code", 10, picklist=("NO", "SE", "DK", "FI"), restricted=True
+    ),
+    SandboxField("Street", "textarea", "Street", 255),
+    SandboxField("City", "string", "City", 40),
+    SandboxField("PostalCode", "string", "Zip/Postal Code", 20),
+    SandboxField("Registry_Status__c", "picklist", "Registry Status", 255, picklist=_STATUSES),
+    SandboxField("Legal_Form__c", "string", "Legal Form", 100),
+    SandboxField("NumberOfEmployees", "int", "No. of Employees"),
+    SandboxField("AnnualRevenue", "currency", "Annual Revenue"),
+    SandboxField("Website", "url", "Website", 255),
+    SandboxField("Phone", "phone", "Phone", 40),
+    SandboxField("Industry", "picklist", "Industry", 255),
+    SandboxField("Industry_Code__c", "string", "Industry Code", 20),
+    SandboxField("Registry_Sync_Opt_Out__c", "boolean", "Opt Out of Registry Sync", nillable=False),
+    SandboxField("IsConverted", "boolean", "Converted", updateable=False, nillable=False),
+    SandboxField("ConvertedDate", "date", "Converted Date", updateable=False),
+    SandboxField("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+    SandboxField("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
+    SandboxField("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+)
+#: Key prefixes of record Ids (the first three characters), per object.
+ID_PREFIX = {"Account": "001", "Lead": "00Q"}
 
-def describe_body(version: str, fields: tuple[SandboxField, ...] = ACCOUNT_FIELDS) -> dict[str, Any]:
-    """``GET sobjects/Account/describe`` as Salesforce shapes it (the parts a client reads)."""
+
+def describe_body(
+    version: str, fields: tuple[SandboxField, ...] = ACCOUNT_FIELDS, sobject: str = "Account"
+) -> dict[str, Any]:
+    """``GET sobjects/<object>/describe`` as Salesforce shapes it (the parts a client reads)."""
     return {
-        "name": "Account",
-        "label": "Account",
-        "keyPrefix": "001",
+        "name": sobject,
+        "label": sobject,
+        "keyPrefix": ID_PREFIX.get(sobject, "a00"),
         "queryable": True,
         "updateable": True,
-        "urls": {"describe": f"/services/data/v{version}/sobjects/Account/describe"},
+        "urls": {"describe": f"/services/data/v{version}/sobjects/{sobject}/describe"},
         "fields": [field.describe() for field in fields],
     }
 

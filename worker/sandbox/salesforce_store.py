@@ -1,4 +1,5 @@
-"""The sandbox org's Account records: query cursors, sObject Collections retrieve/update, write faults.
+"""The sandbox org's records of one object (Account, Lead): query cursors, sObject Collections retrieve/update,
+write faults, and Lead conversion (a converted Lead refuses writes with CANNOT_UPDATE_CONVERTED_LEAD).
 
 Thread-safe: every read of shared state and every write happens under one lock.
 """
@@ -17,7 +18,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.sandbox.salesforce_schema import ACCOUNT_BY_LOWER, ACCOUNT_BY_NAME, SandboxField, value_error
+from worker.sandbox.salesforce_schema import (
+    ACCOUNT_BY_LOWER,
+    ACCOUNT_FIELDS,
+    ID_PREFIX,
+    SandboxField,
+    value_error,
+)
 from worker.sandbox.soql import Query
 
 PAGE_SIZE = 2000
@@ -67,16 +74,31 @@ def _stamp() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
 
 
-def field_named(name: str) -> SandboxField:
+def field_named(
+    name: str, by_lower: Mapping[str, SandboxField] = ACCOUNT_BY_LOWER, sobject: str = "Account"
+) -> SandboxField:
     """The schema field for a (case-insensitive) API name, or a 400 INVALID_FIELD."""
-    field = ACCOUNT_BY_LOWER.get(name.strip().lower())
+    field = by_lower.get(name.strip().lower())
     if field is None:
-        raise ApiError(400, "INVALID_FIELD", f"No such column '{name.strip()}' on sObject of type Account")
+        raise ApiError(400, "INVALID_FIELD", f"No such column '{name.strip()}' on sObject of type {sobject}")
     return field
 
 
 class AccountStore:
-    def __init__(self, accounts: Iterable[Mapping[str, Any]]) -> None:
+    """The records of one object (Account unless ``sobject`` and ``schema`` say otherwise)."""
+
+    def __init__(
+        self,
+        accounts: Iterable[Mapping[str, Any]],
+        *,
+        sobject: str = "Account",
+        schema: tuple[SandboxField, ...] = ACCOUNT_FIELDS,
+    ) -> None:
+        self.sobject = sobject
+        self._by_name = {field.name: field for field in schema}
+        self._by_lower = {field.name.lower(): field for field in schema}
+        #: Leads a person converts just before a write reaches them (``convert_before_write``).
+        self._convert_on_write: set[str] = set()
         self._lock = threading.RLock()
         self._records: dict[str, dict[str, Any]] = {}
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
@@ -84,7 +106,7 @@ class AccountStore:
         self._locked: set[str] = set()
         self._lock_share = (0.0, 0)  # (share of records locked on their first write attempt, seed)
         self._first_tried: set[str] = set()
-        self._fields = dict(ACCOUNT_BY_NAME)
+        self._fields = dict(self._by_name)
         self._created = _now()
         self.writes: Counter[str] = Counter()
         self.locks_injected: Counter[str] = Counter()
@@ -97,17 +119,22 @@ class AccountStore:
     # --- records -------------------------------------------------------------------------------------------
 
     def add(self, account: Mapping[str, Any]) -> str:
-        """Add one Account (an Id is generated when missing); unknown field names are a ValueError."""
-        unknown = sorted(name for name in account if name not in ACCOUNT_BY_NAME)
+        """Add one record (an Id is generated when missing); unknown field names are a ValueError."""
+        unknown = sorted(name for name in account if name not in self._by_name)
         if unknown:
-            raise ValueError(f"the sandbox Account has no field(s) {unknown}; see salesforce_schema.py")
+            raise ValueError(
+                f"the sandbox {self.sobject} has no field(s) {unknown}; see salesforce_schema.py"
+            )
         record = dict(account)
         with self._lock:
-            record.setdefault("Id", f"001{len(self._records) + 1:012d}AAA")
+            prefix = ID_PREFIX.get(self.sobject, "a00")
+            record.setdefault("Id", f"{prefix}{len(self._records) + 1:012d}AAA")
             record.setdefault("CreatedDate", self._created)
             record.setdefault("LastModifiedDate", self._created)
             record.setdefault("SystemModstamp", self._stamp())
-            record.setdefault("Registry_Sync_Opt_Out__c", False)
+            for flag in ("Registry_Sync_Opt_Out__c", "IsConverted"):
+                if flag in self._by_name:
+                    record.setdefault(flag, False)
             self._records[record["Id"]] = record
         return str(record["Id"])
 
@@ -121,6 +148,22 @@ class AccountStore:
         does not."""
         with self._lock:
             self._records[record_id].update(values, LastModifiedDate=_now(), SystemModstamp=_stamp())
+
+    def convert(self, record_ids: Iterable[str]) -> None:
+        """A person converts Leads: IsConverted becomes true and SystemModstamp moves; writes then fail."""
+        with self._lock:
+            for record_id in record_ids:
+                self._records[record_id].update(
+                    IsConverted=True,
+                    ConvertedDate=_now()[:10],
+                    LastModifiedDate=_now(),
+                    SystemModstamp=_stamp(),
+                )
+
+    def convert_before_write(self, record_ids: Iterable[str]) -> None:
+        """These Leads are converted the moment a write reaches them (a Lead converting mid-run)."""
+        with self._lock:
+            self._convert_on_write.update(record_ids)
 
     def delete(self, record_ids: Iterable[str]) -> None:
         with self._lock:
@@ -212,7 +255,8 @@ class AccountStore:
         return body
 
     def _project(self, record: Mapping[str, Any], fields: Sequence[str], version: str) -> dict[str, Any]:
-        attributes = {"type": "Account", "url": f"/services/data/v{version}/sobjects/Account/{record['Id']}"}
+        url = f"/services/data/v{version}/sobjects/{self.sobject}/{record['Id']}"
+        attributes = {"type": self.sobject, "url": url}
         return {"attributes": attributes, **{name: record.get(name) for name in fields}}
 
     # --- sObject Collections -------------------------------------------------------------------------------
@@ -223,7 +267,7 @@ class AccountStore:
         """``GET composite/sobjects/Account``: one entry per id, null where no such record exists."""
         if len(ids) > RETRIEVE_MAX:
             raise ApiError(400, "EXCEEDED_ID_LIMIT", f"cannot retrieve more than {RETRIEVE_MAX} records")
-        names = [field_named(name).name for name in fields]
+        names = [self._field(name).name for name in fields]
         with self._lock:
             found = [self._records.get(record_id) for record_id in ids]
             return [None if record is None else self._project(record, names, version) for record in found]
@@ -239,7 +283,7 @@ class AccountStore:
         for item in items:
             for name in item if isinstance(item, dict) else ():
                 if name not in ("attributes", "id", "Id"):
-                    field_named(name)
+                    self._field(name)
         with self._lock:
             checked = [self._check(item) for item in items]
             failed = any(error is not None for _, _, error in checked)
@@ -252,16 +296,32 @@ class AccountStore:
         if not isinstance(item, dict) or not isinstance(item.get("attributes"), dict):
             return None, {}, ("INVALID_FIELD", "Each record needs an attributes map with a type", [])
         record_id = item.get("id") or item.get("Id")
-        values = {field_named(k).name: v for k, v in item.items() if k not in ("attributes", "id", "Id")}
-        if item["attributes"].get("type") != "Account":
-            return record_id, values, ("INVALID_TYPE", "sObject type is not Account", [])
+        values = {self._field(k).name: v for k, v in item.items() if k not in ("attributes", "id", "Id")}
+        if item["attributes"].get("type") != self.sobject:
+            return record_id, values, ("INVALID_TYPE", f"sObject type is not {self.sobject}", [])
         if not record_id:
             return None, values, ("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
         return record_id, values, self._record_error(record_id, values)
 
-    def _record_error(self, record_id: str, values: dict[str, Any]) -> Error | None:
+    def _state_error(self, record_id: str) -> Error | None:
+        """A record that is gone, or a Lead converted (now, if a person converts it as the write arrives)."""
         if record_id not in self._records:
             return "ENTITY_IS_DELETED", "entity is deleted", []
+        if record_id in self._convert_on_write:
+            self._convert_on_write.discard(record_id)
+            self.convert([record_id])
+        if self._records[record_id].get("IsConverted") is True:
+            # The code is seen in clients (PROTOCOLS.md 3.4); the message's wording is an assumption.
+            return "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", []
+        return None
+
+    def _field(self, name: str) -> SandboxField:
+        return field_named(name, self._by_lower, self.sobject)
+
+    def _record_error(self, record_id: str, values: dict[str, Any]) -> Error | None:
+        state = self._state_error(record_id)
+        if state is not None:
+            return state
         read_only = [name for name in values if not self._fields[name].updateable]
         if read_only:
             message = (

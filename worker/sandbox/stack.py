@@ -10,7 +10,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from worker.company import Company, CompanyStatus
 from worker.connections.spec import ConnectionSpec, parse_spec
 from worker.errors import InvalidOrgNumber
 from worker.orgnr import normalise
-from worker.sandbox.dataset import Dataset, make_dataset
+from worker.sandbox.dataset import Account, Dataset, make_dataset
+from worker.sandbox.leads import LEAD_MAPPING, leads_from
 from worker.sandbox.registry import SandboxRegistry, registry_view
 from worker.sandbox.salesforce import SandboxSalesforce
 from worker.sandbox.tls import SandboxCA
@@ -59,6 +60,8 @@ class Stack:
     client_secret: str
     registry_token: str
     validation_failures: tuple[str, ...]
+    #: The seeded Leads (``sandbox_stack(n_leads=...)``), converted ones included.
+    leads: list[Account] = field(default_factory=list)
 
     def spec_data(self, name: str = "demo", provider: str = "proff", **registry: Any) -> dict[str, Any]:
         """A connection file's content pointing at this sandbox."""
@@ -78,6 +81,18 @@ class Stack:
             "mapping": DEMO_MAPPING,
             "sync": {"chunk_size": 200},
         }
+
+    def lead_spec_data(self, name: str = "leads", provider: str = "proff", **registry: Any) -> dict[str, Any]:
+        """A connection file for this sandbox's Leads (same org, same registry token as :meth:`spec_data`)."""
+        data = self.spec_data(name, provider, **registry)
+        data["salesforce"].update(object="Lead", country_field="CountryCode")
+        data["mapping"] = LEAD_MAPPING
+        return data
+
+    def lead_truth(self, spec: ConnectionSpec) -> Truth:
+        """Expected counts of a run over the seeded Leads that are not converted."""
+        open_leads = [lead for lead in self.leads if not lead.get("IsConverted")]
+        return compute_truth(Dataset(self.dataset.companies, open_leads), spec, ())
 
     def spec(self, name: str = "demo", provider: str = "proff", **registry: Any) -> ConnectionSpec:
         return parse_spec(self.spec_data(name, provider, **registry))
@@ -99,7 +114,7 @@ def compute_truth(dataset: Dataset, spec: ConnectionSpec, failing_ids: Sequence[
     by_org = {(c.country, c.org_number): c for c in dataset.companies}
     for account in dataset.accounts:
         counts["planned"] += 1
-        country = str(account.get("BillingCountryCode") or spec.salesforce.country or "")
+        country = str(account.get(spec.salesforce.country_field or "") or spec.salesforce.country or "")
         try:
             org = normalise(country, account.get(spec.salesforce.org_number_field))
         except InvalidOrgNumber:
@@ -152,18 +167,31 @@ def _pick_validation_failures(dataset: Dataset, spec: ConnectionSpec, count: int
 
 @contextmanager
 def sandbox_stack(
-    directory: Path, n_accounts: int, *, seed: int = 7, validation_failures: int = 5, **dataset_options: Any
+    directory: Path,
+    n_accounts: int,
+    *,
+    seed: int = 7,
+    validation_failures: int = 5,
+    n_leads: int = 0,
+    **dataset_options: Any,
 ) -> Iterator[Stack]:
-    """Start a seeded sandbox world under ``directory`` (CA bundle written there) and stop it afterwards."""
+    """Start a seeded sandbox world under ``directory`` (CA bundle written there) and stop it afterwards.
+
+    ``n_leads`` more records of the same dataset are seeded as Leads (one in ten converted), not as Accounts.
+    """
     ca = SandboxCA(directory)
-    dataset = make_dataset(n_accounts, seed=seed, **dataset_options)
+    dataset = make_dataset(n_accounts + n_leads, seed=seed, **dataset_options)
+    leads = leads_from(dataset.accounts[n_accounts:])
+    del dataset.accounts[n_accounts:]
     client_secret = "sf-secret-" + os.urandom(12).hex()
     registry_token = "proff-token-" + os.urandom(12).hex()
-    salesforce = SandboxSalesforce(ca, dataset.accounts, client_id=CLIENT_ID, client_secret=client_secret)
+    salesforce = SandboxSalesforce(
+        ca, dataset.accounts, client_id=CLIENT_ID, client_secret=client_secret, leads=leads
+    )
     registry = SandboxRegistry(ca, dataset.companies, proff_token=registry_token)
     salesforce.start()
     registry.start()
-    stack = Stack(ca, dataset, salesforce, registry, client_secret, registry_token, ())
+    stack = Stack(ca, dataset, salesforce, registry, client_secret, registry_token, (), leads)
     stack.validation_failures = _pick_validation_failures(dataset, stack.spec(), validation_failures)
     if stack.validation_failures:
         salesforce.validation_failure(

@@ -37,6 +37,7 @@ from worker.ledger import chunks, runs
 from worker.ledger.chunks import Failure
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run, RunMode, RunStatus, utcnow
+from worker.matching.matcher import NameMatcher, matcher_for
 from worker.orgnr import normalise
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import PlanOutcome
@@ -63,6 +64,8 @@ class Page:
     opted_out: int = 0
     cursor: str | None = None
     indexed: list[keyindex.PlannedKey] = field(default_factory=list)  # every record read: for the key index
+    unkeyed: list[CrmRecord] = field(default_factory=list)  # no valid org number: for name matching
+    name_searches: int = 0
 
 
 def plan_run(
@@ -92,7 +95,9 @@ def plan_run(
         with clients(run.connection_id, settings) as (runtime, crm, _registry):
             # A mapping that no longer fits (or a refused user) fails the run here, before any record is read.
             check_run_start(runtime.spec, crm)
-            _planner_for(run)(run, runtime, crm, dispatch, settings).run()
+            planner = _planner_for(run)(run, runtime, crm, dispatch, settings)
+            planner.matcher = matcher_for(run, runtime.spec, crm, _registry)
+            planner.run()
     except Exception as exc:
         error = classify(exc)
         log_if_unexpected(log, error, exc, run_id=run_id)
@@ -166,6 +171,7 @@ class Planner:
         self.stopping = bool(run.cancel_requested or run.error_code)
         self.pump_sent = False
         self.beat_at = time.monotonic() + self.settings.chunk_lease_s / HEARTBEATS_PER_LEASE
+        self.matcher: NameMatcher | None = None  # set by plan_run when [matching] is enabled
 
     def run(self) -> None:
         page = Page()
@@ -207,6 +213,7 @@ class Planner:
         sf = self.spec.salesforce
         fields = ["Id", sf.org_number_field] + ([sf.country_field] if sf.country_field else [])
         fields += [sf.opt_out_field] if sf.opt_out_field else []
+        fields += self.matcher.fields() if self.matcher else []
         if self.cursor and not _SALESFORCE_ID.match(self.cursor):
             raise LedgerError(f"run {self.run_id} has a corrupt plan cursor; cancel it and start a new run")
         for where in self.selection.queries(self.cursor):
@@ -228,12 +235,15 @@ class Planner:
         except InvalidOrgNumber as exc:
             org = None if raw is None else str(raw)[:32]
             page.failures.append(Failure(record_id, org, exc.code, exc.message))
+            if self.matcher is not None:
+                page.unkeyed.append(record)
             return
         page.valid.append(record_id)
         page.keys.append(f"{str(country).upper()}:{number}")
 
     def _commit(self, page: Page, *, final: bool) -> None:
         """Store this page's chunks, failures, counts and cursor in one transaction, then enqueue the chunks."""
+        self._match_names(page)
         size = self.chunk_size
         batches = [page.valid[i : i + size] for i in range(0, len(page.valid), size)]
         keys = [list(dict.fromkeys(page.keys[i : i + size])) for i in range(0, len(page.keys), size)]
@@ -257,6 +267,17 @@ class Planner:
         if closed is not None:
             log.info("run finished", extra={"run_id": self.run_id, "status": closed.value})
 
+    def _match_names(self, page: Page) -> None:
+        """Name-match the page's records without a valid org number; those matched join its chunks."""
+        if self.matcher is None or not page.unkeyed or self.stopping:
+            return
+        result = self.matcher.match(page.unkeyed)
+        page.name_searches = result.searched
+        page.failures = [f for f in page.failures if f.record_id not in result.keys]
+        for record_id, key in result.keys.items():
+            page.valid.append(record_id)
+            page.keys.append(key)
+
     def _start_pump(self) -> None:
         """Once per planner, with its first chunks: send the run's registry pump (a duplicate finds it claimed)."""
         if self.pump_sent:
@@ -272,6 +293,8 @@ class Planner:
             "invalid": Run.invalid + len(page.failures),
             "opted_out": Run.opted_out + page.opted_out,
             "crm_calls": Run.crm_calls + calls,
+            "name_searches": Run.name_searches + page.name_searches,
+            "registry_calls": Run.registry_calls + (0 if self._dry_run() else page.name_searches),
             "heartbeat_at": now,
             "plan_lease_until": now + dt.timedelta(seconds=self.settings.chunk_lease_s),
         }
@@ -281,6 +304,9 @@ class Planner:
             values["planned_complete"] = True
         self._record_usage(session, values)
         session.execute(update(Run).where(Run.id == self.run_id).values(**values))
+
+    def _dry_run(self) -> bool:
+        return bool(self.matcher and self.matcher.dry_run)
 
     def _record_usage(self, session: Session, values: dict[str, object]) -> None:
         """The org's API usage as Salesforce last reported it: the run's first reading, and its limit."""
