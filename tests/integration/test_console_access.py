@@ -249,3 +249,11 @@ def test_operator_acknowledges_an_alert_through_the_console_as_the_api_would(con
     with session_scope() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "alert.ack")).all()[-1]
     assert event.target == f"connection:{A}/alert:{alert_id}" and event.actor.startswith("apikey:")
+
+
+def test_the_report_page_shows_who_is_told_and_the_retention_policy(console: Console) -> None:
+    status, html = console.browser("viewer").get(f"/console/connections/{A}/report")
+    assert status == 200
+    assert "Who is told" in html and "Retention" in html
+    assert "samples 7 d" in html and "run_summaries 400 d" in html  # the defaults of [retention]
+    assert "Erasures in the period: 0" in html

@@ -126,8 +126,11 @@ def _alerts(report: dict[str, Any]) -> str:
     )
 
 
-def _retention(report: dict[str, Any]) -> str:
-    """Each connection's retention policy, its last purge and what it removed; erasures in the period."""
+RETENTION_HEADERS = ("Connection", "Policy", "Last purge", "Removed")
+
+
+def retention_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Per connection: its retention policy, its last purge (when, by whom) and what that purge removed."""
     rows = []
     for connection in report["connections"]:
         facts = connection.get("retention") or {}
@@ -136,8 +139,13 @@ def _retention(report: dict[str, Any]) -> str:
         when = minute(last["at"]) + " UTC by " + last["actor"] if last else "never"
         removed = ", ".join(f"{k} {v}" for k, v in last["counts"].items() if v) if last else "-"
         rows.append((connection["name"], policy, when, removed or "nothing"))
+    return rows
+
+
+def _retention(report: dict[str, Any]) -> str:
+    """Each connection's retention policy, its last purge and what it removed; erasures in the period."""
     erased = f"<p>Erasures in the period: {int(report.get('erasures', 0))}</p>"
-    return "<h2>Retention</h2>" + _table(("Connection", "Policy", "Last purge", "Removed"), rows) + erased
+    return "<h2>Retention</h2>" + _table(RETENTION_HEADERS, retention_rows(report)) + erased
 
 
 def render_html(report: dict[str, Any]) -> str:

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from worker.alerts.report_html import RETENTION_HEADERS, retention_rows
+from worker.alerts.report_text import CONNECTION_HEADERS, connection_rows, connection_warnings
 from worker.api.deps import ConnectionName
 from worker.api.routes import report as api_report
 from worker.console.auth import Viewing
@@ -21,4 +23,12 @@ Since = Annotated[str, Query(pattern=r"^(24h|7d|30d|90d)$")]
 @router.get("/console/connections/{c}/report")
 def report(request: Request, c: ConnectionName, visitor: Viewing, since: Since = "30d") -> Response:
     data = api_report.get_compliance_report(scope(visitor, c), since)
-    return page(request, "report.html", connection=c, report=data, since=since, periods=PERIODS)
+    told = {
+        "warnings": connection_warnings(data),
+        "headers": [h.capitalize() for h in CONNECTION_HEADERS],
+        "rows": connection_rows(data),
+    }
+    kept = {"headers": RETENTION_HEADERS, "rows": retention_rows(data), "erasures": data.get("erasures", 0)}
+    return page(
+        request, "report.html", connection=c, report=data, since=since, periods=PERIODS, told=told, kept=kept
+    )
