@@ -11,7 +11,7 @@ counts what it would search.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +80,13 @@ class NameMatcher:
         """What the planner must also read for matching: the name, postal code and city fields."""
         return [name for name in (self.name_field, self.postal_field, self.city_field) if name]
 
-    def match(self, records: Sequence[CrmRecord]) -> MatchResult:
-        """Match ``records`` (none has a valid org number); returns those that got one."""
+    def match(self, records: Sequence[CrmRecord], beat: Callable[[], None] | None = None) -> MatchResult:
+        """Match ``records`` (none has a valid org number); returns those that got one.
+
+        Args:
+            beat: called after each search (the planner extends its lease: a page of searches at a low registry
+                rate can take longer than a lease).
+        """
         result = MatchResult()
         asked = self._to_ask(records)
         if self.dry_run:
@@ -91,6 +96,8 @@ class NameMatcher:
         for item in asked:
             verdict, row = self._search_one(item)
             result.searched += 1
+            if beat is not None:
+                beat()
             rows.append(row)
             if verdict.status is MatchStatus.AUTO and verdict.chosen is not None:
                 chosen[str(item.record["Id"])] = (item.country, verdict.chosen.candidate.org_number)

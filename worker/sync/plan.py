@@ -271,7 +271,7 @@ class Planner:
         """Name-match the page's records without a valid org number; those matched join its chunks."""
         if self.matcher is None or not page.unkeyed or self.stopping:
             return
-        result = self.matcher.match(page.unkeyed)
+        result = self.matcher.match(page.unkeyed, beat=self._heartbeat_if_due)
         page.name_searches = result.searched
         page.failures = [f for f in page.failures if f.record_id not in result.keys]
         for record_id, key in result.keys.items():
