@@ -507,7 +507,8 @@ def test_match_approve_writes_the_chosen_org_number_reject_writes_nothing_both_a
         }
     assert events.keys() == {"name_match.approve", "name_match.reject"}
     for event in events.values():
-        assert event.actor == f"apikey:{_key_id(operator)}" and event.target.startswith("connection:")
+        assert event.actor == f"apikey:{_key_id(operator)}"
+        assert event.target == f"connection:{A}/match:{event.after['match']}"  # type: ignore[index]
         assert event.context is not None and event.context["via"] == "api"
         assert event.context["api_key_id"] == str(_key_id(operator))
         assert "914778271" not in json.dumps([event.before, event.after])  # no org number, no name

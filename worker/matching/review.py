@@ -15,7 +15,7 @@ from worker.crm.port import CrmClient
 from worker.errors import NameMatchNotFound, StateConflict
 from worker.ledger.audit import append_event
 from worker.ledger.db import session_scope, updated_one
-from worker.ledger.models import utcnow
+from worker.ledger.models import Connection, utcnow
 from worker.matching import store
 from worker.matching.models import MatchStatus, NameMatch
 
@@ -146,6 +146,13 @@ def _decide(
             raise StateConflict(f"name match {match_id} was decided meanwhile")
         append_event(
             session, actor=actor, action=f"name_match.{'approve' if org_number else 'reject'}",
-            target=f"connection:{connection_id}", before={"match": match_id, "status": "review"},
+            target=_target(session, connection_id, match_id), before={"match": match_id, "status": "review"},
             after={"match": match_id, "status": status.value},
         )  # fmt: skip
+
+
+def _target(session: Session, connection_id: int, match_id: int) -> str:
+    """``connection:NAME/match:ID``, as alerts are named, so the connection's audit page lists it."""
+    connection = session.get(Connection, connection_id)
+    name = connection.name if connection is not None else str(connection_id)
+    return f"connection:{name}/match:{match_id}"
