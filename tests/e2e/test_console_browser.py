@@ -34,6 +34,8 @@ from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.audit import verify_chain
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Connection, RecordFailure, Run, RunStatus, utcnow
+from worker.matching import store
+from worker.matching.models import NameMatch
 from worker.roles import Role
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.sync.runner import start_run
@@ -86,14 +88,36 @@ def world(
         yield World(stack, cluster_env, tmp_path, key.secret, key.id, 0)
 
 
-def _seed_review(stack: Stack, run_id: int) -> int:
-    """One name change waiting for a person, against the CRM's value as it stands after the run (a record the
-    run wrote, so not one the org's validation rule refuses)."""
+def _writable(stack: Stack, run_id: int) -> list[tuple[str, dict[str, Any]]]:
+    """Records the run wrote, so not ones the org's validation rule refuses."""
     with session_scope() as session:
         refused = set(session.scalars(select(RecordFailure.record_id).where(RecordFailure.run_id == run_id)))
-    record_id, account = next(
-        (rid, a) for rid, a in stack.salesforce.snapshot().items() if rid not in refused
-    )
+    return [(rid, a) for rid, a in stack.salesforce.snapshot().items() if rid not in refused]
+
+
+def _seed_match(record_id: str) -> int:
+    """One record waiting in name-match review, with two candidates."""
+    with session_scope() as session:
+        connection_id = session.scalars(select(Connection.id).where(Connection.name == NAME)).one()
+        candidates = [
+            {"country": "NO", "org_number": number, "name": name, "legal_form": "AS", "score": score}
+            for number, name, score in (
+                ("923609016", "Lookhere AS", 0.81),
+                ("914778271", "Lookhere Nord AS", 0.8),
+            )
+        ]
+        store.save(session, [{
+            "connection_id": connection_id, "run_id": None, "object": "Account", "record_id": record_id,
+            "country": "NO", "name_hash": "0" * 64, "status": "review", "reason": "several candidates",
+            "crm_name": "Lookhere", "candidates": candidates, "org_number": None,
+        }])  # fmt: skip
+    with session_scope() as session:
+        return session.scalars(select(NameMatch.id).where(NameMatch.record_id == record_id)).one()
+
+
+def _seed_review(stack: Stack, run_id: int) -> int:
+    """One name change waiting for a person, against the CRM's value as it stands after the run."""
+    record_id, account = _writable(stack, run_id)[0]
     with session_scope() as session:
         connection_id = session.scalars(select(Connection.id).where(Connection.name == NAME)).one()
         origin = Origin("run:full", "1", ChangeType.CHANGED, None)
@@ -137,7 +161,8 @@ def _watch_progress(checked: Checked, base: str, run_id: int) -> tuple[str, str]
     return before, after
 
 
-def _browse(checked: Checked, base: str, world: World, run_id: int, event_id: int) -> dict[str, Any]:
+def _browse(checked: Checked, base: str, world: World, run_id: int, ids: tuple[int, int]) -> dict[str, Any]:
+    event_id, match_id = ids
     page = checked.page
     page.goto(f"{base}/console/runs/{run_id}")
     checked.look("run-finished")
@@ -155,6 +180,10 @@ def _browse(checked: Checked, base: str, world: World, run_id: int, event_id: in
     page.get_by_role("button", name=f"Approve change {event_id}").click()
     approved = page.inner_text("[role=status]")
     checked.look("review-approved")
+    page.get_by_role(
+        "button", name=f"Approve name match {match_id}"
+    ).click()  # the best candidate, preselected
+    matched = page.inner_text("[role=status]")
     for path, name in ((f"/connections/{NAME}/runs?status=partially_failed", "runs-filtered"),
                        (f"/connections/{NAME}/report", "report"), (f"/connections/{NAME}/audit", "audit")):  # fmt: skip
         page.goto(f"{base}/console{path}")
@@ -164,7 +193,7 @@ def _browse(checked: Checked, base: str, world: World, run_id: int, event_id: in
     signed_out = page.inner_text("main")
     checked.look("signed-out")
     page.goto(f"{base}/console/connections")
-    return {"failures": failures, "deadline": deadline, "acked": acked, "approved": approved,
+    return {"failures": failures, "deadline": deadline, "acked": acked, "approved": approved, "matched": matched,
             "audit": audit_text, "signed_out": signed_out, "after_sign_out": page.url}  # fmt: skip
 
 
@@ -192,8 +221,9 @@ def test_operator_follows_a_run_acts_on_it_and_signs_out_in_headless_chromium(wo
         event_id = _seed_review(
             world.stack, run_id
         )  # after the run: its close evaluates the connection's alerts
+        match_id = _seed_match(_writable(world.stack, run_id)[1][0])
         world.alert_id = _seed_alert(utcnow())
-        seen = _browse(checked, base, world, run_id, event_id)
+        seen = _browse(checked, base, world, run_id, (event_id, match_id))
         page.set_viewport_size({"width": 390, "height": 844})  # a phone
         page.goto(f"{base}/console/login")
         checked.look("phone-sign-in")
@@ -204,6 +234,7 @@ def test_operator_follows_a_run_acts_on_it_and_signs_out_in_headless_chromium(wo
         run = session.get(Run, run_id)
         alert = session.get(Alert, world.alert_id)
         event = session.get(ChangeEvent, event_id)
+        match = session.get(NameMatch, match_id)
         audit = session.execute(
             select(AuditEvent.action, AuditEvent.target).where(AuditEvent.actor == actor)
         ).all()
@@ -224,10 +255,15 @@ def test_operator_follows_a_run_acts_on_it_and_signs_out_in_headless_chromium(wo
     assert "Approved" in seen["approved"]
     assert (event.outcome, event.decided_by) == (ChangeOutcome.APPROVED.value, actor)
     assert world.stack.salesforce.snapshot()[str(event.record_id)]["Name"] == "Lookhere AS"
+    # The name match approved by this key: the best candidate's org number written.
+    assert "Approved: the chosen candidate" in seen["matched"] and match is not None
+    assert (match.status, match.org_number, match.decided_by) == ("approved", "923609016", actor)
+    assert world.stack.salesforce.snapshot()[match.record_id]["Org_Number__c"] == "923609016"
     # The audit log holds both actions with the key as actor, and the chain still verifies.
     assert {
         ("alert.ack", f"connection:{NAME}/alert:{world.alert_id}"),
         ("change.approve", f"connection:{NAME}"),
+        ("name_match.approve", f"connection:{NAME}/match:{match_id}"),
     } <= set(audit)
     assert chain_ok and "Chain verified" in seen["audit"] and "alert.ack" in seen["audit"]
     # Signed out: the console sends the browser back to sign in.

@@ -51,6 +51,9 @@ class Entry:
     run: str = "failed"  # which of A's runs a {run_id} names: "failed", or the role's own "cancellable" one
     query_b: str = ""  # for a route with no connection in its path: how the same call aims at B
     event: str | None = None  # a decision's body names this change event of A (see A_EVENTS)
+    match: str | None = (
+        None  # a {match_id} names the role's own name match of A for this decision (A_MATCHES)
+    )
 
 
 #: Every route that takes an API key, by (method, path template). A route the app has and this lacks fails
@@ -72,9 +75,15 @@ MATRIX = {
     ("GET", "/v1/connections/{c}/changes"): Entry("viewer"),
     ("POST", "/v1/connections/{c}/changes/approve"): Entry("operator", event="approve"),
     ("POST", "/v1/connections/{c}/changes/reject"): Entry("operator", event="reject"),
+    ("GET", "/v1/connections/{c}/matches"): Entry("viewer"),
+    ("POST", "/v1/matches/{match_id}/approve"): Entry("operator", {"index": 1}, match="approve"),
+    ("POST", "/v1/matches/{match_id}/reject"): Entry("operator", match="reject"),
 }
 #: Change events waiting in review, seeded by the ``api`` fixture: A's to approve and to reject, and B's.
 A_EVENTS: dict[str, int] = {}
+#: Name matches waiting in review, seeded by the ``api`` fixture: per role, one of A's to approve and one to reject
+#: (``operator:approve``…; a decided match answers 409), two more of A's, and B's (``b``).
+A_MATCHES: dict[str, int] = {}
 #: Routes that take no API key, each with the reason (and where it is tested instead).
 UNKEYED = {
     ("GET", "/v1/openapi.json"): "the published contract (test_api_schemathesis)",
@@ -108,8 +117,18 @@ def calls(app: FastAPI, world: World, who: str) -> list[Call]:
     found = []
     for method, template in sorted(app_routes(app) - UNKEYED.keys()):
         entry = MATRIX[(method, template)]
-        path_a = _fill(template, {"c": A, "run_id": str(runs_a[entry.run]), "alert_id": str(a_alert)})
-        path_b = _fill(template, {"c": B, "run_id": str(runs_b[entry.run]), "alert_id": str(B_ALERT_ID)})
+        match = A_MATCHES.get(f"{who}:{entry.match}", A_MATCHES[f"admin:{entry.match or 'approve'}"])
+        path_a = _fill(
+            template,
+            {"c": A, "run_id": str(runs_a[entry.run]), "alert_id": str(a_alert), "match_id": str(match)},
+        )
+        path_b = _fill(
+            template,
+            {
+                "c": B, "run_id": str(runs_b[entry.run]), "alert_id": str(B_ALERT_ID),
+                "match_id": str(A_MATCHES["b"]),
+            },
+        )  # fmt: skip
         name = f"{method} {template}"
         body: dict[str, object] | None = {"ids": [A_EVENTS[entry.event]]} if entry.event else entry.body
         found.append(Call(name, method, path_a, path_b + entry.query_b, entry.needs, body, entry.ok))
@@ -152,6 +171,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             patch.setenv(name, value)
         world = build_world(a_spec(stack), {"salesforce_client_secret": stack.client_secret})
         A_EVENTS.update(_seed_review(stack))
+        A_MATCHES.update(seed_matches(stack))
         dispatcher = FakeDispatcher()
         app = create_app(throttle=MemoryThrottle(10_000), dispatcher=dispatcher)
         with TestClient(app, raise_server_exceptions=False) as client:
@@ -185,6 +205,42 @@ def _seed_review(stack: Stack) -> dict[str, int]:
         ).all()
     a_ids = [event_id for event_id, connection_id in rows if connection_id == ids[A]]
     return {"approve": a_ids[0], "reject": a_ids[1], "b": next(e for e, c in rows if c == ids[B])}
+
+
+def seed_matches(stack: Stack) -> dict[str, int]:
+    """Name matches waiting in review, with two candidates each: A's on sandbox accounts (one per role and
+    decision, then ``approve`` and ``reject`` for the decision tests), and B's (its record and org number are
+    B's markers)."""
+    from worker.ledger.models import Connection
+    from worker.matching import store
+    from worker.matching.models import NameMatch
+
+    names = ["operator:approve", "operator:reject", "admin:approve", "admin:reject", "approve", "reject"]
+    accounts = list(stack.salesforce.snapshot())[2 : 2 + len(names)]
+    with session_scope() as session:
+        ids = {c.name: c.id for c in session.query(Connection)}
+        rows = [_match_row(ids[A], record_id, ("923609016", "914778271")) for record_id in accounts]
+        store.save(session, [*rows, _match_row(ids[B], "001BRAVOSECRET01", ("912345678", "974760673"))])
+    with session_scope() as session:
+        found = {
+            record_id: match_id
+            for record_id, match_id in session.execute(select(NameMatch.record_id, NameMatch.id))
+        }
+    return {**{name: found[record_id] for name, record_id in zip(names, accounts, strict=True)},
+            "b": found["001BRAVOSECRET01"]}  # fmt: skip
+
+
+def _match_row(connection_id: int, record_id: str, numbers: tuple[str, str]) -> dict[str, object]:
+    candidates = [
+        {"country": "NO", "org_number": number, "name": f"Kandidat {n} AS", "legal_form": "AS",
+         "postal_code": None, "city": None, "score": 0.8 - n / 100}
+        for n, number in enumerate(numbers)
+    ]  # fmt: skip
+    return {
+        "connection_id": connection_id, "run_id": None, "object": "Account", "record_id": record_id,
+        "country": "NO", "name_hash": "0" * 64, "status": "review", "reason": "several candidates",
+        "crm_name": "Kandidat Holding", "candidates": candidates, "org_number": None,
+    }  # fmt: skip
 
 
 def _key_for(world: World, who: str) -> str | None:
@@ -393,3 +449,113 @@ def test_change_decisions_see_only_their_connections_events(api: Api) -> None:
         api.world.keys["admin"], "POST", f"/v1/connections/{A}/changes/reject", {"ids": ["1"]}
     )
     assert status == 422  # strict body: an id is an integer
+
+
+def _key_id(raw: str) -> int:
+    from worker.api.keys import hash_key
+    from worker.api.models import ApiKey
+
+    with session_scope() as session:
+        return int(session.scalars(select(ApiKey.id).where(ApiKey.key_hash == hash_key(raw))).one())
+
+
+def test_match_approve_writes_the_chosen_org_number_reject_writes_nothing_both_audited(api: Api) -> None:
+    from worker.ledger.models import AuditEvent
+
+    operator = api.world.keys["operator"]
+    status, body = api.call(api.world.keys["viewer"], "GET", f"/v1/connections/{A}/matches?status=review")
+    waiting = {item["id"]: item for item in json.loads(body)["items"]}
+    assert status == 200 and {A_MATCHES["approve"], A_MATCHES["reject"]} <= waiting.keys()
+    chosen = waiting[A_MATCHES["approve"]]
+    assert chosen["crm_name"] == "Kandidat Holding" and [c["score"] for c in chosen["candidates"]] == [
+        0.8,
+        0.79,
+    ]
+    record_a, record_r = chosen["record_id"], waiting[A_MATCHES["reject"]]["record_id"]
+    held = api.stack.salesforce.snapshot()[record_r].get("Org_Number__c")
+
+    both = {"org_number": "914778271", "index": 1}
+    status, body = api.call(operator, "POST", f"/v1/matches/{A_MATCHES['approve']}/approve", both)
+    assert (status, json.loads(body)["detail"]) == (
+        409,
+        "choose a candidate by its org number or by its index, not both",
+    )
+    assert api.call(operator, "POST", f"/v1/matches/{A_MATCHES['approve']}/approve", {"index": "1"})[0] == 422
+    status, body = api.call(operator, "POST", f"/v1/matches/{A_MATCHES['reject']}/approve", {"index": 2})
+    assert (status, json.loads(body)["code"]) == (409, "STATE_CONFLICT"), body  # two candidates: 0 and 1
+    status, body = api.call(
+        operator, "POST", f"/v1/matches/{A_MATCHES['approve']}/approve", {"org_number": "914778271"}
+    )
+    approved = json.loads(body)
+    assert status == 200 and (approved["status"], approved["org_number"]) == ("approved", "914778271"), body
+    assert approved["crm_name"] is None and approved["decided_by"] == f"apikey:{_key_id(operator)}"
+    assert api.stack.salesforce.snapshot()[record_a]["Org_Number__c"] == "914778271"
+    assert api.stack.salesforce.writes[record_a] == 1
+    assert api.call(operator, "POST", f"/v1/matches/{A_MATCHES['approve']}/approve")[0] == 409  # decided
+
+    status, body = api.call(operator, "POST", f"/v1/matches/{A_MATCHES['reject']}/reject")
+    assert status == 200 and json.loads(body)["status"] == "rejected", body
+    assert api.stack.salesforce.writes[record_r] == 0
+    assert api.stack.salesforce.snapshot()[record_r].get("Org_Number__c") == held
+    assert api.call(operator, "POST", f"/v1/matches/{A_MATCHES['reject']}/reject")[0] == 409
+
+    with session_scope() as session:
+        events = {
+            e.action: e
+            for e in session.scalars(select(AuditEvent).where(AuditEvent.action.like("name_match.%")))
+            if (e.after or {}).get("match") in (A_MATCHES["approve"], A_MATCHES["reject"])
+        }
+    assert events.keys() == {"name_match.approve", "name_match.reject"}
+    for event in events.values():
+        assert event.actor == f"apikey:{_key_id(operator)}"
+        assert event.target == f"connection:{A}/match:{event.after['match']}"  # type: ignore[index]
+        assert event.context is not None and event.context["via"] == "api"
+        assert event.context["api_key_id"] == str(_key_id(operator))
+        assert "914778271" not in json.dumps([event.before, event.after])  # no org number, no name
+
+
+def test_match_ids_and_lists_of_b_are_404_to_a_key_of_a_and_counted_as_probes(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api.app.state.throttle, "_clock", lambda: 0.0)  # one window for the probe count
+    admin = api.world.keys["admin"]
+    probes = f"foreign-id:{_key_id(admin)}"
+    before = api.app.state.throttle.peek(probes)
+    missing = api.call(admin, "POST", "/v1/matches/999999999/reject")
+    answers = [
+        api.call(admin, "POST", f"/v1/matches/{A_MATCHES['b']}/{action}") for action in ("approve", "reject")
+    ]
+    assert {status for status, _ in answers} == {404} and missing[0] == 404
+    assert {json.loads(body)["detail"] for _, body in answers} == {json.loads(missing[1])["detail"]}
+    assert api.app.state.throttle.peek(probes) == before + 2  # B's ids, not the id that exists nowhere
+    listed = [api.call(admin, "GET", f"/v1/connections/{B}/matches{q}") for q in ("", "?status=review")]
+    assert {status for status, _ in listed} == {404}
+    status, body = api.call(api.world.keys["viewer"], "GET", f"/v1/connections/{A}/matches?limit=200")
+    assert status == 200 and A_MATCHES["b"] not in {item["id"] for item in json.loads(body)["items"]}
+    _assert_nothing_of_b([body, *(b for _, b in answers + listed)])
+    status, body = api.call(api.world.b_admin, "GET", f"/v1/connections/{B}/matches")
+    assert status == 200 and [item["id"] for item in json.loads(body)["items"]] == [A_MATCHES["b"]]
+    for action in ("approve", "reject"):  # and A's matches are not B's
+        assert (
+            api.call(api.world.b_admin, "POST", f"/v1/matches/{A_MATCHES['admin:reject']}/{action}")[0] == 404
+        )
+    with session_scope() as session:
+        from worker.matching.models import NameMatch
+
+        assert session.get(NameMatch, A_MATCHES["b"]).status == "review"  # type: ignore[union-attr]
+
+
+def test_match_list_pages_newest_first_with_a_cursor(api: Api) -> None:
+    key = api.world.keys["viewer"]
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        status, body = api.call(key, "GET", f"/v1/connections/{A}/matches?limit=4{cursor}")
+        page = json.loads(body)
+        assert status == 200 and len(page["items"]) <= 4
+        seen.extend(item["id"] for item in page["items"])
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    mine = sorted((v for k, v in A_MATCHES.items() if k != "b"), reverse=True)
+    assert seen == mine

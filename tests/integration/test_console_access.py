@@ -17,13 +17,13 @@ from config.settings import reset_settings
 from tests.conftest import claimed_redis
 from tests.integration.api_world import B_ALERT_ID, B_MARKERS, B_RUN_IDS, A, B, World, build_world, ledger_env
 from tests.integration.console_world import ACTION_FORM, Browser, console_routes
-from tests.integration.test_api_roles import _seed_review, a_spec
+from tests.integration.test_api_roles import _seed_review, a_spec, seed_matches
 from tests.unit.fakes import FakeDispatcher
 from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 from worker.ledger.db import session_scope
 from worker.ledger.models import AuditEvent, Run
-from worker.sandbox.stack import sandbox_stack
+from worker.sandbox.stack import Stack, sandbox_stack
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ MATRIX = {
     ("POST", "/console/alerts/{alert_id}/ack"): Entry("operator", "alert"),
     ("POST", "/console/connections/{c}/review/approve"): Entry("operator"),
     ("POST", "/console/connections/{c}/review/reject"): Entry("operator"),
+    ("POST", "/console/connections/{c}/review/matches/approve"): Entry("operator"),
+    ("POST", "/console/connections/{c}/review/matches/reject"): Entry("operator"),
 }
 #: Routes before or around a session, each with where it is tested.
 SESSIONLESS = {
@@ -65,7 +67,9 @@ class Console:
     app: FastAPI
     world: World
     events: dict[str, int]
+    matches: dict[str, int]
     redis_url: str
+    stack: Stack
 
     def browser(self, role: str | None = None, base_url: str = "http://localhost") -> Browser:
         browser = Browser(self.app, base_url)
@@ -87,8 +91,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             patch.setenv(name, value)
         world = build_world(a_spec(stack), {"salesforce_client_secret": stack.client_secret})
         events = _seed_review(stack)
+        matches = seed_matches(stack)
         app = create_app(throttle=MemoryThrottle(10_000), dispatcher=FakeDispatcher())
-        yield Console(app, world, events, redis_url)
+        yield Console(app, world, events, matches, redis_url, stack)
 
 
 def _paths(template: str, world: World, *, tenant: str, role: str = "admin") -> str:
@@ -107,8 +112,13 @@ def test_every_console_route_is_in_the_matrix(console: Console) -> None:
     assert SESSIONLESS.keys() <= routes
 
 
-def _form_body(template: str, console: Console) -> dict[str, str]:
-    return {"one": str(console.events["approve"])} if "/review/" in template else {}
+def _form_body(template: str, console: Console, tenant: str = "a") -> dict[str, str]:
+    """A decision form's body: a change event, or a name match, of the tenant the path names."""
+    if "/review/matches/" in template:
+        return {"one": str(console.matches["admin:approve" if tenant == "a" else "b"])}
+    if "/review/" in template:
+        return {"one": str(console.events["approve" if tenant == "a" else "b"])}
+    return {}
 
 
 def test_viewer_sees_no_action_control_and_every_action_post_is_403(console: Console) -> None:
@@ -148,9 +158,7 @@ def test_every_console_url_of_connection_b_is_404_for_a_key_of_a(console: Consol
         if method == "GET":
             status, html = admin.get(path)
         else:
-            status, html = admin.post(
-                path, {"one": str(console.events["b"])} if "/review/" in template else {}
-            )
+            status, html = admin.post(path, _form_body(template, console, "b"))
         assert status == 404, (method, path)
         seen.append(html)
     for path in ("/console/connections", "/console/alerts", "/console/alerts?show=past"):
@@ -257,3 +265,78 @@ def test_the_report_page_shows_who_is_told_and_the_retention_policy(console: Con
     assert "Who is told" in html and "Retention" in html
     assert "samples 7 d" in html and "run_summaries 400 d" in html  # the defaults of [retention]
     assert "Erasures in the period: 0" in html
+
+
+def _match(match_id: int) -> tuple[str, str | None, str | None]:
+    from worker.matching.models import NameMatch
+
+    with session_scope() as session:
+        row = session.get(NameMatch, match_id)
+        assert row is not None
+        return row.status, row.org_number, row.decided_by
+
+
+def test_name_matches_wait_on_the_review_page_with_candidates_and_scores(console: Console) -> None:
+    viewer, operator = console.browser("viewer"), console.browser("operator")
+    status, html = viewer.get(f"/console/connections/{A}/review")
+    row = re.search(rf'<tr id="match-{console.matches["approve"]}">(.*?)</tr>', html, re.S)
+    assert status == 200 and row, html
+    assert "Kandidat Holding" in row.group(1) and "923609016 Kandidat 0 AS (AS) · 0.80" in row.group(1)
+    assert "914778271 Kandidat 1 AS (AS) · 0.79" in row.group(1) and "radio" not in row.group(1)
+    assert f'id="match-{console.matches["b"]}"' not in html
+    status, html = operator.get(f"/console/connections/{A}/review")
+    assert f'aria-label="Approve name match {console.matches["approve"]}"' in html
+    assert f'name="pick-{console.matches["approve"]}" value="914778271"' in html
+
+
+def test_operator_approves_the_chosen_candidate_and_rejects_in_bulk_through_the_console(
+    console: Console,
+) -> None:
+    operator = console.browser("operator")
+    chosen, bulk = console.matches["approve"], [console.matches["reject"], console.matches["operator:reject"]]
+    form = {"one": str(chosen), f"pick-{chosen}": "914778271", f"pick-{bulk[0]}": "923609016"}
+    status, _ = operator.post(f"/console/connections/{A}/review/matches/approve", form)
+    assert status == 303
+    assert _match(chosen)[:2] == ("approved", "914778271")  # the ticked runner-up, not the best
+    assert _match(bulk[0])[0] == "review"  # only the row whose button was pressed
+    record = _record_of(chosen)
+    assert console.stack.salesforce.snapshot()[record]["Org_Number__c"] == "914778271"
+    status, html = operator.post(
+        f"/console/connections/{A}/review/matches/reject", {"match_ids": ",".join(map(str, bulk))}
+    )
+    assert status == 422  # one field per ticked box, as a browser sends them
+    answer = operator.client.post(
+        f"/console/connections/{A}/review/matches/reject",
+        data={"match_ids": [str(i) for i in bulk], "csrf": operator.csrf},
+    )
+    assert answer.status_code == 303 and answer.headers["location"].endswith("?said=unmatched")
+    assert [_match(i)[0] for i in bulk] == ["rejected", "rejected"]
+    assert all(console.stack.salesforce.writes[_record_of(i)] == 0 for i in bulk)
+    with session_scope() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("name_match.%"))).all()
+    targets = {e.target: (e.action, e.actor) for e in events}
+    for match_id, action in ((chosen, "approve"), (bulk[0], "reject"), (bulk[1], "reject")):
+        decided = targets[f"connection:{A}/match:{match_id}"]
+        assert decided[0] == f"name_match.{action}" and decided[1].startswith("apikey:")
+    status, html = operator.get(f"/console/connections/{A}/audit")
+    assert f"connection:{A}/match:{chosen}" in html  # on the connection's own audit page
+
+
+def test_a_form_naming_another_tenants_match_is_404_and_decides_none_of_it(console: Console) -> None:
+    admin = console.browser("admin")
+    mine, theirs = console.matches["admin:reject"], console.matches["b"]
+    answer = admin.client.post(
+        f"/console/connections/{A}/review/matches/reject",
+        data={"match_ids": [str(mine), str(theirs)], "csrf": admin.csrf},
+    )
+    assert answer.status_code == 404
+    assert _match(mine)[0] == "review" and _match(theirs)[0] == "review"  # checked before any decision
+
+
+def _record_of(match_id: int) -> str:
+    from worker.matching.models import NameMatch
+
+    with session_scope() as session:
+        row = session.get(NameMatch, match_id)
+        assert row is not None
+        return row.record_id

@@ -239,3 +239,42 @@ def test_dry_run_counts_searches_without_searching(
     assert result["dry_run"] and result["name_searches"] == 40
     assert not searches(stack.registry.requests) and not rows()
     assert not any(lead.get("Org_Number__c") for lead in stack.salesforce.leads.values())
+
+
+def _estimate(*extra: str) -> dict[str, Any]:
+    from typer.testing import CliRunner
+
+    from worker.cli.main import app
+
+    answer = CliRunner().invoke(app, ["backfill", "leads", "--estimate", "--json", *extra])
+    assert answer.exit_code == 0, answer.output
+    return dict(json.loads(answer.output)["estimate"])
+
+
+def test_estimate_counts_the_name_searches_a_run_would_make(
+    env: RegsyncEnv, small_world: tuple[Stack, list[NameCase]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, _cases = small_world
+    use_world(monkeypatch, stack, None)
+    connection_id = install_connection(stack, matching_spec(stack))
+    stack.registry.clear_requests()
+    before, dry = _estimate(), _estimate("--dry-run")
+    assert not searches(stack.registry.requests)  # estimating searches nothing
+    first = run_once(stack, connection_id)
+    assert before["name_searches"] == dry["name_searches"] == first["name_searches"] == 40
+    assert before["registry_calls_max"] == dry["registry_calls_max"] + 40  # a dry run only counts them
+    assert before["count_calls"] >= 2  # the COUNT(), and reading the selection to find them
+
+    found = rows()
+    waiting = next(row for row in found.values() if row.status == MatchStatus.REVIEW.value)
+    assert _estimate()["name_searches"] == 0  # every record was searched under its current name
+    stack.salesforce.edit(waiting.record_id, Company="Brand New Name")
+    assert _estimate()["name_searches"] == 1  # a renamed record is searched again
+    assert _estimate("--where", "Company", "!=", "Brand New Name")["name_searches"] == 0  # within the filter
+    from typer.testing import CliRunner
+
+    from worker.cli.main import app
+
+    printed = " ".join(CliRunner().invoke(app, ["backfill", "leads", "--estimate"]).output.split())
+    assert "name searches: 1 record(s) without a valid org number (each a registry call)" in printed
+    assert "(one per unique valid org number, or batch; name searches included)" in printed

@@ -272,3 +272,25 @@ def test_dry_run_tally_counts_per_field_and_keeps_three_samples() -> None:
     assert out["Name"].samples == [
         {"record_id": f"r{i}", "old": f"old {i}", "new": f"new {i}"} for i in range(3)
     ]
+
+
+def test_estimate_adds_name_searches_to_registry_calls_and_counts_their_reading() -> None:
+    crm = CountingCrm(1_000)
+
+    def searches() -> int:
+        crm.calls += 1  # reading the selection to find them: one query page
+        return 37
+
+    result = estimate(crm, Selection(), chunk_size=200, dry_run=False, name_searches=searches)
+    dry = estimate(crm, Selection(), chunk_size=200, dry_run=True, name_searches=searches)
+
+    assert counts(result, "name_searches", "registry_calls_max", "count_calls") == {
+        "name_searches": 37,
+        "registry_calls_max": 1_000 + 37,
+        "count_calls": 2,
+    }
+    assert counts(dry, "name_searches", "registry_calls_max") == {
+        "name_searches": 37,
+        "registry_calls_max": 1_000,
+    }
+    assert estimate(crm, Selection(), chunk_size=200, dry_run=False).name_searches == 0

@@ -15,7 +15,7 @@ from config.settings import Settings, get_settings
 from worker.api import access_log, access_watch, problems
 from worker.api.metrics import router as metrics_router
 from worker.api.middleware import ApiMiddleware, BodyLimit
-from worker.api.routes import alerts, backfills, changes, health, report, retention, runs
+from worker.api.routes import alerts, backfills, changes, health, matches, report, retention, runs
 from worker.api.routes import settings as connection_settings
 from worker.api.schemas import Problem
 from worker.api.throttle import Throttle, make_throttle
@@ -61,7 +61,7 @@ def create_app(
     )
     app.state.dispatcher = dispatcher or CeleryDispatcher()
     app.state.throttle = throttle or make_throttle(settings.redis_url, settings.api_rate_per_minute)
-    for module in (runs, backfills, alerts, connection_settings, report, changes, retention):
+    for module in (runs, backfills, alerts, connection_settings, report, changes, matches, retention):
         app.include_router(module.router, prefix=API_PREFIX, responses=_ERRORS)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(metrics_router)

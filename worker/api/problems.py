@@ -24,6 +24,7 @@ from worker.errors import (
     LeastPrivilegeError,
     LedgerError,
     MappingError,
+    NameMatchNotFound,
     NoticeSettingsRefused,
     RegistryError,
     RegsyncError,
@@ -165,12 +166,17 @@ async def _validation_error(_request: Request, exc: Exception) -> ProblemRespons
     return error_response(422, "the request is not valid; see errors", errors=_field_errors(exc))
 
 
-_WHAT = {RunNotFound: "run", AlertNotFound: "alert", ChangeNotFound: "change"}
+_WHAT = {
+    RunNotFound: "run",
+    AlertNotFound: "alert",
+    ChangeNotFound: "change",
+    NameMatchNotFound: "name match",
+}
 
 
 def _status_of(exc: RegsyncError) -> int:
     """The HTTP status of a domain error raised below a route."""
-    if isinstance(exc, RunNotFound | ConnectionNotFound | AlertNotFound | ChangeNotFound):
+    if isinstance(exc, RunNotFound | ConnectionNotFound | AlertNotFound | ChangeNotFound | NameMatchNotFound):
         return 404
     if isinstance(exc, InvalidFilter | NoticeSettingsRefused | MappingError | LeastPrivilegeError):
         return 422  # the body is well-formed but does not fit this connection (describe, mapping, runs)

@@ -22,12 +22,16 @@ run's above with a backfill's own query count:
 * writes: at most ``ceil(N / chunk_size)`` (none for unchanged records; none at all in a dry run), each after
   at most one describe (the values are checked before a write; one describe serves a whole worker session);
 * the run-start check: ``RUN_START_CALLS`` (describe + permission queries);
-* registry: at most one call per unique valid org number, so at most ``N``; fewer with brreg's batch lookup.
+* registry: at most one call per unique valid org number, so at most ``N``; fewer with brreg's batch lookup;
+  plus one name search per record the run would match by name (``[matching] enabled``: records without a valid
+  org number, not searched under their current name before), none in a dry run, which only counts them.
+  Finding those records reads the selection (one query call per 2,000 records), counted in ``count_calls``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -118,6 +122,8 @@ class Estimate:
     registry_calls_max: int
     check_calls: int = RUN_START_CALLS
     describe_calls_max: int = 0
+    #: Records the run would search by name (in ``registry_calls_max`` unless a dry run, which only counts).
+    name_searches: int = 0
 
     @property
     def crm_calls_max(self) -> int:
@@ -155,19 +161,30 @@ def count_selection(crm: RecordCounter, selection: Selection) -> tuple[int, bool
 
 
 def estimate(
-    crm: RecordCounter, selection: Selection, *, chunk_size: int, dry_run: bool, registry_batch: int = 1
+    crm: RecordCounter,
+    selection: Selection,
+    *,
+    chunk_size: int,
+    dry_run: bool,
+    registry_batch: int = 1,
+    name_searches: Callable[[], int] | None = None,
 ) -> Estimate:
     """Count the selection and work out the calls a backfill of it will make at most.
 
     Args:
         registry_batch: Org numbers per registry request (1 for Proff, 100 for brreg's batch lookup).
+        name_searches: Counts the records the run would search by name (with ``crm``, whose calls are
+            counted); None when name matching is off.
     """
     before = crm.calls
     records, upper = count_selection(crm, selection)
+    searches = name_searches() if name_searches is not None else 0
     listed = None if selection.ids is None else len(selection.ids)
     queries, reads, writes, registry = arithmetic(
         records, listed_ids=listed, chunk_size=chunk_size, dry_run=dry_run, registry_batch=registry_batch
     )
+    registry += 0 if dry_run else searches
     return Estimate(
-        records, upper, crm.calls - before, queries, reads, writes, registry, describe_calls_max=writes
-    )
+        records, upper, crm.calls - before, queries, reads, writes, registry, describe_calls_max=writes,
+        name_searches=searches,
+    )  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.ledger.field_changes import field_changes
 from worker.ledger.views import show_run
+from worker.matching.count import name_searches
 from worker.registry.brreg import MAX_BATCH as BRREG_BATCH
 from worker.sync.runtime import load_runtime
 from worker.text_input import check_db_id, refuse_control
@@ -173,12 +175,18 @@ def backfill_command(
             dry_run=dry_run,
         )
         if estimate_only:
+            selection = resolve_selection(options, connection_id, spec)
             result = estimate(
                 crm,
-                resolve_selection(options, connection_id, spec),
+                selection,
                 chunk_size=spec.sync.chunk_size,
                 dry_run=dry_run,
                 registry_batch=BRREG_BATCH if spec.registry.provider == "brreg" else 1,
+                name_searches=(
+                    partial(name_searches, spec, connection_id, crm, selection)
+                    if spec.matching.enabled
+                    else None
+                ),
             )
             _print_estimate(connection, options, result, as_json)
             return
@@ -221,7 +229,16 @@ def _print_estimate(connection: str, options: BackfillOptions, result: Estimate,
             if result.describe_calls_max
             else ""
         ),
-        f"  registry calls: at most {result.registry_calls_max} (one per unique valid org number, or batch)",
+        f"  registry calls: at most {result.registry_calls_max} (one per unique valid org number, or batch"
+        f"{'; name searches included' if result.name_searches and not options.dry_run else ''})",
+        *_name_search_line(result, options.dry_run),
         "nothing was started; run the same command without --estimate to start it",
     ]
     console.print("\n".join(lines), highlight=False)
+
+
+def _name_search_line(result: Estimate, dry_run: bool) -> list[str]:
+    if not result.name_searches:
+        return []
+    how = "counted, not searched: dry run" if dry_run else "each a registry call"
+    return [f"  name searches: {result.name_searches} record(s) without a valid org number ({how})"]

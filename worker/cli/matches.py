@@ -53,6 +53,9 @@ def approve_command(
     connection: str = typer.Argument(..., help="Connection name."),
     match_id: int = typer.Argument(..., help="Name match id (waiting in review)."),
     org_number: str | None = typer.Option(None, "--org", help="The candidate to take (default: the best)."),
+    index: int | None = typer.Option(
+        None, "--index", min=0, help="The candidate to take by its place in the list (0 is the best)."
+    ),
     actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Take a candidate: its org number is written into the record; the next run syncs the rest."""
@@ -61,7 +64,7 @@ def approve_command(
     who = require_actor(actor)
     connection_id = _connection_id(connection)
     with connection_crm(connection_id) as (spec, crm):
-        review.approve(spec, connection_id, match_id, org_number=org_number, actor=who, crm=crm)
+        review.approve(spec, connection_id, match_id, org_number=org_number, index=index, actor=who, crm=crm)
     console.print(f"name match {match_id} approved: the org number was written")
 
 

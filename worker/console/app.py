@@ -18,7 +18,7 @@ from worker.api.throttle import Throttle
 from worker.console import errors
 from worker.console.auth import PREFIX
 from worker.console.render import STATIC
-from worker.console.routes import alerts, audit, connections, report, review, runs, signin
+from worker.console.routes import alerts, audit, connections, report, review, review_matches, runs, signin
 from worker.console.sessions import SessionStore, make_store
 from worker.infra.dispatch import Dispatcher
 
@@ -68,7 +68,7 @@ def create_console(
     app.state.throttle = throttle
     app.state.dispatcher = dispatcher
     app.state.sessions = sessions or make_store(settings)
-    for module in (signin, connections, runs, alerts, review, report, audit):
+    for module in (signin, connections, runs, alerts, review, review_matches, report, audit):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)

@@ -72,7 +72,7 @@ class NameMatcher:
         self.spec, self.crm, self.search = spec, crm, search
         self.connection_id, self.run_id, self.dry_run = connection_id, run_id, dry_run
         rules, matching = rules_for(spec.salesforce.object), spec.matching
-        self.name_field = matching.name_field or rules.name_field
+        self.name_field = name_field_of(spec)
         self.postal_field = matching.postal_code_field or rules.postal_code_field
         self.city_field = matching.city_field or rules.city_field
 
@@ -113,19 +113,7 @@ class NameMatcher:
         return result
 
     def _to_ask(self, records: Sequence[CrmRecord]) -> list[_Asked]:
-        """The records to search: a name and a supported country, and not searched under this name before."""
-        candidates = []
-        for record in records:
-            name = str(record.get(self.name_field) or "").strip()
-            country = str(
-                self.spec.salesforce.country or record.get(self.spec.salesforce.country_field or "") or ""
-            )
-            if name and country.upper() in SUPPORTED_COUNTRIES:
-                candidates.append(_Asked(record, country.upper(), name, name_hash(name)))
-        ids = [str(item.record["Id"]) for item in candidates]
-        with session_scope() as session:
-            known = store.known_hashes(session, self.connection_id, self.spec.salesforce.object, ids)
-        return [item for item in candidates if known.get(str(item.record["Id"])) != item.digest]
+        return to_ask(self.spec, self.connection_id, records)
 
     def _search_one(self, item: _Asked) -> tuple[Verdict, dict[str, Any]]:
         found = self.search.search_by_name(search_text(item.name), item.country)
@@ -167,6 +155,27 @@ class NameMatcher:
                 row = by_id[answer.record_id]
                 row.update(status=MatchStatus.REVIEW.value, org_number=None)
                 row["reason"] = f"writing the org number failed ({answer.error_code}); approve to try again"
+
+
+def name_field_of(spec: ConnectionSpec) -> str:
+    """The company-name field a name search reads: ``[matching] name_field``, else the object's own."""
+    return spec.matching.name_field or rules_for(spec.salesforce.object).name_field
+
+
+def to_ask(spec: ConnectionSpec, connection_id: int, records: Sequence[CrmRecord]) -> list[_Asked]:
+    """The records to search: a name and a supported country, and not searched under this name before (a
+    rejected, unmatched or skipped record is asked again only once its name changes)."""
+    name_field, sf = name_field_of(spec), spec.salesforce
+    candidates = []
+    for record in records:
+        name = str(record.get(name_field) or "").strip()
+        country = str(sf.country or record.get(sf.country_field or "") or "")
+        if name and country.upper() in SUPPORTED_COUNTRIES:
+            candidates.append(_Asked(record, country.upper(), name, name_hash(name)))
+    ids = [str(item.record["Id"]) for item in candidates]
+    with session_scope() as session:
+        known = store.known_hashes(session, connection_id, sf.object, ids)
+    return [item for item in candidates if known.get(str(item.record["Id"])) != item.digest]
 
 
 def _text(value: object) -> str | None:

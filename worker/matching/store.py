@@ -52,3 +52,21 @@ def waiting(session: Session, connection_id: int, limit: int = 100) -> list[Name
         .limit(limit)
     )
     return list(session.execute(query).scalars())
+
+
+def page(
+    session: Session,
+    connection_id: int,
+    *,
+    status: MatchStatus | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> tuple[list[NameMatch], bool]:
+    """Newest first; up to ``limit`` rows (after the row ``after_id`` of the last page) and whether more follow."""
+    query = select(NameMatch).where(NameMatch.connection_id == connection_id)
+    if status is not None:
+        query = query.where(NameMatch.status == status.value)
+    if after_id is not None:
+        query = query.where(NameMatch.id < after_id)
+    rows = list(session.scalars(query.order_by(NameMatch.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit

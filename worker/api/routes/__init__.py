@@ -1,2 +1,2 @@
 """The API's routers, one module per resource: ``runs``, ``backfills``, ``alerts``, ``settings``, ``report``,
-``health``."""
+``changes``, ``matches``, ``retention``, ``health``."""

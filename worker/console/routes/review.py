@@ -1,4 +1,5 @@
-"""The review queue of a connection: changes waiting for a person, approved or rejected one by one or in bulk.
+"""The review queue of a connection: changes and name matches waiting for a person, approved or rejected one by
+one or in bulk (name-match decisions: ``review_matches``).
 
 Decisions go through the API's own handlers, so they are checked, written and audited exactly as there.
 """
@@ -15,10 +16,12 @@ from worker.api import pagination
 from worker.api.deps import ConnectionName
 from worker.api.problems import ApiError
 from worker.api.routes import changes as api_changes
+from worker.api.routes import matches as api_matches
 from worker.changes.models import ChangeOutcome
 from worker.console.auth import Acting, Form, Viewing
 from worker.console.render import page
 from worker.console.routes.common import after_action, scope
+from worker.matching.models import MatchStatus
 from worker.roles import Role
 
 router = APIRouter()
@@ -26,13 +29,15 @@ Cursor = Annotated[str | None, Query(pattern=pagination.PATTERN)]
 
 
 @router.get("/console/connections/{c}/review")
-def review(request: Request, c: ConnectionName, visitor: Viewing, cursor: Cursor = None) -> Response:
-    found = api_changes.list_changes(
-        scope=scope(visitor, c), status=ChangeOutcome.REVIEW, cursor=cursor, limit=100
-    )
+def review(
+    request: Request, c: ConnectionName, visitor: Viewing, cursor: Cursor = None, match_cursor: Cursor = None
+) -> Response:
+    seen = scope(visitor, c)
+    found = api_changes.list_changes(scope=seen, status=ChangeOutcome.REVIEW, cursor=cursor, limit=100)
+    matches = api_matches.list_matches(scope=seen, status=MatchStatus.REVIEW, cursor=match_cursor, limit=100)
     return page(
         request, "review.html", connection=c, changes=found["items"], next_cursor=found["next_cursor"],
-        said=request.query_params.get("said"),
+        matches=matches["items"], next_match_cursor=matches["next_cursor"], said=request.query_params.get("said"),
     )  # fmt: skip
 
 
