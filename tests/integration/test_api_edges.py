@@ -19,7 +19,7 @@ from worker.api.app import create_app
 from worker.api.throttle import MemoryThrottle
 
 #: A value for each path parameter of the API, so that every route can be called.
-SAMPLE_PARAMS = {"c": A, "run_id": "1", "alert_id": "1"}
+SAMPLE_PARAMS = {"c": A, "run_id": "1", "alert_id": "1", "match_id": "1"}
 
 
 @dataclass(frozen=True)
