@@ -20,6 +20,7 @@ from worker.changes.events import Origin, ReviewItem
 from worker.changes.planned import Origins, Settled
 from worker.company import Company, CompanyKey, LookupResult
 from worker.crm.port import CrmClient, CrmRecord, WriteResult
+from worker.crm.value_fit import VALUE_DOES_NOT_FIT
 from worker.crm.values import value_hash
 from worker.errors import (
     InvalidOrgNumber,
@@ -302,12 +303,8 @@ class ChunkWork:
                 self.outcome.written_ok.append(result.record_id)
             else:
                 self.outcome.written_failed.append(result.record_id)
-                self._fail(
-                    result.record_id,
-                    None,
-                    result.error_code or "CRM_WRITE_FAILED",
-                    mask_values(result.message or ""),
-                )
+                code = result.error_code or "CRM_WRITE_FAILED"
+                self._fail(result.record_id, None, code, _stored_message(code, result.message or ""))
 
     def _fail(self, record_id: str, org_number: str | None, code: str, message: str) -> None:
         self.outcome.failures.append(Failure(record_id, org_number, code, message))
@@ -328,3 +325,10 @@ class ChunkWork:
                 f"chunk {self.claim.chunk_id} attempt {self.claim.attempt} lost its lease to another attempt; "
                 "it stopped without writing"
             )
+
+
+def _stored_message(code: str, message: str) -> str:
+    """A write failure's message as the ledger keeps it: Salesforce's with its quoted values and long numbers
+    masked (a validation rule may quote CRM values); regsync's own value-fit refusal as it is (it names only a
+    picklist value of the registry's mapping, which the admin needs to add)."""
+    return message if code == VALUE_DOES_NOT_FIT else mask_values(message)
