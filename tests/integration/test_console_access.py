@@ -340,3 +340,27 @@ def _record_of(match_id: int) -> str:
         row = session.get(NameMatch, match_id)
         assert row is not None
         return row.record_id
+
+
+def test_no_console_page_holds_a_key_a_secret_or_the_session_token(console: Console) -> None:
+    """Every page an admin can open, with data in it: no API key, no Salesforce secret, no registry token, no
+    REGSYNC_SECRET_KEY and no session token (the cookie's value) is ever rendered."""
+    import os
+
+    admin = console.browser("admin")
+    session_token = admin.client.cookies.get("regsync_console")
+    secrets = [
+        *console.world.keys.values(),
+        console.world.b_admin,
+        console.stack.client_secret,
+        console.stack.registry_token,
+        os.environ.get("REGSYNC_SECRET_KEY", ""),
+        str(session_token or ""),
+    ]
+    secrets = [s for s in secrets if len(s) >= 8]
+    assert len(secrets) >= 6
+    pages = [t for (method, t) in MATRIX if method == "GET"]
+    for template in sorted(pages):
+        status, html = admin.get(_paths(template, console.world, tenant="a"))
+        assert status == 200, template
+        assert [s for s in secrets if s in html] == [], template
