@@ -140,7 +140,15 @@ def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(  # noqa:
     }
     assert max(stack.salesforce.writes.values()) == 1
     assert received > truth.unique_valid_org_numbers, "the dead attempt's lookups were not asked again"
-    assert final["registry_calls"] == received, (final["registry_calls"], received)
+    # Chunks alone: one request in flight in the killed process, the one the registry received, so the ledger
+    # equals the log. With the pump, that process has two senders (the pump's one request and a chunk's): a request
+    # killed on its way out is counted and never received, so the count may exceed the log by that one (seen: 319
+    # against 318), never fall below it.
+    in_flight = 2 if pump else 1
+    assert received <= final["registry_calls"] <= received + in_flight - 1, (
+        final["registry_calls"],
+        received,
+    )
     assert sweeper.totals()["expired_chunks"] >= 1 and not sweeper.errors
 
 
