@@ -366,3 +366,40 @@ def test_sandbox_brreg_bodies_use_only_documented_keys() -> None:
         else:
             assert key_paths(body) <= documented, key_paths(body) - documented
     assert deleted > 0
+
+
+# --- name search (PROTOCOLS.md 1.2 and 2.1: the endpoints; the Proff body shape is an assumption) ------------
+
+
+def test_brreg_name_search_page_of_the_examples_gives_live_units_as_candidates() -> None:
+    from worker.registry.brreg import brreg_candidates
+    from worker.registry.search import search_answer
+
+    page = batch_page([example("brreg_unit.json"), example("brreg_deleted_unit.json")])
+    candidates = search_answer(page, brreg_candidates)
+
+    unit = example("brreg_unit.json")
+    assert [(c.country, c.org_number, c.name) for c in candidates] == [("NO", "915238475", unit["navn"])]
+    assert candidates[0].legal_form == unit["organisasjonsform"]["kode"]  # the deleted unit is no candidate
+    assert search_answer(batch_page([]), brreg_candidates) == []  # an empty page has no _embedded
+
+
+def test_proff_name_search_reads_register_company_hits_and_fails_closed_on_another_shape() -> None:
+    from worker.registry.proff import proff_candidates
+    from worker.registry.search import search_answer
+
+    def answer(body: object) -> httpx.Response:
+        request = httpx.Request("GET", "https://api.proff.no/api/companies/register/NO?query=x")
+        return httpx.Response(200, content=json.dumps(body).encode(), request=request)
+
+    hits = search_answer(
+        answer({"numberOfHits": 1, "companies": [enk()]}), lambda p: proff_candidates(p, "NO")
+    )
+    assert [(c.org_number, c.name, c.legal_form) for c in hits] == [
+        ("924880155", "KARI NORDMANN DESIGN", "ENK")
+    ]
+    for body in ({"numberOfHits": 1}, {"companies": {"a": 1}}, ["not", "an", "object"]):
+        with pytest.raises(RegistryMalformed):
+            search_answer(answer(body), lambda p: proff_candidates(p, "NO"))
+    with pytest.raises(RegistryMalformed):
+        search_answer(httpx.Response(500, request=answer({}).request), lambda p: proff_candidates(p, "NO"))
