@@ -369,8 +369,13 @@ def test_sigkilled_worker_loses_no_record_and_no_count(
             lost = kill_after_write(world, victim, monkeypatch)
         else:
             lost = freeze_inside_chunk(victim)
+            # Up to a lease for the chunk to be requeued, the frozen worker's registry-pump claims (twice the
+            # registry timeout + 5 s = 25 s) before the survivor fetches those numbers itself, then the survivor's
+            # own queue first: 60 s was too short once on a loaded CI machine.
             wait_until(
-                lambda: chunk_row(lost[0]).status == ChunkStatus.DONE.value, 60, "the other worker to redo it"
+                lambda: chunk_row(lost[0]).status == ChunkStatus.DONE.value,
+                120,
+                "the other worker to redo it",
             )
             victim.signal_group(signal.SIGCONT)  # it wakes up inside a chunk that is no longer its own
         killed_at = time.monotonic()
