@@ -303,6 +303,12 @@ class StateConflict(LedgerError):
     code = "STATE_CONFLICT"
 
 
+class RunClosed(StateConflict):
+    """The run closed while this attempt was still at work; nothing more is asked of the registry for it."""
+
+    code = "RUN_CLOSED"
+
+
 class ChangeNotFound(LedgerError):
     """No such change event in this connection; list them with `regsync changes list CONNECTION`."""
 

@@ -12,8 +12,11 @@ import pytest
 import redis
 
 from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
+from worker.errors import RunClosed
 from worker.sync.company_cache import lookup_once
 from worker.sync.company_cache_stores import LocalCompanyCache, RedisCompanyCache
+from worker.sync.run_closed import closed_key
+from worker.sync.send_tally import SendTally
 
 KEYS = [CompanyKey("NO", f"9{i:08d}") for i in range(40)]
 
@@ -105,7 +108,38 @@ def test_dropping_a_run_forgets_its_companies(redis_url: str) -> None:
     lookup_once(cache, CountingRegistry(), KEYS[:3], "1:1")
     assert client.keys("regsync:run:{9-1}:*")
     cache.drop()
-    assert client.keys("regsync:run:*") == []
+    assert client.keys("regsync:run:*") == [b"regsync:run:{9-1}:closed"]  # the closed mark: no data in it
+    assert client.get("regsync:run:{9-1}:closed") == b"1"
+
+
+@pytest.mark.parametrize("where", ["redis", "local"])
+def test_a_closed_runs_cache_grants_no_claim_and_keeps_nothing(where: str, redis_url: str) -> None:
+    """An attempt still at work when its run closed (the pump, a chunk taken over) fetches and stores nothing."""
+    client = redis.Redis.from_url(redis_url)
+    cache = RedisCompanyCache(client, "9-2") if where == "redis" else LocalCompanyCache()
+    assert cache.claim(KEYS[:2], "pump:1", ttl_s=5) == KEYS[:2]  # claimed before the close, answered after it
+    cache.drop()
+    cache.put_many({KEYS[0]: Company(org_number=KEYS[0].org_number, country="NO")}, "pump:1")
+    with pytest.raises(RunClosed):
+        cache.claim(KEYS[2:4], "1:1", ttl_s=5)
+    registry = CountingRegistry()
+    with pytest.raises(RunClosed):
+        lookup_once(cache, registry, KEYS[2:4], "1:1")
+    assert registry.calls == 0 and cache.get_many(KEYS[:4]) == {}
+    if where == "redis":
+        assert client.keys("regsync:run:{9-2}:*") == [b"regsync:run:{9-2}:closed"]
+
+
+def test_a_closed_runs_requests_are_refused_before_they_are_sent_and_not_counted(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.delete(closed_key("9-3"), "regsync:run:{9-3}:sends")
+    tally = SendTally(client, "9-3", "pump:1")
+    tally()
+    tally()
+    client.set(closed_key("9-3"), b"1")  # what the closing chunk does before it reads the tallies
+    with pytest.raises(RunClosed):
+        tally()
+    assert client.hget("regsync:run:{9-3}:sends", "pump:1") == b"2"
 
 
 def test_a_chunk_waiting_for_another_keeps_its_own_lease_alive() -> None:

@@ -337,15 +337,27 @@ def test_sandbox_refuses_writes_and_untrusted_clients(registry: SandboxRegistry,
 
 
 def test_our_client_without_the_sandbox_ca_fails_fast_on_verification(
-    registry: SandboxRegistry, dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+    registry: SandboxRegistry,
+    dataset: Dataset,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     proff = provider("proff", registry)
-    with pytest.raises(RegistryError, match="TLS certificate verification failed"):
+    with (
+        caplog.at_level(logging.INFO, logger="worker.registry.http"),
+        pytest.raises(RegistryError, match="TLS certificate verification failed"),
+    ):
         proff.lookup_many([key(companies(dataset, "NO")[0])])
     proff.close()
-    assert proff.calls == 1  # a certificate problem is not retried
+    attempts = [
+        r
+        for r in caplog.records
+        if r.name == "worker.registry.http" and r.getMessage().startswith("registry GET")
+    ]
+    assert [getattr(r, "attempt", None) for r in attempts] == [1]  # a certificate problem is not retried
+    assert proff.calls == 0 and registry.requests == []  # nothing went on the wire: no call counted
 
 
 def test_http_base_url_is_refused_by_the_spec(registry: SandboxRegistry) -> None:

@@ -215,7 +215,11 @@ class RegistryHttp:
 
     @property
     def calls(self) -> int:
-        """HTTP requests sent so far, retries included."""
+        """HTTP requests sent so far (their headers went on the wire), retries included.
+
+        Counted as the rate-limit token is taken, exactly where the registry starts counting: a request refused
+        before that (a TLS handshake refused, a closed run: worker.sync.run_closed) is not a call.
+        """
         return self._calls
 
     @calls.setter
@@ -264,8 +268,6 @@ class RegistryHttp:
         request_headers = {**(headers or {}), CORRELATION_HEADER: correlation_id}
         started = time.perf_counter()
         status: int | str = "error"
-        with self._lock:
-            self._calls += 1
         send = _SendGate(self._acquire)
         try:
             with _registry_call():
@@ -290,6 +292,8 @@ class RegistryHttp:
         waiting = time.perf_counter()
         self._limiter.acquire()
         metrics.rate_limit_waited(self.provider, time.perf_counter() - waiting)
+        with self._lock:
+            self._calls += 1
 
     def _classify(self, response: httpx.Response, attempt: int) -> httpx.Response | _Retry:
         status = response.status_code

@@ -8,11 +8,13 @@ or the whole run failed.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from worker.budget import control as budget
@@ -39,6 +41,7 @@ from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import ChunkOutcome
 from worker.sync.pump import resume_if_lost
+from worker.sync.run_closed import mark_closed, unmark_closed
 from worker.sync.runtime import (
     ClientFactory,
     counting_registry_sends,
@@ -157,34 +160,76 @@ def _finish(
 ) -> None:
     """Record the chunk's outcome and add it to the run, atomically, if this attempt still owns the chunk."""
     now = utcnow()
-    counts = outcome.counts()
-    with session_scope() as session:
-        if not chunks.finish(session, claim, status, now, counts=counts, error=error):
-            log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
-            return
-        chunks.add_failures(session, claim.run_id, claim.chunk_id, outcome.ledger_rows(), claim.attempt)
-        writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
-        writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
-        runs.add_chunk_result(session, claim.run_id, counts, now, api_used=outcome.api_used)
-        runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
-        field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
-        if (
-            status is ChunkStatus.DONE or outcome.failures
-        ):  # else (cancelled, run failed) the next run carries
-            planned.settle(
-                session, claim.run_id, claim.record_ids, outcome.settled()
-            )  # a changes run's events
-        closed = runs.maybe_close(session, claim.run_id, now, listener=dispatch)
+    closing = _PumpAtClose(claim.run_id, claim.run_tag)
+    try:
+        with session_scope() as session:
+            if not chunks.finish(session, claim, status, now, counts=outcome.counts(), error=error):
+                log.warning("chunk taken over by another attempt", extra={"chunk_id": claim.chunk_id})
+                return
+            _record(session, claim, status, outcome, now)
+            closed = runs.maybe_close(session, claim.run_id, now, listener=dispatch)
+            if closed is not None:
+                closing.count(session)
+    except BaseException:
+        closing.undo()  # the close did not commit: the run's requests go on
+        raise
     if closed is not None:
         log.info("run finished", extra={"run_id": claim.run_id, "status": closed.value})
         _drop_cache(claim.run_id, claim.run_tag)
 
 
+def _record(session: Session, claim: Claim, status: ChunkStatus, outcome: Outcome, now: dt.datetime) -> None:
+    """The chunk's failures, writes, counts and field changes, into the run (the finishing transaction)."""
+    counts = outcome.counts()
+    chunks.add_failures(session, claim.run_id, claim.chunk_id, outcome.ledger_rows(), claim.attempt)
+    writes.confirm(session, claim.connection_id, claim.run_id, outcome.written_ok, now)
+    writes.clear(session, claim.connection_id, claim.run_id, outcome.written_failed)
+    runs.add_chunk_result(session, claim.run_id, counts, now, api_used=outcome.api_used)
+    runs.record_api_limit(session, claim.run_id, outcome.api_used, outcome.api_limit)
+    field_changes.add(session, claim.run_id, outcome.field_changes)  # after the run row lock (see add)
+    if status is ChunkStatus.DONE or outcome.failures:  # else (cancelled, run failed) the next run carries
+        planned.settle(session, claim.run_id, claim.record_ids, outcome.settled())  # a changes run's events
+
+
+class _PumpAtClose:
+    """The closing transaction's count of the run's registry pump (worker.sync.run_closed).
+
+    :meth:`count` stops the run's registry requests, then adds what its pump sent beyond its last report: marked
+    first, so that the count committed with the close is every request the registry will get. Should Redis fail,
+    the pump's own next report still counts its requests. :meth:`undo` lifts the mark if the close did not commit.
+    """
+
+    def __init__(self, run_id: int, run_tag: str) -> None:
+        self.run_id, self.run_tag, self.marked = run_id, run_tag, False
+
+    def count(self, session: Session) -> None:
+        try:
+            mark_closed(get_settings(), self.run_tag)
+            self.marked = True
+            pump_ledger.charge_lost(session, self.run_id, self.run_tag)
+        except RegsyncError as exc:  # a closed run must not fail over its pump's count
+            log.warning(
+                "registry pump's last calls not counted at close: %s",
+                exc.message,
+                extra={"run_id": self.run_id},
+            )
+
+    def undo(self) -> None:
+        if not self.marked:
+            return
+        try:
+            unmark_closed(get_settings(), self.run_tag)
+        except RegsyncError as exc:
+            log.error(
+                "a run that did not close refuses registry requests: %s",
+                exc.message,
+                extra={"run_id": self.run_id},
+            )
+
+
 def _drop_cache(run_id: int, run_tag: str) -> None:
-    """A closed run: count what a killed pump sent since its last report, then drop the cache and the tallies."""
+    """A closed run: drop its company cache and its send tallies."""
     try:
-        with session_scope() as session:
-            pump_ledger.charge_lost(session, run_id, run_tag)
         cache_for_run(get_settings(), run_id).drop()
         forget_run(get_settings(), run_tag)
     except RegsyncError as exc:  # the cache expires by itself; a closed run must not fail over it

@@ -38,11 +38,15 @@ class CompanyCache(Protocol):
     def get_many(self, keys: Sequence[CompanyKey]) -> dict[CompanyKey, Company]: ...
 
     def claim(self, keys: Sequence[CompanyKey], owner: str, ttl_s: float) -> list[CompanyKey]:
-        """Claim the keys that are unclaimed, expired or already ``owner``'s chunk's; returns those claimed."""
+        """Claim the keys that are unclaimed, expired or already ``owner``'s chunk's; returns those claimed.
+
+        Raises:
+            RunClosed: the run closed (worker.sync.run_closed); nothing more is fetched for it.
+        """
         ...
 
     def put_many(self, companies: dict[CompanyKey, Company], owner: str) -> None:
-        """Store fetched companies and drop ``owner``'s claims on them."""
+        """Store fetched companies and drop ``owner``'s claims on them (a closed run's cache keeps nothing)."""
         ...
 
     def release(self, keys: Sequence[CompanyKey], owner: str) -> None:
@@ -50,7 +54,7 @@ class CompanyCache(Protocol):
         ...
 
     def drop(self) -> None:
-        """Forget the run's cache (it closed)."""
+        """Forget the run's cache (it closed); from now on a claim raises RunClosed and a store keeps nothing."""
         ...
 
 

@@ -2,7 +2,8 @@
 
 Redis keys (one Cluster slot per run): ``regsync:run:{<run tag>}:companies`` (field ``CC:orgnr`` → Company
 JSON) and ``…:claims`` (field → ``<chunk id>:<attempt>|<deadline µs, Redis time>``). Claims are taken and
-released in Lua so that check-and-set is atomic across workers.
+released in Lua so that check-and-set is atomic across workers. Once the run closed (``…:closed``,
+worker.sync.run_closed), a claim raises RunClosed and a store keeps nothing.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from worker.company import Company, CompanyKey
+from worker.errors import RunClosed
 from worker.infra import process_state
 from worker.infra.shared_state import redis_errors, row_tag, shared_redis
 from worker.ledger.db import session_scope
 from worker.ledger.models import Run
 from worker.sync.company_cache import CompanyCache, decode, encode, field_of
+from worker.sync.run_closed import CLOSED_TTL_MS, closed_key
 
 #: Milliseconds the run's hashes live after their last write (a run that never closes cleans up anyway).
 CACHE_TTL_MS = 86_400_000
 
-# KEYS[1] claims, KEYS[2] companies. ARGV[1] owner, ARGV[2] owner's chunk prefix, ARGV[3] ttl µs, ARGV[4..] fields.
+# KEYS[1] claims, KEYS[2] companies, KEYS[3] the run's closed marker. ARGV[1] owner, ARGV[2] owner's chunk prefix,
+# ARGV[3] ttl µs, ARGV[4..] fields. -1: the run closed (worker.sync.run_closed), nothing claimed.
 _CLAIM_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local value = ARGV[1] .. '|' .. string.format('%.0f', now + tonumber(ARGV[3]))
@@ -52,6 +57,14 @@ redis.call('PEXPIRE', KEYS[1], TTL_MS)
 return won
 """.replace("TTL_MS", str(CACHE_TTL_MS))
 
+# KEYS[1] companies, KEYS[2] the run's closed marker. ARGV: field, JSON, field, JSON, ... Nothing once it closed.
+_PUT_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('PEXPIRE', KEYS[1], TTL_MS)
+return 0
+""".replace("TTL_MS", str(CACHE_TTL_MS))
+
 # KEYS[1] claims. ARGV[1] owner, ARGV[2..] fields: drop the claims this owner holds.
 _RELEASE_LUA = """
 local prefix = ARGV[1] .. '|'
@@ -74,7 +87,9 @@ class RedisCompanyCache:
         self._redis = client
         self._companies = f"regsync:run:{{{run_tag}}}:companies"
         self._claims = f"regsync:run:{{{run_tag}}}:claims"
+        self._closed = closed_key(run_tag)
         self._claim = client.register_script(_CLAIM_LUA)
+        self._put = client.register_script(_PUT_LUA)
         self._release = client.register_script(_RELEASE_LUA)
 
     def get_many(self, keys: Sequence[CompanyKey]) -> dict[CompanyKey, Company]:
@@ -88,17 +103,17 @@ class RedisCompanyCache:
         by_field = {field_of(key): key for key in keys}
         args: list[str | int] = [owner, _chunk_prefix(owner), int(ttl_s * 1_000_000), *by_field]
         with redis_errors("claiming registry lookups"):
-            won = self._claim(keys=[self._claims, self._companies], args=args)
+            won = self._claim(keys=[self._claims, self._companies, self._closed], args=args)
+        if won == -1:
+            raise RunClosed()
         return [by_field[raw.decode()] for raw in won]
 
     def put_many(self, companies: dict[CompanyKey, Company], owner: str) -> None:
         if not companies:
             return
+        pairs = [part for key, company in companies.items() for part in (field_of(key), encode(company))]
         with redis_errors("storing fetched companies"):
-            pipe = self._redis.pipeline()
-            pipe.hset(self._companies, mapping={field_of(k): encode(c) for k, c in companies.items()})
-            pipe.pexpire(self._companies, CACHE_TTL_MS)
-            pipe.execute()
+            self._put(keys=[self._companies, self._closed], args=pairs)  # refused once closed: not kept
         self.release(list(companies), owner)
 
     def release(self, keys: Sequence[CompanyKey], owner: str) -> None:
@@ -110,6 +125,9 @@ class RedisCompanyCache:
     def drop(self) -> None:
         with redis_errors("dropping the run's company cache"):
             self._redis.delete(self._companies, self._claims)
+            self._redis.set(
+                self._closed, b"1", px=CLOSED_TTL_MS
+            )  # already set by the closing chunk, as a rule
 
 
 class LocalCompanyCache:
@@ -119,6 +137,7 @@ class LocalCompanyCache:
         self._lock = threading.Lock()
         self._companies: dict[CompanyKey, Company] = {}
         self._claims: dict[CompanyKey, tuple[str, float]] = {}
+        self._closed = False
 
     def get_many(self, keys: Sequence[CompanyKey]) -> dict[CompanyKey, Company]:
         with self._lock:
@@ -127,6 +146,8 @@ class LocalCompanyCache:
     def claim(self, keys: Sequence[CompanyKey], owner: str, ttl_s: float) -> list[CompanyKey]:
         now, prefix, won = time.monotonic(), _chunk_prefix(owner), []
         with self._lock:
+            if self._closed:
+                raise RunClosed()
             for key in keys:
                 holder = self._claims.get(key)
                 free = holder is None or holder[1] < now or holder[0].startswith(prefix)
@@ -137,7 +158,8 @@ class LocalCompanyCache:
 
     def put_many(self, companies: dict[CompanyKey, Company], owner: str) -> None:
         with self._lock:
-            self._companies.update(companies)
+            if not self._closed:
+                self._companies.update(companies)
         self.release(list(companies), owner)
 
     def release(self, keys: Sequence[CompanyKey], owner: str) -> None:
@@ -150,6 +172,7 @@ class LocalCompanyCache:
         with self._lock:
             self._companies.clear()
             self._claims.clear()
+            self._closed = True
 
 
 _LOCAL: OrderedDict[str, LocalCompanyCache] = OrderedDict()

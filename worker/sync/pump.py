@@ -12,6 +12,8 @@ slot from the chunks. Its heartbeat (several a second) extends its lease, stores
 and reads the run: cancel, a budget pause or the run's end stop it within a beat. A pump that dies is resumed
 by the sweeper from its cursor (worker.sync.sweeper), like a planner; its requests are tallied in Redis as they
 go on the wire (worker.sync.send_tally), so the calls it made after its last report still reach the run's count.
+A stopping pump keeps its lease until its requests in flight ended, then reports them all. Once the run closed, it
+can send nothing more: the closing chunk refuses the run's requests before it counts them (worker.sync.run_closed).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from contextlib import contextmanager
 
 from config.settings import Settings, get_settings
 from worker.company import CompanyKey
-from worker.errors import RegsyncError
+from worker.errors import RegsyncError, RunClosed
 from worker.registry.brreg import MAX_BATCH, BrregProvider
 from worker.registry.port import RegistryProvider
 from worker.sync import pump_ledger
@@ -155,26 +157,35 @@ class Pump:
         self._pool = ThreadPoolExecutor(max_workers=pace.cap, thread_name_prefix=f"pump-{claim.run_id}")
 
     def run(self) -> None:
+        """Pump until done or told to stop; then, once every request it started has ended, report them all.
+
+        The last report comes after the pool drained, so that a request still on its way when the pump stopped is
+        counted too; the lease is held until then, so no other pump starts while this one's requests are out.
+        """
+        finished = False
         try:
-            self._loop()
-        except BaseException:
-            pump_ledger.release(self.claim, self._cursor(), self.registry.calls)
-            raise
+            finished = self._loop()
+        except RunClosed:  # the run closed while the pump was behind the chunks: nothing more to fetch
+            log.info("registry pump stopped: the run closed", extra={"run_id": self.claim.run_id})
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            if finished:
+                pump_ledger.finish(self.claim, self.next_seq, self.registry.calls)
+            else:
+                pump_ledger.release(self.claim, self._cursor(), self.registry.calls)
 
-    def _loop(self) -> None:
+    def _loop(self) -> bool:
+        """True when every planned key was fetched; False when told to stop (cancel, pause, run ended, taken over)."""
         beat_at = 0.0
         while True:
             if time.monotonic() >= beat_at:
                 if self._beat():
-                    return
+                    return False
                 beat_at = time.monotonic() + BEAT_S
             self._refill()
             if self._finished():
-                pump_ledger.finish(self.claim, self.next_seq, self.registry.calls)
                 log.info("registry pump done", extra={"run_id": self.claim.run_id})
-                return
+                return True
             self._submit()
             self._collect()
 
@@ -184,7 +195,6 @@ class Pump:
         self.planned_complete = state.planned_complete
         if state.stop is not None:
             log.info("registry pump stopped: %s", state.stop, extra={"run_id": self.claim.run_id})
-            self.pending.clear()
             for future, part in self.in_flight.items():
                 if future.cancel():  # never started: its keys' claims go back at once
                     self.cache.release([key for _, key in part], self.owner)

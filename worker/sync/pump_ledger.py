@@ -159,7 +159,8 @@ def beat(claim: PumpClaim, seq: int, calls: int) -> RunState:
             return RunState(False, "lost", bool(row.planned_complete))
         values: dict[str, object] = {"pump_seq": seq, **_reported(calls)}
         stop = _stop_reason(row.status, bool(row.cancel_requested), row.error_code)
-        values["pump_lease_until"] = now if stop else now + dt.timedelta(seconds=lease_s())
+        if stop is None:  # a stopping pump keeps its lease until its requests ended (release)
+            values["pump_lease_until"] = now + dt.timedelta(seconds=lease_s())
         session.execute(update(Run).where(_is_mine(claim)).values(**values))
     return RunState(True, stop, bool(row.planned_complete))
 
@@ -168,14 +169,15 @@ def _stop_reason(status: str, cancel_requested: bool, error_code: str | None) ->
     if cancel_requested:
         return "cancelled"
     if status == RunStatus.PAUSED_BUDGET.value:
-        return "paused"  # lease left expired: the sweeper sends the pump again when the run resumes
+        return "paused"  # released once its requests ended: the sweeper sends it again when the run resumes
     if status != RunStatus.RUNNING.value or error_code:
         return "ended"
     return None
 
 
 def release(claim: PumpClaim, seq: int, calls: int) -> None:
-    """The pump stopped on an error: report its calls and let its lease run out now (the sweeper resends it)."""
+    """The pump stopped (told to, or on an error) and its requests ended: report its calls and let its lease run
+    out now (the sweeper resends it if the run still needs it)."""
     with session_scope() as session:
         session.execute(
             update(Run)

@@ -6,7 +6,8 @@ before. One that dies (SIGKILL, lost machine) cannot; whoever takes its chunk ov
 claim, the sweeper's give-up) adds what this tally says the dead attempt sent. A request counts when it is about to
 go on the wire (after its connection is set up, when its rate-limit token is taken), so an attempt killed with
 requests in flight may count up to ``registry_concurrency`` requests the registry never received: the count errs
-on the side of the quota.
+on the side of the quota. Once the run closed, a request is refused here instead, before it is sent
+(worker.sync.run_closed).
 
 The run's registry pump (worker.sync.pump) is tallied the same way, per pump attempt: a pump reports its calls
 with its heartbeat, and whoever takes a dead pump's run over, or closes the run, adds what it sent beyond its last
@@ -26,9 +27,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from worker.errors import RegsyncError
+from worker.errors import RegsyncError, RunClosed
 from worker.infra.shared_state import redis_errors, shared_redis
 from worker.ledger.models import Run
+from worker.sync.run_closed import closed_key
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +49,33 @@ def _pump_field(attempt: int) -> str:
     return f"pump:{attempt}"
 
 
+# KEYS[1] the run's closed marker, KEYS[2] its tallies. ARGV[1] the attempt's field. -1: the run closed, not counted.
+_TALLY_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[2], TTL_MS)
+return n
+""".replace("TTL_MS", str(SENDS_TTL_MS))
+
+
 class SendTally:
-    """Called once per registry request of one attempt (a chunk's or the pump's), as the request goes on the wire."""
+    """Called once per registry request of one attempt (a chunk's or the pump's), as the request goes on the wire.
+
+    Raises:
+        RunClosed: the run closed meanwhile (worker.sync.run_closed); the request is not sent, nor counted.
+        SharedStateUnavailable: Redis failed; the request is not sent.
+    """
 
     def __init__(self, client: redis.Redis, run_tag: str, field: str) -> None:
-        self._redis = client
-        self._key = _key(run_tag)
+        self._keys = [closed_key(run_tag), _key(run_tag)]
         self._field = field
+        self._tally = client.register_script(_TALLY_LUA)
 
     def __call__(self) -> None:
         with redis_errors("counting a registry request"):
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hincrby(self._key, self._field, 1)
-            pipe.pexpire(self._key, SENDS_TTL_MS)
-            pipe.execute()
+            counted = self._tally(keys=self._keys, args=[self._field])
+        if counted == -1:
+            raise RunClosed()
 
 
 def tally_for(settings: Settings, run_tag: str, chunk_id: int, attempt: int) -> SendTally | None:
