@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 import time_machine
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from config.settings import get_settings
 from tests.conftest import RegsyncEnv
 from tests.integration.celery_cluster import (
     ClusterEnv,
@@ -39,12 +42,16 @@ from worker.cli.main import app
 from worker.connections.apply import apply_connection
 from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
+from worker.errors import RunClosed
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.sandbox.tls import RecordedRequest, Reply
+from worker.sync import pump_ledger
+from worker.sync.run_closed import closed_key
 from worker.sync.runner import start_run as start_cluster_run
 from worker.sync.runner import wait_for
+from worker.sync.send_tally import pump_tally_for
 from worker.sync.sweeper import sweep
 
 CONNECTION = "truth"
@@ -153,6 +160,39 @@ def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(  # noqa:
     )
     assert view(run_id)["registry_calls"] == final["registry_calls"]
     assert sweeper.totals()["expired_chunks"] >= 1 and not sweeper.errors
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_the_closing_chunk_stops_the_runs_requests_before_it_counts_the_pumps(
+    env: RegsyncEnv, stack: Stack, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count committed with the close is final: whatever the pump sent is in it, and nothing can follow it."""
+    use_world(monkeypatch, stack, redis_url)
+    connection_id = install_connection(stack, stack.spec_data("closing", requests_per_second=2000, burst=200))
+    dispatch = ListDispatcher()
+    run_id = start_run(connection_id, dispatch)
+    pump = pump_ledger.claim(run_id, 3)  # a pump that sent 3 requests since its last report (it then died)
+    assert pump is not None
+    pump_sends = pump_tally_for(get_settings(), pump.run_tag, pump.attempt)
+    assert pump_sends is not None
+    for _ in range(3):
+        pump_sends()
+    marked_when_counted: list[bool] = []
+    count_the_pump = pump_ledger.charge_lost
+
+    def spy(session: Session, closing_run: int, run_tag: str) -> int:
+        marked_when_counted.append(bool(redis.Redis.from_url(redis_url).exists(closed_key(run_tag))))
+        return count_the_pump(session, closing_run, run_tag)
+
+    monkeypatch.setattr(pump_ledger, "charge_lost", spy)
+    sync_all(dispatch.take_chunks())
+    final = view(run_id)
+
+    assert final["status"] in {"succeeded", "partially_failed"} and marked_when_counted == [True]
+    assert final["registry_calls"] == len(stack.registry.requests) + 3
+    with pytest.raises(RunClosed):
+        pump_sends()  # refused before it is sent: a pump still at work can add nothing to the closed run
+    assert view(run_id)["registry_calls"] == final["registry_calls"]
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
