@@ -303,6 +303,12 @@ class StateConflict(LedgerError):
     code = "STATE_CONFLICT"
 
 
+class AttemptSuperseded(StateConflict):
+    """Another attempt took this work over; this one's registry requests stop here (its calls so far are counted)."""
+
+    code = "ATTEMPT_SUPERSEDED"
+
+
 class RunClosed(StateConflict):
     """The run closed while this attempt was still at work; nothing more is asked of the registry for it."""
 

@@ -11,12 +11,13 @@ from unittest import mock
 import pytest
 import redis
 
+from config.settings import Settings
 from worker.company import Company, CompanyKey, CompanyStatus, LookupResult
-from worker.errors import RunClosed
+from worker.errors import AttemptSuperseded, RunClosed
 from worker.sync.company_cache import lookup_once
 from worker.sync.company_cache_stores import LocalCompanyCache, RedisCompanyCache
 from worker.sync.run_closed import closed_key
-from worker.sync.send_tally import SendTally
+from worker.sync.send_tally import SendTally, retire
 
 KEYS = [CompanyKey("NO", f"9{i:08d}") for i in range(40)]
 
@@ -128,6 +129,25 @@ def test_a_closed_runs_cache_grants_no_claim_and_keeps_nothing(where: str, redis
     assert registry.calls == 0 and cache.get_many(KEYS[:4]) == {}
     if where == "redis":
         assert client.keys("regsync:run:{9-2}:*") == [b"regsync:run:{9-2}:closed"]
+
+
+def test_a_retired_attempt_is_counted_once_and_sends_nothing_more(redis_url: str) -> None:
+    """A chunk attempt (or pump) whose lease ran out was only slow: once another took its work over and counted its
+    calls, its next request is refused, so nothing it sends goes uncounted."""
+    settings = Settings(shared_state="redis", redis_url=redis_url)
+    client = redis.Redis.from_url(redis_url)
+    client.delete("regsync:run:{9-4}:sends", closed_key("9-4"))
+    slow, other = SendTally(client, "9-4", "7:1"), SendTally(client, "9-4", "8:1")
+    for _ in range(3):
+        slow()
+    other()
+    assert retire(settings, "9-4", 7, 1) == 3
+    with pytest.raises(AttemptSuperseded):
+        slow()  # woke up after the takeover: refused, not sent
+    other()  # another attempt of the run goes on
+    assert retire(settings, "9-4", 7, 1) == 3  # a second reader (a retried sweep) counts the same
+    assert retire(settings, "9-4", 8, 1) == 2
+    assert retire(settings, "9-4", 9, 1) == 0  # an attempt that sent nothing
 
 
 def test_a_closed_runs_requests_are_refused_before_they_are_sent_and_not_counted(redis_url: str) -> None:

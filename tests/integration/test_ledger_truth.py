@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 import time_machine
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -42,9 +43,10 @@ from worker.cli.main import app
 from worker.connections.apply import apply_connection
 from worker.connections.secrets import set_secret
 from worker.connections.spec import parse_spec
-from worker.errors import RunClosed
+from worker.errors import AttemptSuperseded, RunClosed
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
+from worker.ledger.models import Run, utcnow
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.sandbox.tls import RecordedRequest, Reply
 from worker.sync import pump_ledger
@@ -193,6 +195,37 @@ def test_the_closing_chunk_stops_the_runs_requests_before_it_counts_the_pumps(
     with pytest.raises(RunClosed):
         pump_sends()  # refused before it is sent: a pump still at work can add nothing to the closed run
     assert view(run_id)["registry_calls"] == final["registry_calls"]
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_pump_taken_over_is_counted_once_and_a_live_one_is_left_alone(
+    env: RegsyncEnv, stack: Stack, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_world(monkeypatch, stack, redis_url)
+    connection_id = install_connection(
+        stack, stack.spec_data("takeover", requests_per_second=2000, burst=200)
+    )
+    run_id = start_run(connection_id, ListDispatcher())
+    first = pump_ledger.claim(run_id, 3)
+    assert first is not None
+    first_sends = pump_tally_for(get_settings(), first.run_tag, first.attempt)
+    assert first_sends is not None
+    first_sends()
+    first_sends()
+    before = view(run_id)["registry_calls"]
+    assert pump_ledger.claim(run_id, 3, resume_only=True) is None  # a chunk's check while the pump is leased
+    first_sends()  # ... leaves it alone: it goes on sending
+    with session_scope() as session:  # its lease runs out: it froze, or it is only slow
+        session.execute(
+            update(Run).where(Run.id == run_id).values(pump_lease_until=utcnow() - dt.timedelta(seconds=1))
+        )
+    second = pump_ledger.claim(run_id, 3, resume_only=True)
+    assert second is not None and second.attempt == 2
+    assert view(run_id)["registry_calls"] == before + 3  # what the first one sent, once
+    with pytest.raises(AttemptSuperseded):
+        first_sends()  # it woke up: refused before sending, so nothing it does goes uncounted
+    pump_ledger.beat(first, 0, 4)  # and its late report counts nothing twice
+    assert view(run_id)["registry_calls"] == before + 3
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)

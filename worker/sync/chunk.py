@@ -48,7 +48,7 @@ from worker.sync.runtime import (
     open_clients,
     shared_stores,
 )
-from worker.sync.send_tally import charge_dead_attempt, forget_run, sent_by, tally_for
+from worker.sync.send_tally import charge_dead_attempt, forget_run, retire, tally_for
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _attempt(claim: Claim, settings: Settings, clients: ClientFactory, dispatch:
 
 def _give_up_lost(claim: Claim, settings: Settings, dispatch: Dispatcher | None) -> None:
     lost, dead = ChunkLost(), claim.attempt - 1
-    calls = sent_by(settings, claim.run_tag, claim.chunk_id, dead) if claim.took_over else 0
+    calls = retire(settings, claim.run_tag, claim.chunk_id, dead) if claim.took_over else 0
     message = f"{lost.message} (attempt {dead} of {settings.chunk_max_attempts})"
     give_up(claim, lost.code, message, registry_calls=calls, dispatch=dispatch)
 

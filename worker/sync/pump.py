@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 from config.settings import Settings, get_settings
 from worker.company import CompanyKey
-from worker.errors import RegsyncError, RunClosed
+from worker.errors import RegsyncError, StateConflict
 from worker.registry.brreg import MAX_BATCH, BrregProvider
 from worker.registry.port import RegistryProvider
 from worker.sync import pump_ledger
@@ -165,8 +165,8 @@ class Pump:
         finished = False
         try:
             finished = self._loop()
-        except RunClosed:  # the run closed while the pump was behind the chunks: nothing more to fetch
-            log.info("registry pump stopped: the run closed", extra={"run_id": self.claim.run_id})
+        except StateConflict as exc:  # the run closed, or another pump took over: nothing more to fetch here
+            log.info("registry pump stopped: %s", exc.message, extra={"run_id": self.claim.run_id})
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             if finished:

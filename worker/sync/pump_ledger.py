@@ -7,7 +7,8 @@ calls it sent so far. A pump whose lease ran out is resumed by the sweeper from 
 Calls are reported as the attempt's running total, and ``pump_reported`` keeps the part already in the run's
 ``registry_calls``; a report adds only what goes beyond it. So a dead pump's last calls, which its send tally holds
 (worker.sync.send_tally), are added by whoever takes its run over (:func:`claim`) or closes the run
-(:func:`charge_lost`), and a pump that was only slow, reporting after that, counts nothing twice.
+(:func:`charge_lost`); either *retires* that attempt (worker.sync.send_tally.retire), so a pump that was only slow
+sends nothing more, and its later report counts nothing twice.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from worker.company import CompanyKey
 from worker.infra.shared_state import row_tag
 from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
-from worker.sync.send_tally import sent_by_pump
+from worker.sync.send_tally import retire_pump
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -87,19 +88,20 @@ def claim(run_id: int, max_attempts: int, *, resume_only: bool = False) -> PumpC
         ):
             return None
         dead = before.pump_attempts  # the attempt this claim takes over (0: none)
-        sent = sent_by_pump(_settings(), row_tag(run_id, before.queued_at), dead)
         won = session.execute(
             update(Run)
             .where(_claimable(run_id, now), Run.pump_attempts == dead)
-            .values(
-                pump_lease_until=now + dt.timedelta(seconds=lease_s()),
-                pump_attempts=dead + 1,
-                registry_calls=Run.registry_calls + _beyond_reported(sent),
-                pump_reported=0,
-            )
+            .values(pump_lease_until=now + dt.timedelta(seconds=lease_s()), pump_attempts=dead + 1)
         )
         if not updated_one(won):
             return None
+        # Won (the row is locked till commit): only now retire the attempt taken over, never a pump still leased.
+        sent = retire_pump(_settings(), row_tag(run_id, before.queued_at), dead)
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(registry_calls=Run.registry_calls + _beyond_reported(sent), pump_reported=0)
+        )
         run = session.execute(select(Run).where(Run.id == run_id)).scalar_one()
         return PumpClaim(
             run.id, run.pump_attempts, run.connection_id, row_tag(run.id, run.queued_at), run.pump_seq
@@ -128,12 +130,13 @@ def _reported(total: int) -> dict[str, object]:
 def charge_lost(session: Session, run_id: int, run_tag: str) -> int:
     """As a run closes: add what its current pump sent beyond its last report (a pump killed since); returns it.
 
-    A pump still alive reports its total later, and only what goes beyond this adds to the count.
+    It retires that attempt (the run is closed anyway): a pump still at work sends nothing more, and its last report
+    adds nothing beyond this.
     """
     attempt, reported = session.execute(
         select(Run.pump_attempts, Run.pump_reported).where(Run.id == run_id)
     ).one()
-    sent = sent_by_pump(_settings(), run_tag, attempt)
+    sent = retire_pump(_settings(), run_tag, attempt)
     if sent <= reported:
         return 0
     session.execute(

@@ -20,7 +20,7 @@ from worker.ledger import chunks, runs
 from worker.ledger.db import session_scope, updated_one
 from worker.ledger.models import Chunk, ChunkStatus, Run, RunStatus, utcnow
 from worker.sync.pump_start import PumpStarter, pump_wanted
-from worker.sync.send_tally import charge_dead_attempt, sent_by
+from worker.sync.send_tally import charge_dead_attempt, retire
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _give_up_lost_chunks(now: dt.datetime, settings: Settings, dispatch: Dispatc
     lost = ChunkLost()
     for claim in claims:
         message = f"{lost.message} (attempt {claim.attempt} of {settings.chunk_max_attempts})"
-        calls = sent_by(settings, claim.run_tag, claim.chunk_id, claim.attempt)
+        calls = retire(settings, claim.run_tag, claim.chunk_id, claim.attempt)
         give_up(claim, lost.code, message, registry_calls=calls, dispatch=dispatch)
     return len(claims)
 
