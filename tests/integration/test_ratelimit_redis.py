@@ -122,9 +122,9 @@ def test_a_late_asker_makes_up_within_the_cap(redis_url: str) -> None:
     in_any_second = max(sum(1 for g in grants if t <= g < t + 0.99) for t in grants)
     assert in_any_second <= 196
     steady = [g for g in grants if started + 1.2 <= g < started + 2.2]
-    assert len(steady) >= 192, len(
-        steady
-    )  # paced at 0.98 R (196 a second) would lose each late 20 ms: about 188
+    # The late 20 ms are made up by the next grants (GCRA's burst). This holds with either spacing: the benefit of
+    # spacing at R showed only in the pump benchmark, where grants are late all the time, not now and then.
+    assert len(steady) >= 192, len(steady)
 
 
 def test_the_chunks_of_one_process_have_one_asker(redis_url: str) -> None:
