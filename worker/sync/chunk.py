@@ -41,7 +41,7 @@ from worker.sync.company_cache_stores import cache_for_run
 from worker.sync.failures import classify, log_if_unexpected
 from worker.sync.outcomes import ChunkOutcome
 from worker.sync.pump import resume_if_lost
-from worker.sync.run_closed import mark_closed, unmark_closed
+from worker.sync.run_closed import mark_closed
 from worker.sync.runtime import (
     ClientFactory,
     counting_registry_sends,
@@ -218,7 +218,7 @@ class _PumpAtClose:
         if not self.marked:
             return
         try:
-            unmark_closed(get_settings(), self.run_tag)
+            mark_closed(get_settings(), self.run_tag, closed=False)
         except RegsyncError as exc:
             log.error(
                 "a run that did not close refuses registry requests: %s",

@@ -28,8 +28,9 @@ def closed_key(run_tag: str) -> str:
     return f"regsync:run:{{{run_tag}}}:closed"
 
 
-def mark_closed(settings: Settings, run_tag: str) -> None:
-    """Refuse the run's registry requests and cache claims from now on (nothing to do without Redis: one process).
+def mark_closed(settings: Settings, run_tag: str, *, closed: bool = True) -> None:
+    """Refuse the run's registry requests and cache claims from now on; ``closed=False`` lifts the mark (the
+    closing transaction did not commit). Nothing to do without Redis (one process).
 
     Raises:
         SharedStateUnavailable: Redis failed.
@@ -37,18 +38,8 @@ def mark_closed(settings: Settings, run_tag: str) -> None:
     client = shared_redis(settings)
     if client is None:
         return
-    with redis_errors("marking a closed run"):
-        client.set(closed_key(run_tag), b"1", px=CLOSED_TTL_MS)
-
-
-def unmark_closed(settings: Settings, run_tag: str) -> None:
-    """The closing transaction did not commit: let the run's requests go on.
-
-    Raises:
-        SharedStateUnavailable: Redis failed.
-    """
-    client = shared_redis(settings)
-    if client is None:
-        return
-    with redis_errors("lifting a closed run's mark"):
-        client.delete(closed_key(run_tag))
+    with redis_errors("marking a closed run" if closed else "lifting a closed run's mark"):
+        if closed:
+            client.set(closed_key(run_tag), b"1", px=CLOSED_TTL_MS)
+        else:
+            client.delete(closed_key(run_tag))
