@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 import time_machine
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -46,7 +46,7 @@ from worker.connections.spec import parse_spec
 from worker.errors import AttemptSuperseded, RunClosed
 from worker.infra.dispatch import CeleryDispatcher
 from worker.ledger.db import session_scope
-from worker.ledger.models import Run, utcnow
+from worker.ledger.models import Chunk, Run, utcnow
 from worker.sandbox.stack import Stack, sandbox_stack
 from worker.sandbox.tls import RecordedRequest, Reply
 from worker.sync import pump_ledger
@@ -161,7 +161,11 @@ def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(  # noqa:
         received,
     )
     assert view(run_id)["registry_calls"] == final["registry_calls"]
-    assert sweeper.totals()["expired_chunks"] >= 1 and not sweeper.errors
+    # The lost chunk was redone: requeued by the sweeper, or claimed straight from its expired lease by the survivor
+    # when the broker redelivered its message first (both count the dead attempt's calls; seen both ways).
+    with session_scope() as session:
+        redone = session.execute(select(func.max(Chunk.attempt)).where(Chunk.run_id == run_id)).scalar_one()
+    assert (sweeper.totals()["expired_chunks"] >= 1 or redone >= 2) and not sweeper.errors
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
