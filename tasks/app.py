@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import beat_init, setup_logging, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    beat_init,
+    setup_logging,
+    task_postrun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from config.celery import get_app
 from config.settings import get_settings
@@ -23,9 +31,27 @@ def _configure_logging(**_kwargs: Any) -> None:
 @worker_process_init.connect
 def _fresh_connections(**_kwargs: Any) -> None:
     # A forked child must not share the parent's database connections.
+    from worker.infra.gc_freeze import freeze_long_lived
     from worker.ledger.db import reset_engines
 
     reset_engines()
+    freeze_long_lived()
+
+
+@worker_init.connect
+def _freeze_before_fork(**_kwargs: Any) -> None:
+    # Short collection pauses (worker.infra.gc_freeze); in the prefork parent, before the pool forks.
+    from worker.infra.gc_freeze import freeze_long_lived
+
+    freeze_long_lived()
+
+
+@task_postrun.connect
+def _freeze_new_modules(**_kwargs: Any) -> None:
+    # A task's first run imports its adapters: leave them out of later collections too.
+    from worker.infra.gc_freeze import freeze_if_modules_grew
+
+    freeze_if_modules_grew()
 
 
 @worker_ready.connect
