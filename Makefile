@@ -22,7 +22,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install services browser lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=20
 
 bench: install services
 	$(BIN)/python -m bench
