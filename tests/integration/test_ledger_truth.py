@@ -161,11 +161,18 @@ def test_calls_of_a_sigkilled_attempt_count_in_the_runs_registry_calls(  # noqa:
         received,
     )
     assert view(run_id)["registry_calls"] == final["registry_calls"]
-    # The lost chunk was redone: requeued by the sweeper, or claimed straight from its expired lease by the survivor
-    # when the broker redelivered its message first (both count the dead attempt's calls; seen both ways).
+    # What the kill lost was redone, and its calls counted by whoever took it over: a chunk, requeued by the sweeper
+    # or claimed straight from its expired lease by the survivor when the broker redelivered its message first; with
+    # the pump, possibly only the pump (the killed process was between two chunks when its pump sent request 70),
+    # resumed as a new pump attempt. CI saw each of the three.
     with session_scope() as session:
         redone = session.execute(select(func.max(Chunk.attempt)).where(Chunk.run_id == run_id)).scalar_one()
-    assert (sweeper.totals()["expired_chunks"] >= 1 or redone >= 2) and not sweeper.errors
+        run = session.get(Run, run_id)
+        assert run is not None
+        pump_attempts = run.pump_attempts
+    chunk_redone = sweeper.totals()["expired_chunks"] >= 1 or redone >= 2
+    assert chunk_redone or (pump and pump_attempts >= 2), (sweeper.totals(), redone, pump_attempts)
+    assert not sweeper.errors
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
