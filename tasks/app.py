@@ -31,16 +31,15 @@ def _configure_logging(**_kwargs: Any) -> None:
 @worker_process_init.connect
 def _fresh_connections(**_kwargs: Any) -> None:
     # A forked child must not share the parent's database connections.
-    from worker.infra.gc_freeze import freeze_long_lived
     from worker.ledger.db import reset_engines
 
     reset_engines()
-    freeze_long_lived()
 
 
-@worker_init.connect
-def _freeze_before_fork(**_kwargs: Any) -> None:
-    # Short collection pauses (worker.infra.gc_freeze); in the prefork parent, before the pool forks.
+@worker_init.connect  # the worker's main process (before a prefork pool forks; a threads pool runs tasks here)
+@worker_process_init.connect  # each prefork pool child
+def _freeze_long_lived(**_kwargs: Any) -> None:
+    # Short collection pauses (worker.infra.gc_freeze).
     from worker.infra.gc_freeze import freeze_long_lived
 
     freeze_long_lived()

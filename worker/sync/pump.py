@@ -255,7 +255,7 @@ class Pump:
         while not self._done.empty():
             done.append(self._done.get_nowait())
         for future in done:
-            self.asking.difference_update(key for _, key in self.in_flight.pop(future, []))
+            self.asking.difference_update(key for _, key in self.in_flight.pop(future))
             if not future.cancelled():
                 future.result()  # an error (auth, limiter wait, Redis) stops the pump: chunks fetch themselves
 
